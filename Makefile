@@ -1,0 +1,29 @@
+# Every target builds the local virtual environment on first use.
+# TORCH_SPEC picks the torch build: the default lets pip choose (a CUDA build
+# on Linux); TORCH_SPEC='torch==2.13.0' takes a CPU wheel where one is provided.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test smoke lint clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+smoke: $(STAMP)
+	$(BIN)/matbench run suites/smoke.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+"""matbench: benchmarks for structured (matrix-backprop) layers in PyTorch."""
+
+__version__ = "0.1.0"

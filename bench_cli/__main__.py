@@ -1,0 +1,3 @@
+from bench_cli.cli import main
+
+main()

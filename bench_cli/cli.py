@@ -1,0 +1,472 @@
+"""The ``matbench`` command: thin Typer wrappers over the library.
+
+Every command turns a :class:`UserError` into one line on stderr and exit
+code 2; ``--debug`` (anywhere on the command line) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table as RichTable
+
+import bench_cli
+from bench_cli import env as env_mod
+from bench_cli import registry, report, runner, spec, store
+from bench_cli.errors import UserError, unknown_name
+
+app = typer.Typer(
+    name="matbench",
+    help="Accuracy, stability and speed benchmarks for structured (matrix-backprop) layers.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+_state = {"debug": False}
+SUITES_DIR = Path(bench_cli.__file__).resolve().parent.parent / "suites"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    print(f"matbench: error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def handles_errors(fn):
+    """One line and exit 2 for a user's mistake; the traceback only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            if _state["debug"]:
+                raise
+            raise _fail(str(exc)) from None
+
+    return wrapper
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = _state["debug"] or debug
+    if version:
+        print(f"matbench {bench_cli.__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Console entry point; accepts --debug after the command name too."""
+    argv = sys.argv[1:]
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        _state["debug"] = True
+    app(args=argv, prog_name="matbench")
+
+
+# ---------------------------------------------------------------- helpers
+
+SuiteArg = Annotated[str, typer.Argument(help="Suite YAML file, or the name of a bundled suite.")]
+DeviceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--device", "-d", help="Run on these devices instead of the suite's (repeatable)."
+    ),
+]
+FilterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter",
+        "-k",
+        help="Only cases matching AXIS=GLOB (e.g. dim=16, method=ns*) "
+        "or a GLOB on the case label; repeat to AND.",
+    ),
+]
+ResultsOpt = Annotated[Path, typer.Option("--results", help="Results root for new run folders.")]
+
+
+def bundled_suites() -> dict[str, Path]:
+    if not SUITES_DIR.is_dir():
+        return {}
+    found = {}
+    for path in sorted(SUITES_DIR.rglob("*.yaml")):
+        found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_suite(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in {".yaml", ".yml"} or "/" in name_or_path:
+        return path
+    bundled = bundled_suites()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
+    return path  # spec.load reports it missing
+
+
+def load_suite(name_or_path: str) -> spec.Suite:
+    return spec.load(resolve_suite(name_or_path))
+
+
+def select_cases(suite: spec.Suite, devices, filters) -> list[spec.Case]:
+    cases = spec.select(suite.cases(devices or None), filters or [])
+    if not cases:
+        raise UserError(f"{suite.source}: no case matches --filter {' '.join(filters or [])}")
+    return cases
+
+
+def latest_unfinished(root: Path, suite: spec.Suite, machine: str) -> store.RunFolder | None:
+    for folder in reversed(store.runs_of(root, suite.name)):
+        meta = folder.meta
+        if meta.get("fingerprint") != suite.fingerprint or meta.get("machine_key") != machine:
+            continue
+        if runner.pending(suite.cases(), suite, folder.done()):
+            return folder
+    return None
+
+
+def new_run_folder(root: Path, suite: spec.Suite, machine: str) -> Path:
+    base = root / suite.name / f"{store.utc_stamp()}_{machine}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+class RichReporter:
+    """A rich progress bar: cases done, ETA, and the case in flight."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = None
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("starting", total=total)
+
+    def case_started(self, case: spec.Case) -> None:
+        self.progress.update(self.task, description=case.label)
+
+    def case_finished(self, case: spec.Case, records) -> None:
+        bad = [r for r in records if r["status"] not in ("ok", "skipped")]
+        for record in bad:
+            detail = escape(f"{case.label} {record['metric']}: {record['reason']}")
+            self.progress.console.print(f"[yellow]{record['status']}[/]: {detail}")
+        self.progress.advance(self.task)
+
+    def finish(self) -> None:
+        self.progress.update(self.task, description="done")
+        self.progress.stop()
+
+
+def print_tables(folder: store.RunFolder, console: Console) -> list[report.Table]:
+    suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
+    records = folder.records()
+    tables = report.tables_for(records, suite.tables, [m.name for m in suite.metrics])
+    for table in tables:
+        console.print(report.to_rich(table))
+    return tables
+
+
+# ---------------------------------------------------------------- commands
+
+
+@app.command()
+@handles_errors
+def run(
+    suite_file: SuiteArg,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The run folder itself "
+            "(created, or resumed if it holds an unfinished run of this suite).",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue the latest unfinished run of this suite on this machine."
+        ),
+    ] = False,
+    device: DeviceOpt = None,
+    filter: FilterOpt = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", min=0.001, help="Per-case time limit in seconds (default: the suite's)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would run; measure and write nothing.")
+    ] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Run a suite and write records and tables to a run folder."""
+    suite = load_suite(suite_file)
+    cases = select_cases(suite, device, filter)
+    console, err = Console(), Console(stderr=True)
+    if out is not None and resume:
+        raise UserError("--out and --resume both name the run folder; give one")
+    machine = env_mod.machine_key()
+    if out is not None:
+        folder = store.RunFolder(out)
+    elif resume:
+        folder = latest_unfinished(results, suite, machine)
+        if folder is None:
+            raise UserError(
+                f"no unfinished run of suite '{suite.name}' on this machine "
+                f"under {results / suite.name}"
+            )
+    else:
+        folder = store.RunFolder(new_run_folder(results, suite, machine))
+    if dry_run:
+        done = folder.done() if (folder.path / "run.json").exists() else set()
+        _print_plan(console, suite, cases, done)
+        return
+    env = env_mod.collect()
+    with folder.open_for_run(
+        suite_name=suite.name, fingerprint=suite.fingerprint, suite_text=suite.text, env=env
+    ) as writer:
+        err.print(f"run folder: {folder.path}")
+        try:
+            summary = runner.run(
+                suite, cases, writer, folder.done(), timeout=timeout, reporter=RichReporter(err)
+            )
+        except KeyboardInterrupt:
+            done = len(folder.done())
+            err.print(
+                f"interrupted: {done} records are saved in {folder.path}; "
+                f"run again with --out {folder.path} to finish"
+            )
+            raise typer.Exit(130) from None
+    if summary.already_done:
+        err.print(f"resumed: {summary.already_done} of {summary.planned} cases were already done")
+    tables = print_tables(folder, console)
+    report.write(tables, folder.path / "tables")
+    err.print(report.status_summary(folder.records()))
+    err.print(f"records: {folder.path / store.RECORDS}\ntables:  {folder.path / 'tables'}")
+
+
+@app.command()
+@handles_errors
+def validate(
+    suite_files: Annotated[list[str], typer.Argument(help="Suite YAML files or bundled names.")],
+) -> None:
+    """Check suite files without running them."""
+    for name in suite_files:
+        suite = load_suite(name)
+        print(
+            f"{suite.source}: ok — {len(suite.cases())} cases, "
+            f"{len(suite.methods)} method configs, metrics: "
+            f"{', '.join(m.name for m in suite.metrics)}"
+        )
+
+
+def _print_plan(console: Console, suite: spec.Suite, cases, done) -> None:
+    names = [m.name for m in suite.metrics]
+    table = RichTable(title=f"{suite.name}: {len(cases)} cases", title_justify="left")
+    for column in ("key", "method", "inputs", "device", "dtype", "status"):
+        table.add_column(column)
+    n_done = 0
+    for case in cases:
+        have = sum((case.key, n) in done for n in names)
+        status = (
+            "done" if have == len(names) else (f"{have}/{len(names)} metrics" if have else "to do")
+        )
+        n_done += status == "done"
+        inputs = ", ".join(f"{k}={v}" for k, v in case.inputs.items() if k != "kind")
+        table.add_row(case.key, case.config.label, inputs, case.device, case.dtype, status)
+    console.print(table)
+    console.print(f"{n_done} done, {len(cases) - n_done} to do")
+
+
+@app.command()
+@handles_errors
+def plan(
+    suite_file: SuiteArg,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Mark cases done in this run "
+            "folder (default: the latest run of this suite on this machine).",
+        ),
+    ] = None,
+    device: DeviceOpt = None,
+    filter: FilterOpt = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """List the expanded cases of a suite and which are already done."""
+    suite = load_suite(suite_file)
+    cases = select_cases(suite, device, filter)
+    done: set = set()
+    if out is not None:
+        done = store.RunFolder(out).done()
+    else:
+        machine = env_mod.machine_key()
+        runs = [
+            f
+            for f in store.runs_of(results, suite.name)
+            if f.meta.get("fingerprint") == suite.fingerprint
+            and f.meta.get("machine_key") == machine
+        ]
+        if runs:
+            done = runs[-1].done()
+            print(f"against run folder {runs[-1].path}")
+    _print_plan(Console(), suite, cases, done)
+
+
+@app.command("list")
+@handles_errors
+def list_(
+    what: Annotated[
+        str, typer.Argument(help="layers, methods, inputs, metrics, suites or all")
+    ] = "all",
+) -> None:
+    """List registered layers, methods, input families, metrics and bundled suites."""
+    kinds = ("layers", "methods", "inputs", "metrics", "suites")
+    if what != "all" and what not in kinds:
+        raise UserError(unknown_name("list", what, (*kinds, "all")))
+    console = Console()
+    show = kinds if what == "all" else (what,)
+    if "layers" in show:
+        table = RichTable(title="layers", title_justify="left")
+        for col in ("layer", "inputs", "methods", "summary"):
+            table.add_column(col)
+        for layer in registry.layers().values():
+            table.add_row(
+                layer.name, ", ".join(layer.input_kinds), ", ".join(layer.methods), layer.summary
+            )
+        console.print(table)
+    if "methods" in show:
+        table = RichTable(title="methods", title_justify="left")
+        for col in ("layer", "method", "options", "summary"):
+            table.add_column(col)
+        for layer in registry.layers().values():
+            for method in layer.methods.values():
+                model = registry.options_model(layer.name, method.name)
+                options = ", ".join(
+                    name if f.is_required() else f"{name}={f.default}"
+                    for name, f in model.model_fields.items()
+                )
+                table.add_row(layer.name, method.name, options, method.summary)
+        console.print(table)
+    if "inputs" in show:
+        table = RichTable(title="input kinds", title_justify="left")
+        for col in ("kind", "parameters", "summary"):
+            table.add_column(col)
+        for family in registry.input_families().values():
+            params = ", ".join(
+                name if f.is_required() else f"{name}={f.default}"
+                for name, f in family.params.model_fields.items()
+            )
+            table.add_row(family.name, params, family.summary)
+        console.print(table)
+    if "metrics" in show:
+        table = RichTable(title="metrics", title_justify="left")
+        for col in ("metric", "unit", "options", "summary"):
+            table.add_column(col)
+        for metric in registry.metrics().values():
+            options = ", ".join(
+                f"{n}={f.get_default(call_default_factory=True)}"
+                for n, f in metric.options.model_fields.items()
+            )
+            table.add_row(metric.name, metric.unit or "—", options, metric.summary)
+        console.print(table)
+    if "suites" in show:
+        table = RichTable(title=f"bundled suites ({SUITES_DIR})", title_justify="left")
+        for col in ("suite", "file", "description"):
+            table.add_column(col)
+        for name, path in bundled_suites().items():
+            try:
+                description = spec.load(path).description
+            except UserError as exc:
+                description = f"[red]invalid: {escape(str(exc))}[/]"
+            table.add_row(name, str(path.relative_to(SUITES_DIR.parent)), description)
+        console.print(table)
+
+
+@app.command()
+@handles_errors
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="Print as md, csv or latex instead of a terminal table."
+        ),
+    ] = None,
+) -> None:
+    """Re-make a run's tables from its records (never re-measures)."""
+    if format is not None and format not in report.FORMATS:
+        raise UserError(unknown_name("format", format, report.FORMATS))
+    folder = store.RunFolder(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: run folder not found")
+    folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
+    suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
+    records = folder.records()
+    tables = report.tables_for(records, suite.tables, [m.name for m in suite.metrics])
+    try:
+        report.write(tables, folder.path / "tables")
+    except OSError as exc:
+        print(f"matbench: warning: tables not written: {exc}", file=sys.stderr)
+    if format is None:
+        console = Console()
+        for table in tables:
+            console.print(report.to_rich(table))
+        print(report.status_summary(records), file=sys.stderr)
+    else:
+        print("\n".join(report.render(t, format) for t in tables))
+
+
+@app.command()
+@handles_errors
+def env(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the hardware and software matbench records with every run."""
+    info = env_mod.collect()
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    table = RichTable(title="environment", title_justify="left", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in info.items():
+        table.add_row(
+            key, json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
+        )
+    Console().print(table)

@@ -1,0 +1,28 @@
+"""Input checks shared by the layers: one clear ValueError per bad input."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_square_batch(A: torch.Tensor, name: str = "A", *, check_finite: bool = True) -> None:
+    """Raise ValueError unless A is a finite floating tensor of shape (..., d, d).
+
+    The finiteness check reads a value back from the device, so hot loops that
+    already know their input is finite pass ``check_finite=False``.
+    """
+    if not isinstance(A, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(A).__name__}")
+    if A.ndim < 2:
+        raise ValueError(f"{name} must have shape (..., d, d), got rank {A.ndim} {tuple(A.shape)}")
+    if A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"{name} must be square in its last two dims, got {tuple(A.shape)}")
+    if not A.is_floating_point():
+        raise ValueError(f"{name} must be a floating tensor, got {A.dtype}")
+    if check_finite and not bool(torch.isfinite(A).all()):
+        raise ValueError(f"{name} of shape {tuple(A.shape)} has non-finite entries")
+
+
+def sym(A: torch.Tensor) -> torch.Tensor:
+    """Symmetric part (A + Aᵀ)/2 of a batch of square matrices."""
+    return 0.5 * (A + A.mT)

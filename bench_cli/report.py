@@ -1,0 +1,204 @@
+"""Tables from records: pivots per the suite's ``tables:``, rendered, never re-measured.
+
+A cell is a number in the metric's SI unit or, for a non-ok record, its
+status (``failed``, ``skipped``, ``nonfinite``); a status never shows as a
+number. Axes that vary within a table but are neither its rows nor its
+columns are added to the rows, so no cell ever hides two measurements.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.table import Table as RichTable
+from tabulate import tabulate
+
+from bench_cli.metrics import METRICS, STATS
+from bench_cli.spec import TableSpec
+
+FORMATS = ("md", "csv", "latex")
+_TIME_SCALES = ((1e-6, "ns", 1e9), (1e-3, "µs", 1e6), (1.0, "ms", 1e3), (math.inf, "s", 1.0))
+
+
+def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
+    """The number a table path picks out of a record, or the record's status."""
+    if record["status"] != "ok":
+        return record["status"]
+    value: Any = record["value"]
+    for part in path:
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, Mapping) and "samples" in value and part in STATS:
+            value = STATS[part](value["samples"])
+        else:
+            raise KeyError(f"'{part}' not found in the value of metric '{record['metric']}'")
+    if isinstance(value, Mapping) and "samples" in value:
+        value = STATS["median"](value["samples"])
+    if not isinstance(value, int | float):
+        raise KeyError(f"'{'.'.join(path)}' of metric '{record['metric']}' is not a number")
+    return float(value)
+
+
+@dataclass
+class Table:
+    """A rendered-later table: raw cells (SI numbers or statuses) with labels."""
+
+    title: str
+    metric: str
+    unit: str
+    frame: pd.DataFrame  # index: row axes; columns: column labels; cells: float | str
+    stem: str
+
+    @property
+    def display_scale(self) -> tuple[str, float]:
+        if self.unit != "s":
+            return self.unit, 1.0
+        numbers = [v for v in self.frame.to_numpy().ravel() if isinstance(v, float)]
+        if not numbers:
+            return "s", 1.0
+        typical = sorted(abs(v) for v in numbers)[len(numbers) // 2]
+        for bound, name, factor in _TIME_SCALES:
+            if typical < bound:
+                return name, factor
+        return "s", 1.0
+
+    def formatted(self) -> pd.DataFrame:
+        unit, factor = self.display_scale
+        return self.frame.map(lambda v: format_cell(v, unit, factor))
+
+
+def format_number(value: float, unit: str) -> str:
+    """Three significant figures; scientific for dimensionless errors and extremes."""
+    if value == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(value)))
+    if unit and -3 <= exponent < 5:
+        return f"{value:.{max(0, 2 - exponent)}f}"
+    return f"{value:.2e}"
+
+
+def format_cell(value: Any, unit: str, factor: float) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"  # no record for this cell (e.g. the case was filtered out)
+    text = format_number(value * factor, unit)
+    return f"{text} {unit}" if unit else text
+
+
+def default_tables(metric_names: Sequence[str]) -> list[TableSpec]:
+    out = []
+    for name in metric_names:
+        view = METRICS[name].default_view if name in METRICS else ""
+        path = f"{name}.{view}" if view else name
+        out.append(TableSpec(title=path, metric=path))
+    return out
+
+
+def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
+    name, *path = spec.metric.split(".")
+    latest: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        if record["metric"] == name:
+            latest[record["case"]] = record  # the last record of a case wins
+    chosen = list(latest.values())
+    rows = list(spec.rows)
+    cols = list(spec.cols)
+    free = []
+    if chosen:
+        candidates = ["method", *chosen[0]["params"]["inputs"], "device", "dtype"]
+        for axis in candidates:
+            if axis in rows or axis in cols or axis == "kind":
+                continue
+            if len({str(r["axes"].get(axis)) for r in chosen}) > 1:
+                free.append(axis)
+    index_axes = rows + free
+    cells: dict[tuple, dict[str, Any]] = {}
+    col_labels: list[str] = []
+    for record in chosen:
+        axes = record["axes"]
+        row_key = tuple(axes.get(a) for a in index_axes)
+        col_label = ", ".join(f"{c}={axes.get(c)}" for c in cols) or spec.metric
+        if col_label not in col_labels:
+            col_labels.append(col_label)
+        cells.setdefault(row_key, {})[col_label] = metric_value(record, path)
+    index = pd.MultiIndex.from_tuples(list(cells), names=index_axes) if index_axes else None
+    frame = pd.DataFrame(list(cells.values()), index=index, columns=col_labels, dtype=object)
+    unit = METRICS[name].unit if name in METRICS else (chosen[0]["unit"] if chosen else "")
+    return Table(spec.title, spec.metric, unit, frame, spec.stem)
+
+
+def render(table: Table, fmt: str) -> str:
+    """One table as markdown, CSV (raw SI numbers) or LaTeX (booktabs)."""
+    if fmt == "csv":
+        return table.frame.to_csv()
+    shown = table.formatted().reset_index()
+    headers = [str(c) for c in shown.columns]
+    if fmt == "md":
+        body = tabulate(
+            shown.values.tolist(), headers=headers, tablefmt="github", disable_numparse=True
+        )
+        return f"### {table.title}\n\n`{table.metric}`\n\n{body}\n"
+    if fmt == "latex":
+        return (
+            tabulate(
+                shown.values.tolist(),
+                headers=headers,
+                tablefmt="latex_booktabs",
+                disable_numparse=True,
+            )
+            + "\n"
+        )
+    raise ValueError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)}")
+
+
+def to_rich(table: Table) -> RichTable:
+    shown = table.formatted().reset_index()
+    out = RichTable(title=table.title, caption=table.metric, title_justify="left")
+    for i, column in enumerate(shown.columns):
+        out.add_column(
+            str(column),
+            justify="left" if i < table.frame.index.nlevels else "right",
+            style="bold" if i < table.frame.index.nlevels else None,
+        )
+    for row in shown.itertuples(index=False):
+        out.add_row(*(str(v) for v in row))
+    return out
+
+
+def tables_for(
+    records: Sequence[Mapping[str, Any]], specs: Sequence[TableSpec], metric_names: Sequence[str]
+) -> list[Table]:
+    return [build(records, spec) for spec in (specs or default_tables(metric_names))]
+
+
+def write(tables: Sequence[Table], folder: Path) -> list[Path]:
+    """Write every table as .md, .csv and .tex under ``folder`` (re-made each time)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in tables:
+        for fmt, suffix in (("md", ".md"), ("csv", ".csv"), ("latex", ".tex")):
+            path = folder / f"{table.stem}{suffix}"
+            path.write_text(render(table, fmt))
+            written.append(path)
+    return written
+
+
+def status_summary(records: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    reasons: dict[str, set[str]] = {}
+    for record in records:
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+        if record["status"] != "ok" and record.get("reason"):
+            reasons.setdefault(record["status"], set()).add(record["reason"])
+    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+    lines = [f"{len(records)} records: {', '.join(parts) or 'none'}"]
+    for status, why in sorted(reasons.items()):
+        for reason in sorted(why)[:5]:
+            lines.append(f"  {status}: {reason}")
+    return "\n".join(lines)

@@ -1,0 +1,244 @@
+"""Runs cases: seeding, time limits, failure capture, resume, progress.
+
+Each case gets its own seed (derived from the suite seed and the case key),
+its own inputs, and one record per metric. A metric that raises is recorded
+as ``failed`` with its message and the run goes on; a case past its time limit
+is recorded as ``failed`` with reason ``timeout``. The limit is enforced with
+SIGALRM between Python bytecodes and by the metrics between calls: a single
+native call that never returns needs process isolation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from bench_cli import registry
+from bench_cli.metrics import CaseTimeout, NonFinite, Probe
+from bench_cli.spec import Case, Suite
+from bench_cli.store import RunWriter, utc_now
+
+STATUSES = ("ok", "failed", "skipped", "nonfinite")
+
+
+class Reporter(Protocol):
+    def start(self, total: int) -> None: ...
+    def case_started(self, case: Case) -> None: ...
+    def case_finished(self, case: Case, records: Sequence[dict[str, Any]]) -> None: ...
+    def finish(self) -> None: ...
+
+
+class SilentReporter:
+    def start(self, total: int) -> None: ...
+    def case_started(self, case: Case) -> None: ...
+    def case_finished(self, case: Case, records: Sequence[dict[str, Any]]) -> None: ...
+    def finish(self) -> None: ...
+
+
+@dataclass
+class Summary:
+    planned: int = 0
+    already_done: int = 0
+    ran: int = 0
+    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+
+
+def device_unavailable(device: str) -> str | None:
+    """Why a case on this device cannot run here, or None."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        return f"invalid device '{device}': {exc}"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return "CUDA is not available on this machine"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return f"{device} is absent: this machine has {torch.cuda.device_count()} GPU(s)"
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        return "MPS is not available on this machine"
+    return None
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[float]:
+    """Raise CaseTimeout after ``seconds``; yields the monotonic deadline."""
+    deadline = time.monotonic() + seconds
+    in_main = threading.current_thread() is threading.main_thread()
+    if not in_main or not hasattr(signal, "SIGALRM"):
+        yield deadline
+        return
+
+    def on_alarm(signum, frame):
+        raise CaseTimeout(f"timeout: case exceeded its {seconds:g} s limit")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield deadline
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _is_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_is_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_is_finite(v) for v in value)
+    return True
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else ""
+    if isinstance(exc, CaseTimeout | NonFinite):
+        return message[:500]
+    return f"{type(exc).__name__}: {message}"[:500]
+
+
+def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
+    """Inputs, forward and reference for one case (no timing in here)."""
+    torch.manual_seed(case.seed)  # for methods with random starts
+    generator = torch.Generator().manual_seed(case.seed)
+    family = registry.input_family(case.inputs["kind"])
+    params = family.params.model_validate(
+        {k: v for k, v in case.resolved_inputs.items() if k != "kind"}
+    )
+    raw = family.generate(params, generator)
+    device, dtype = torch.device(case.device), getattr(torch, case.dtype)
+    inputs = {
+        name: tensor.to(device, dtype).requires_grad_(True)
+        if tensor.is_floating_point()
+        else tensor.to(device)
+        for name, tensor in raw.items()
+    }
+    layer = registry.layer(case.config.layer)
+    forward_inputs = layer.build(case.config.method, case.config.resolved)
+    cache: dict[str, torch.Tensor] = {}
+
+    def reference() -> torch.Tensor:
+        if "ref" not in cache:
+            detached = {k: v.detach() for k, v in inputs.items()}
+            cache["ref"] = layer.reference(case.config.resolved, detached)
+        return cache["ref"]
+
+    probe = Probe(
+        forward=lambda: forward_inputs(inputs),
+        inputs=inputs,
+        reference=reference,
+        device=device,
+        generator=generator,
+    )
+    return probe, reference
+
+
+def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: float) -> list[dict]:
+    """Measure the named metrics of one case; one record per metric, never raises for a case."""
+    configs = [m for m in suite.metrics if m.name in metric_names]
+    outcomes: dict[str, tuple[str, Any, str | None, float]] = {}
+    skip_reason = device_unavailable(case.device)
+    if skip_reason:
+        outcomes = {m.name: ("skipped", None, skip_reason, 0.0) for m in configs}
+    else:
+        try:
+            with time_limit(timeout) as deadline:
+                try:
+                    probe, _ = _prepare(case)
+                    probe.deadline = deadline
+                except CaseTimeout:
+                    raise
+                except Exception as exc:  # the case's set-up failed: every metric fails
+                    outcomes = {m.name: ("failed", None, _reason(exc), 0.0) for m in configs}
+                    probe = None
+                for config in configs if probe is not None else ():
+                    metric = registry.metric(config.name)
+                    started = time.perf_counter()
+                    try:
+                        value = metric.measure(
+                            probe, metric.options.model_validate(config.resolved)
+                        )
+                        if _is_finite(value):
+                            outcome = ("ok", value, None)
+                        else:
+                            outcome = ("nonfinite", None, "the measured value is NaN or Inf")
+                    except NonFinite as exc:
+                        outcome = ("nonfinite", None, _reason(exc))
+                    except CaseTimeout:
+                        raise
+                    except Exception as exc:
+                        outcome = ("failed", None, _reason(exc))
+                    outcomes[config.name] = (*outcome, time.perf_counter() - started)
+        except CaseTimeout as exc:
+            for config in configs:
+                if config.name not in outcomes:
+                    outcomes[config.name] = ("failed", None, _reason(exc), 0.0)
+        finally:
+            if case.device.startswith("cuda") and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    finished = utc_now()
+    return [
+        {
+            "case": case.key,
+            "metric": config.name,
+            "status": outcomes[config.name][0],
+            "value": outcomes[config.name][1],
+            "reason": outcomes[config.name][2],
+            "unit": registry.metric(config.name).unit,
+            "label": case.label,
+            "axes": case.axes,
+            "params": case.key_params(),
+            "metric_options": config.resolved,
+            "seed": case.seed,
+            "elapsed_s": round(outcomes[config.name][3], 6),
+            "utc": finished,
+        }
+        for config in configs
+    ]
+
+
+def pending(cases: Sequence[Case], suite: Suite, done: set[tuple[str, str]]):
+    """(case, metrics still to measure) for every case with work left."""
+    names = [m.name for m in suite.metrics]
+    out = []
+    for case in cases:
+        todo = [n for n in names if (case.key, n) not in done]
+        if todo:
+            out.append((case, todo))
+    return out
+
+
+def run(
+    suite: Suite,
+    cases: Sequence[Case],
+    writer: RunWriter,
+    done: set[tuple[str, str]],
+    *,
+    timeout: float | None = None,
+    reporter: Reporter | None = None,
+) -> Summary:
+    reporter = reporter or SilentReporter()
+    work = pending(cases, suite, done)
+    summary = Summary(planned=len(cases), already_done=len(cases) - len(work))
+    reporter.start(len(work))
+    try:
+        for case, todo in work:
+            reporter.case_started(case)
+            records = run_case(case, suite, todo, timeout or suite.timeout)
+            writer.append(records)
+            summary.ran += 1
+            for record in records:
+                summary.statuses[record["status"]] += 1
+            reporter.case_finished(case, records)
+    finally:
+        reporter.finish()
+    return summary

@@ -1,0 +1,606 @@
+"""The suite schema (v1): YAML -> validated ``Suite`` -> grid of ``Case``s.
+
+Validation happens in two steps. A pydantic model checks the suite's shape;
+then each grid combination of ``inputs:`` and of every ``methods:`` entry is
+checked against the registered family, layer and method option models. Every
+error becomes one :class:`SuiteError` naming the file, the line and the key
+path. A list value anywhere in ``inputs:`` or in a method's options is a grid
+axis.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    StringConstraints,
+    ValidationError,
+)
+
+from bench_cli import registry
+from bench_cli.errors import UserError, did_you_mean
+
+Loc = tuple[str | int, ...]
+
+# ---------------------------------------------------------------- YAML + lines
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads 1e-3 and 1.0e2 as floats (YAML 1.2), not strings."""
+
+
+# add_implicit_resolver appends to lists shared with SafeLoader: copy them first.
+_Loader.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+class SuiteError(UserError):
+    """A mistake in a suite file, located by file, line and key path."""
+
+    def __init__(self, source: str, line: int | None, loc: Loc, message: str):
+        self.source, self.line, self.loc, self.message = source, line, loc, message
+        where = f"{source}:{line}" if line else source
+        path = format_loc(loc)
+        super().__init__(f"{where}: {path + ': ' if path else ''}{message}")
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], source: str) -> None:
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise SuiteError(
+                    source, line, loc + (key,), f"duplicate key (first on line {seen[key]})"
+                )
+            seen[key] = line
+            lines[loc + (key,)] = line
+            _index_lines(value_node, loc + (key,), lines, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, loc + (i,), lines, source)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML text; return the data and a map from key path to line number."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[Loc, int] = {}
+        if node is not None:
+            _index_lines(node, (), lines, source)
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise SuiteError(source, line, (), f"malformed YAML: {exc.problem or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise SuiteError(source, None, (), f"malformed YAML: {exc}") from exc
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+# ---------------------------------------------------------------- shape models
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+DType = Literal["float16", "bfloat16", "float32", "float64"]
+Device = Annotated[str, StringConstraints(pattern=r"^(cpu|cuda(:[0-9]+)?|mps|auto)$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableSpec(_Strict):
+    title: str
+    metric: Annotated[str, StringConstraints(min_length=1)]
+    rows: Annotated[list[str], BeforeValidator(_as_list)] = ["method"]
+    cols: Annotated[list[str], BeforeValidator(_as_list)] = []
+    file: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
+
+    @property
+    def stem(self) -> str:
+        return self.file or re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-") or "table"
+
+
+class _SuiteShape(_Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]+$")]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    device: Annotated[list[Device], BeforeValidator(_as_list)] = ["cpu"]
+    dtype: Annotated[list[DType], BeforeValidator(_as_list)] = ["float32"]
+    timeout: PositiveFloat = 300.0
+    inputs: dict[str, Any]
+    methods: dict[str, dict[str, Any]]
+    metrics: list[str | dict[str, dict[str, Any] | None]]
+    tables: list[TableSpec] = []
+
+
+SUITE_KEYS = tuple(_SuiteShape.model_fields)
+TABLE_KEYS = tuple(TableSpec.model_fields)
+
+# ---------------------------------------------------------------- validated suite
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """One named configuration after grid expansion, e.g. ``ns[iters=3]``."""
+
+    label: str
+    base: str  # the name in the suite's methods: block
+    layer: str
+    method: str
+    options: dict[str, Any]  # as given (typed): part of the case key
+    resolved: dict[str, Any]  # with defaults filled in: recorded, not keyed
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    name: str
+    options: dict[str, Any]
+    resolved: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Case:
+    suite: str
+    suite_seed: int
+    config: MethodConfig
+    inputs: dict[str, Any]  # as given (typed), including kind
+    resolved_inputs: dict[str, Any]
+    device: str
+    dtype: str
+    key: str = field(init=False)
+    seed: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", case_key(self.key_params()))
+        digest = hashlib.sha256(f"{self.suite_seed}:{self.key}".encode()).hexdigest()
+        object.__setattr__(self, "seed", int(digest[:8], 16))
+
+    def key_params(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "seed": self.suite_seed,
+            "method": self.config.label,
+            "layer": self.config.layer,
+            "impl": self.config.method,
+            "options": self.config.options,
+            "inputs": self.inputs,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
+
+    @property
+    def axes(self) -> dict[str, Any]:
+        """The values a table can pivot on, flat."""
+        return {
+            "method": self.config.label,
+            "layer": self.config.layer,
+            "impl": self.config.method,
+            **self.config.resolved,
+            **self.resolved_inputs,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
+
+    @property
+    def label(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.inputs.items() if k != "kind")
+        return f"{self.config.label} {self.inputs['kind']}({shown}) {self.device} {self.dtype}"
+
+
+def case_key(params: Mapping[str, Any]) -> str:
+    """A stable 16-hex key: independent of key order, since JSON keys are sorted."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    seed: int
+    devices: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    timeout: float
+    input_kind: str
+    input_axes: dict[str, list[Any]]  # given keys only, typed
+    input_defaults: dict[str, Any]
+    methods: tuple[MethodConfig, ...]
+    metrics: tuple[MetricConfig, ...]
+    tables: tuple[TableSpec, ...]
+    source: str = "<suite>"
+    text: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """What determines the measurements; tables and description may change freely."""
+        return case_key(
+            {
+                "name": self.name,
+                "seed": self.seed,
+                "devices": self.devices,
+                "dtypes": self.dtypes,
+                "inputs": [self.input_kind, self.input_axes],
+                "methods": [(m.label, m.layer, m.method, m.options) for m in self.methods],
+                "metrics": [(m.name, m.options) for m in self.metrics],
+            }
+        )
+
+    def cases(self, devices: Sequence[str] | None = None) -> list[Case]:
+        """The grid: methods x inputs x device x dtype, in a stable order."""
+        devices = [resolve_device(d) for d in (devices or self.devices)]
+        devices = list(dict.fromkeys(devices))
+        axes = list(self.input_axes)
+        out = []
+        for config in self.methods:
+            for values in itertools.product(*(self.input_axes[a] for a in axes)):
+                given = {"kind": self.input_kind, **dict(zip(axes, values, strict=True))}
+                resolved = {**self.input_defaults, **given}
+                for device in devices:
+                    for dtype in self.dtypes:
+                        out.append(
+                            Case(self.name, self.seed, config, given, resolved, device, dtype)
+                        )
+        return out
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# ---------------------------------------------------------------- validation
+
+
+class _Errors:
+    """Collects errors with their locations; raises the first (by line) as one line."""
+
+    def __init__(self, source: str, lines: dict[Loc, int]):
+        self.source, self.lines = source, lines
+        self.items: list[tuple[Loc, str]] = []
+
+    def add(self, loc: Loc, message: str) -> None:
+        if (loc, message) not in self.items:
+            self.items.append((loc, message))
+
+    def line(self, loc: Loc) -> int | None:
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in self.lines:
+                return self.lines[loc[:n]]
+        return None
+
+    def raise_first(self) -> None:
+        if not self.items:
+            return
+        loc, message = min(self.items, key=lambda item: self.line(item[0]) or 0)
+        more = len(self.items) - 1
+        suffix = f" (and {more} more error{'s' * (more > 1)})" if more else ""
+        raise SuiteError(self.source, self.line(loc), loc, message + suffix)
+
+
+def _pydantic_errors(
+    errors: _Errors, exc: ValidationError, prefix: Loc, allowed: Iterable[str], remap=None
+) -> None:
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            key = loc[-1]
+            parent = allowed if len(loc) == 1 else _nested_allowed(loc)
+            msg = f"unknown key '{key}'{did_you_mean(key, parent)}"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"]
+            if "input" in err and not isinstance(err["input"], dict | list):
+                msg += f", got {err['input']!r}"
+        errors.add(prefix + (remap(loc) if remap else loc), msg)
+
+
+def _nested_allowed(loc: Loc) -> Sequence[str]:
+    if loc and loc[0] == "tables":
+        return TABLE_KEYS
+    return ()
+
+
+def _expand_options(
+    raw: Mapping[str, Any], loc: Loc, errors: _Errors
+) -> list[tuple[dict[str, Any], dict[str, int]]]:
+    """All grid combinations of raw option values, each with the list index it took."""
+    keys = list(raw)
+    choices = []
+    for key in keys:
+        value = raw[key]
+        if isinstance(value, list):
+            if not value:
+                errors.add(loc + (key,), "empty list: a grid axis needs at least one value")
+                return []
+            choices.append(list(enumerate(value)))
+        else:
+            choices.append([(None, value)])
+    combos = []
+    for picked in itertools.product(*choices):
+        values = {k: v for k, (_, v) in zip(keys, picked, strict=True)}
+        index = {k: i for k, (i, _) in zip(keys, picked, strict=True) if i is not None}
+        combos.append((values, index))
+    return combos
+
+
+def _validate_combos(
+    model: type[BaseModel],
+    raw: Mapping[str, Any],
+    loc: Loc,
+    errors: _Errors,
+) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, int]]]:
+    """Validate every combination; return (given typed, resolved, list indexes)."""
+    out = []
+    for values, index in _expand_options(raw, loc, errors):
+        try:
+            validated = model.model_validate(values)
+        except ValidationError as exc:
+
+            def remap(err_loc: Loc, index=index) -> Loc:
+                key = err_loc[0] if err_loc else None
+                return err_loc[:1] + (index[key],) + err_loc[1:] if key in index else err_loc
+
+            _pydantic_errors(errors, exc, loc, model.model_fields, remap)
+            continue
+        resolved = validated.model_dump()
+        given = {k: resolved[k] for k in values}
+        out.append((given, resolved, index))
+    return out
+
+
+def _method_label(base: str, given: Mapping[str, Any], index: Mapping[str, int]) -> str:
+    varying = sorted(k for k in given if k in index)
+    if not varying:
+        return base
+    return f"{base}[{','.join(f'{k}={given[k]}' for k in varying)}]"
+
+
+def _check_list_axes(raw: Mapping[str, Any], loc: Loc, errors: _Errors) -> None:
+    for key in ("device", "dtype"):
+        if raw.get(key) == []:
+            errors.add(loc + (key,), "empty list: a grid axis needs at least one value")
+
+
+def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = None) -> Suite:
+    """Validate parsed YAML into a Suite, or raise SuiteError."""
+    errors = _Errors(source, lines or {})
+    if data is None:
+        raise SuiteError(source, None, (), "empty suite file: expected a mapping with name, ...")
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else type(data).__name__
+        raise SuiteError(source, 1, (), f"a suite must be a mapping of keys, got {kind}")
+    _check_list_axes(data, (), errors)
+    errors.raise_first()
+    try:
+        shape = _SuiteShape.model_validate(data)
+    except ValidationError as exc:
+        _pydantic_errors(errors, exc, (), SUITE_KEYS)
+        errors.raise_first()
+        raise  # unreachable: every ValidationError has at least one error
+
+    # inputs
+    inputs = dict(shape.inputs)
+    kind = inputs.pop("kind", None)
+    family = None
+    if kind is None:
+        errors.add(("inputs",), "required key 'kind' is missing")
+    elif kind not in registry.input_families():
+        errors.add(("inputs", "kind"), registry.unknown("input kind", kind))
+    else:
+        family = registry.input_family(kind)
+    input_axes: dict[str, list[Any]] = {key: [] for key in inputs}
+    input_defaults: dict[str, Any] = {}
+    if family is not None:
+        for given, resolved, _ in _validate_combos(family.params, inputs, ("inputs",), errors):
+            input_defaults = {k: v for k, v in resolved.items() if k not in given}
+            for key, value in given.items():
+                if value not in input_axes[key]:
+                    input_axes[key].append(value)
+
+    # methods
+    if not shape.methods:
+        errors.add(("methods",), "no methods: the grid is empty")
+    methods: list[MethodConfig] = []
+    for base, raw in shape.methods.items():
+        loc: Loc = ("methods", base)
+        raw = dict(raw)
+        layer_name, method_name = raw.pop("layer", None), raw.pop("method", None)
+        if layer_name is None:
+            errors.add(loc, "required key 'layer' is missing")
+            continue
+        if layer_name not in registry.layers():
+            errors.add(loc + ("layer",), registry.unknown("layer", layer_name))
+            continue
+        layer = registry.layer(layer_name)
+        if method_name is None:
+            errors.add(loc, f"required key 'method' is missing; known: {', '.join(layer.methods)}")
+            continue
+        if method_name not in layer.methods:
+            errors.add(
+                loc + ("method",),
+                registry.unknown(f"method for {layer_name}", method_name, layer.methods),
+            )
+            continue
+        if kind is not None and kind not in layer.input_kinds:
+            errors.add(
+                ("inputs", "kind"),
+                f"layer '{layer_name}' takes inputs {', '.join(layer.input_kinds)}, not '{kind}'",
+            )
+        model = registry.options_model(layer_name, method_name)
+        for given, resolved, index in _validate_combos(model, raw, loc, errors):
+            label = _method_label(base, given, index)
+            methods.append(MethodConfig(label, base, layer_name, method_name, given, resolved))
+
+    # metrics
+    metrics: list[MetricConfig] = []
+    for i, entry in enumerate(shape.metrics):
+        if isinstance(entry, dict):
+            if len(entry) != 1:
+                errors.add(
+                    ("metrics", i),
+                    "a metric with options is a one-key mapping {name: {option: value}}",
+                )
+                continue
+            name, options = next(iter(entry.items()))
+            options = options or {}
+        else:
+            name, options = entry, {}
+        if name not in registry.metrics():
+            errors.add(("metrics", i), registry.unknown("metric", name))
+            continue
+        metric = registry.metric(name)
+        try:
+            resolved = metric.options.model_validate(options).model_dump()
+        except ValidationError as exc:
+            _pydantic_errors(errors, exc, ("metrics", i, name), metric.options.model_fields)
+            continue
+        metrics.append(MetricConfig(name, {k: resolved[k] for k in options}, resolved))
+    if not shape.metrics:
+        errors.add(("metrics",), "no metrics: nothing would be measured")
+
+    # tables
+    axis_names = {"method", "layer", "impl", "device", "dtype", "kind"}
+    axis_names |= set(input_axes) | set(input_defaults)
+    for config in methods:
+        axis_names |= set(config.resolved)
+    metric_names = [m.name for m in metrics]
+    for i, table in enumerate(shape.tables):
+        head = table.metric.split(".")[0]
+        if metrics and head not in metric_names:
+            errors.add(
+                ("tables", i, "metric"),
+                f"metric '{head}' is not measured by this suite{did_you_mean(head, metric_names)}"
+                f"; measured: {', '.join(metric_names)}",
+            )
+        for part in ("rows", "cols"):
+            for j, axis in enumerate(getattr(table, part)):
+                if axis not in axis_names:
+                    errors.add(
+                        ("tables", i, part, j),
+                        f"unknown axis '{axis}'{did_you_mean(axis, axis_names)}; "
+                        f"axes: {', '.join(sorted(axis_names))}",
+                    )
+    errors.raise_first()
+    return Suite(
+        name=shape.name,
+        description=shape.description,
+        seed=shape.seed,
+        devices=tuple(dict.fromkeys(shape.device)),
+        dtypes=tuple(dict.fromkeys(shape.dtype)),
+        timeout=shape.timeout,
+        input_kind=kind,
+        input_axes=input_axes,
+        input_defaults=input_defaults,
+        methods=tuple(methods),
+        metrics=tuple(metrics),
+        tables=tuple(shape.tables),
+        source=source,
+    )
+
+
+def loads(text: str, source: str = "<suite>") -> Suite:
+    data, lines = parse_yaml(text, source)
+    suite = validate(data, source, lines)
+    return _with_text(suite, text)
+
+
+def _with_text(suite: Suite, text: str) -> Suite:
+    import dataclasses
+
+    return dataclasses.replace(suite, text=text)
+
+
+def load(path: str | Path) -> Suite:
+    """Read and validate a suite file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: suite file not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a suite .yaml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read suite file: {exc}") from exc
+    return loads(text, str(path))
+
+
+# ---------------------------------------------------------------- filters
+
+
+def parse_filters(filters: Sequence[str]) -> list[tuple[str | None, str]]:
+    parsed = []
+    for text in filters:
+        if "=" in text:
+            key, pattern = text.split("=", 1)
+            if not key.strip():
+                raise UserError(f"--filter '{text}': expected AXIS=GLOB or GLOB")
+            parsed.append((key.strip(), pattern.strip()))
+        else:
+            parsed.append((None, text))
+    return parsed
+
+
+def select(cases: Sequence[Case], filters: Sequence[str]) -> list[Case]:
+    """Cases matching every filter: ``AXIS=GLOB`` on one axis, or ``GLOB`` on the label."""
+    parsed = parse_filters(filters)
+    if not parsed:
+        return list(cases)
+    known = set().union(*(c.axes for c in cases)) if cases else set()
+    for key, _ in parsed:
+        if key is not None and key not in known:
+            raise UserError(
+                f"--filter: unknown axis '{key}'{did_you_mean(key, known)}; "
+                f"axes: {', '.join(sorted(known))}"
+            )
+
+    def matches(case: Case) -> bool:
+        for key, pattern in parsed:
+            if key is None:
+                if not fnmatch.fnmatchcase(case.label, f"*{pattern}*"):
+                    return False
+            elif key not in case.axes or not fnmatch.fnmatchcase(str(case.axes[key]), pattern):
+                return False
+        return True
+
+    return [case for case in cases if matches(case)]
