@@ -39,7 +39,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-_state = {"debug": False}
+_state = {"debug": False, "debug_in_argv": False}
 SUITES_DIR = Path(bench_cli.__file__).resolve().parent.parent / "suites"
 
 
@@ -68,7 +68,7 @@ def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
-    _state["debug"] = _state["debug"] or debug
+    _state["debug"] = debug or _state["debug_in_argv"]
     if version:
         print(f"matbench {bench_cli.__version__}")
         raise typer.Exit(0)
@@ -79,7 +79,7 @@ def main() -> None:
     argv = sys.argv[1:]
     if "--debug" in argv:
         argv = [a for a in argv if a != "--debug"]
-        _state["debug"] = True
+        _state["debug_in_argv"] = True
     app(args=argv, prog_name="matbench")
 
 

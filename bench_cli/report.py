@@ -127,7 +127,10 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
         if col_label not in col_labels:
             col_labels.append(col_label)
         cells.setdefault(row_key, {})[col_label] = metric_value(record, path)
-    index = pd.MultiIndex.from_tuples(list(cells), names=index_axes) if index_axes else None
+    if len(index_axes) == 1:
+        index = pd.Index([key[0] for key in cells], name=index_axes[0])
+    else:
+        index = pd.MultiIndex.from_tuples(list(cells), names=index_axes) if index_axes else None
     frame = pd.DataFrame(list(cells.values()), index=index, columns=col_labels, dtype=object)
     unit = METRICS[name].unit if name in METRICS else (chosen[0]["unit"] if chosen else "")
     return Table(spec.title, spec.metric, unit, frame, spec.stem)

@@ -298,9 +298,11 @@ class _Errors:
         self.source, self.lines = source, lines
         self.items: list[tuple[Loc, str]] = []
 
-    def add(self, loc: Loc, message: str) -> None:
-        if (loc, message) not in self.items:
-            self.items.append((loc, message))
+    def add(self, loc: Loc, message: str, priority: int = 1) -> None:
+        """Record an error; priority 0 (an unknown key) is reported before the rest,
+        since a misspelt key also makes the key it meant look missing."""
+        if all((loc, message) != (l, m) for l, m, _ in self.items):
+            self.items.append((loc, message, priority))
 
     def line(self, loc: Loc) -> int | None:
         for n in range(len(loc), -1, -1):
@@ -311,7 +313,7 @@ class _Errors:
     def raise_first(self) -> None:
         if not self.items:
             return
-        loc, message = min(self.items, key=lambda item: self.line(item[0]) or 0)
+        loc, message, _ = min(self.items, key=lambda item: (item[2], self.line(item[0]) or 0))
         more = len(self.items) - 1
         suffix = f" (and {more} more error{'s' * (more > 1)})" if more else ""
         raise SuiteError(self.source, self.line(loc), loc, message + suffix)
@@ -325,13 +327,14 @@ def _pydantic_errors(
         if err["type"] == "extra_forbidden":
             key = loc[-1]
             parent = allowed if len(loc) == 1 else _nested_allowed(loc)
-            msg = f"unknown key '{key}'{did_you_mean(key, parent)}"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        else:
-            msg = err["msg"]
-            if "input" in err and not isinstance(err["input"], dict | list):
-                msg += f", got {err['input']!r}"
+            errors.add(prefix + loc, f"unknown key '{key}'{did_you_mean(key, parent)}", 0)
+            continue
+        if err["type"] == "missing":
+            errors.add(prefix + loc[:-1], f"required key '{loc[-1]}' is missing")
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        if "input" in err and not isinstance(err["input"], dict | list):
+            msg += f", got {err['input']!r}"
         errors.add(prefix + (remap(loc) if remap else loc), msg)
 
 

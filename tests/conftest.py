@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench_cli.cli import app
+
+BASE_SUITE = """\
+name: tiny
+description: a tiny suite for tests
+seed: 3
+inputs:
+  kind: spd
+  batch: [2]
+  dim: [3, 4]
+  condition: [10.0]
+methods:
+  log: {layer: matrix_function, func: log, method: autograd}
+  sqrt: {layer: matrix_function, func: sqrt, method: autograd}
+metrics:
+  - time: {budget_s: 0.002, warmup: 1, min_repeats: 2, max_repeats: 3}
+  - forward_error
+tables:
+  - title: Time
+    metric: time.fwd_bwd.median
+    cols: [dim]
+"""
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    """Write YAML text (dedented) to a file and return its path."""
+
+    def write(text: str = BASE_SUITE, name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch):
+    """Invoke the CLI in a temporary working directory; returns (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        result = runner.invoke(app, [str(a) for a in args])
+        return result
+
+    return invoke

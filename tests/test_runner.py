@@ -1,0 +1,99 @@
+"""The runner records every outcome and goes on."""
+
+import json
+
+import torch
+
+from bench_cli import runner, spec
+
+SUITE = """\
+name: outcomes
+inputs: {kind: spd, batch: 2, dim: 4, condition: [10.0]}
+methods:
+  log: {layer: matrix_function, func: log, method: autograd}
+metrics:
+  - time: {budget_s: 0.002, warmup: 1, min_repeats: 2, max_repeats: 3}
+  - forward_error
+"""
+
+
+class ListWriter:
+    def __init__(self):
+        self.records = []
+
+    def append(self, records):
+        self.records.extend(records)
+
+
+def _run(text, **kwargs):
+    suite = spec.loads(text)
+    writer = ListWriter()
+    summary = runner.run(suite, suite.cases(kwargs.pop("devices", None)), writer, set(), **kwargs)
+    return summary, writer.records
+
+
+def test_ok_records_carry_raw_samples_and_metadata():
+    _, records = _run(SUITE)
+    by_metric = {r["metric"]: r for r in records}
+    samples = by_metric["time"]["value"]["fwd_bwd"]["samples"]
+    assert 2 <= len(samples) <= 3 and all(s > 0 for s in samples)
+    assert by_metric["time"]["value"]["bwd"]["mode"] == "backward only (forward untimed)"
+    assert by_metric["time"]["unit"] == "s"
+    assert 0 <= by_metric["forward_error"]["value"] < 1e-5  # float32 eps * small factor
+    json.dumps(records, allow_nan=False)  # plain data, no NaN
+
+
+def test_a_case_that_raises_is_failed_and_the_run_goes_on():
+    # torch.linalg.eigh has no float16 kernel on the CPU: the float16 case fails, float32 runs.
+    text = SUITE + "dtype: [float16, float32]\n"
+    summary, records = _run(text)
+    failed = [r for r in records if r["axes"]["dtype"] == "float16"]
+    ok = [r for r in records if r["axes"]["dtype"] == "float32"]
+    assert {r["status"] for r in failed} == {"failed"}
+    assert all("Half" in r["reason"] or "float16" in r["reason"].lower() for r in failed)
+    assert {r["status"] for r in ok} == {"ok"}
+    assert summary.statuses["failed"] == 2 and summary.statuses["ok"] == 2
+
+
+def test_absent_device_is_skipped_with_reason():
+    _, records = _run(SUITE.replace("name: outcomes", "name: outcomes\ndevice: [cpu, 'cuda:99']"))
+    skipped = [r for r in records if r["axes"]["device"] == "cuda:99"]
+    assert len(skipped) == 2 and {r["status"] for r in skipped} == {"skipped"}
+    assert all("CUDA is not available" in r["reason"] or "absent" in r["reason"] for r in skipped)
+
+
+def test_nonfinite_output_is_its_own_status():
+    # condition 1e60 in float32: the smallest eigenvalues round to 0 or below, so log gives
+    # -inf/NaN. The forward error is then 'nonfinite', never a number.
+    _, records = _run(SUITE.replace("condition: [10.0]", "condition: [1e60]") + "dtype: float32\n")
+    error = next(r for r in records if r["metric"] == "forward_error")
+    assert error["status"] == "nonfinite" and error["value"] is None
+    assert "non-finite" in error["reason"]
+
+
+def test_case_time_limit_records_timeout_and_continues():
+    slow = SUITE.replace(
+        "budget_s: 0.002, warmup: 1, min_repeats: 2, max_repeats: 3",
+        "budget_s: 30, warmup: 1, min_repeats: 100000, max_repeats: 100000",
+    )
+    summary, records = _run(slow + "dtype: [float32, float64]\n", timeout=0.3)
+    assert summary.ran == 2
+    assert {r["status"] for r in records} == {"failed"}
+    assert all(r["reason"].startswith("timeout") for r in records)
+
+
+def test_each_case_is_seeded_from_its_key():
+    suite = spec.loads(SUITE.replace("condition: [10.0]", "condition: [10.0, 20.0]"))
+    a, b = suite.cases()
+    probe_a, _ = runner._prepare(a)
+    probe_a2, _ = runner._prepare(a)
+    probe_b, _ = runner._prepare(b)
+    assert torch.equal(probe_a.inputs["A"], probe_a2.inputs["A"])
+    assert not torch.allclose(probe_a.inputs["A"], probe_b.inputs["A"])
+
+
+def test_pending_skips_done_pairs_only():
+    suite = spec.loads(SUITE)
+    (case,) = suite.cases()
+    assert runner.pending([case], suite, {(case.key, "time")}) == [(case, ["forward_error"])]
+    assert runner.pending([case], suite, {(case.key, "time"), (case.key, "forward_error")}) == []

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+from bench_cli import store
+from bench_cli.errors import UserError
+
+ENV = {"machine_key": "test-machine"}
+
+
+def _open(folder, fingerprint="f1", suite="s"):
+    return folder.open_for_run(
+        suite_name=suite, fingerprint=fingerprint, suite_text="name: s\n", env=ENV
+    )
+
+
+def test_append_is_durable_and_append_only(tmp_path):
+    folder = store.RunFolder(tmp_path / "run")
+    with _open(folder) as writer:
+        writer.append([{"case": "a", "metric": "m", "status": "ok"}])
+    with _open(folder) as writer:
+        writer.append([{"case": "b", "metric": "m", "status": "ok"}])
+    assert [r["case"] for r in folder.records()] == ["a", "b"]
+    assert folder.done() == {("a", "m"), ("b", "m")}
+    assert len(folder.meta["invocations"]) == 2
+    assert (tmp_path / "run" / "suite.yaml").read_text() == "name: s\n"
+
+
+def test_torn_last_line_is_ignored_then_dropped(tmp_path):
+    folder = store.RunFolder(tmp_path / "run")
+    with _open(folder) as writer:
+        writer.append([{"case": "a", "metric": "m", "status": "ok"}])
+    with (tmp_path / "run" / "records.jsonl").open("a") as handle:
+        handle.write('{"case": "b", "metr')  # a kill in the middle of a write
+    assert [r["case"] for r in folder.records()] == ["a"]
+    with _open(folder) as writer:
+        writer.append([{"case": "c", "metric": "m", "status": "ok"}])
+    lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
+    assert [json.loads(line)["case"] for line in lines] == ["a", "c"]
+
+
+def test_refuses_other_suite_other_fingerprint_other_machine(tmp_path):
+    folder = store.RunFolder(tmp_path / "run")
+    with _open(folder):
+        pass
+    with pytest.raises(UserError, match="suite 's'"), _open(folder, suite="t"):
+        pass
+    with pytest.raises(UserError, match="different version"), _open(folder, fingerprint="f2"):
+        pass
+    other = folder.open_for_run(
+        suite_name="s", fingerprint="f1", suite_text="", env={"machine_key": "elsewhere"}
+    )
+    with pytest.raises(UserError, match="measured on machine 'test-machine'"), other:
+        pass
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    folder = store.RunFolder(tmp_path / "run")
+    with _open(folder), pytest.raises(UserError, match="another matbench process"), _open(folder):
+        pass
+
+
+def test_nan_never_enters_a_record(tmp_path):
+    folder = store.RunFolder(tmp_path / "run")
+    with _open(folder) as writer, pytest.raises(ValueError):
+        writer.append([{"case": "a", "metric": "m", "value": float("nan")}])
+    assert folder.records() == []
