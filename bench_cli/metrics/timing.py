@@ -146,7 +146,8 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
                 deadline=probe.deadline,
             )
             value[mode] = {
-                "samples": samples,
+                # Nanoseconds are below either clock's resolution: keep no more digits.
+                "samples": [round(sample, 9) for sample in samples],
                 "mode": MODE_LABELS[mode],
                 "clock": timer.clock,
                 "warmup": options.warmup,
