@@ -128,6 +128,9 @@ def load_suite(name_or_path: str) -> spec.Suite:
 
 
 def select_cases(suite: spec.Suite, devices, filters) -> list[spec.Case]:
+    for device in devices or ():
+        if not spec.DEVICE_PATTERN.match(device):
+            raise UserError(f"--device '{device}': expected cpu, cuda, cuda:N, mps or auto")
     cases = spec.select(suite.cases(devices or None), filters or [])
     if not cases:
         raise UserError(f"{suite.source}: no case matches --filter {' '.join(filters or [])}")

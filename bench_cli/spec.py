@@ -118,7 +118,8 @@ def _as_list(value: Any) -> Any:
 
 
 DType = Literal["float16", "bfloat16", "float32", "float64"]
-Device = Annotated[str, StringConstraints(pattern=r"^(cpu|cuda(:[0-9]+)?|mps|auto)$")]
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:[0-9]+)?|mps|auto)$")
+Device = Annotated[str, StringConstraints(pattern=DEVICE_PATTERN.pattern)]
 
 
 class _Strict(BaseModel):

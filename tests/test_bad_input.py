@@ -119,6 +119,7 @@ def test_output_folder_that_cannot_be_written(cli, write_suite, tmp_path):
 def test_bad_filter_and_format(cli, write_suite, tmp_path):
     _check_one_line(cli("run", write_suite(GOOD), "--filter", "dimm=4"), ["did you mean 'dim'"])
     _check_one_line(cli("run", write_suite(GOOD), "--filter", "dim=99"), ["no case matches"])
+    _check_one_line(cli("run", write_suite(GOOD), "--device", "gpu"), ["--device 'gpu'"])
     _check_one_line(cli("show", tmp_path), ["not a matbench run folder"])
     _check_one_line(cli("list", "layerz"), ["did you mean 'layers'"])
 
