@@ -59,11 +59,35 @@ def generate_spd(params: SpdParams, generator: torch.Generator) -> dict[str, tor
     return {"A": 0.5 * (A + A.mT)}
 
 
+class FeatureParams(FamilyParams):
+    batch: PositiveInt = 8
+    samples: PositiveInt = Field(description="N, feature vectors per item")
+    channels: PositiveInt = Field(description="C, the feature dimension")
+    condition: float = Field(10.0, ge=1.0, description="of the population covariance")
+
+
+def generate_features(params: FeatureParams, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """X (B, N, C): Gaussian samples whose population covariance has the given condition."""
+    spd = SpdParams(batch=params.batch, dim=params.channels, condition=params.condition)
+    scales = spd_eigvals(spd).sqrt()
+    axes = haar_orthogonal(params.batch, params.channels, generator)
+    gaussian = torch.randn(
+        params.batch, params.samples, params.channels, generator=generator, dtype=torch.float64
+    )
+    return {"X": (gaussian * scales) @ axes.mT}
+
+
 FAMILIES: dict[str, InputFamily] = {
     "spd": InputFamily(
         "spd",
         SpdParams,
         generate_spd,
         "random SPD matrices Q diag(λ) Qᵀ, Q Haar, λ from 1 to 1/condition",
+    ),
+    "features": InputFamily(
+        "features",
+        FeatureParams,
+        generate_features,
+        "feature sets X (B, N, C), Gaussian with a population covariance of given condition",
     ),
 }

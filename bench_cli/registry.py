@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,12 +18,20 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    create_model,
+    model_validator,
+)
 
 from bench_cli import inputs as _inputs
 from bench_cli import metrics as _metrics
 from bench_cli.errors import UserError, unknown_name
-from bench_cli.layers import matfun
+from bench_cli.layers import matfun, ncut, pooling
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 
@@ -44,13 +53,99 @@ class Layer:
     reference: Callable[[Mapping[str, Any], Mapping[str, torch.Tensor]], torch.Tensor]
     summary: str
 
+    @property
+    def default_method(self) -> str | None:
+        """The method a suite may leave out: the only one, where there is one."""
+        return next(iter(self.methods)) if len(self.methods) == 1 else None
 
-# ---------------------------------------------------------------- matrix_function
+
+# ---------------------------------------------------------------- references
+# Float64 NumPy re-implementations of each layer's forward: independent of the
+# torch code under test, so a shared mistake cannot cancel out.
 
 
-class MatrixFunctionOptions(BaseModel):
+def _np(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to("cpu", torch.float64).numpy()
+
+
+def _np_spectral(M: np.ndarray, func: str, p: float | None) -> np.ndarray:
+    eigvals, eigvecs = np.linalg.eigh(0.5 * (M + np.swapaxes(M, -1, -2)))
+    with np.errstate(all="ignore"):
+        f = {
+            "log": np.log,
+            "sqrt": np.sqrt,
+            "invsqrt": lambda w: 1.0 / np.sqrt(w),
+            "pow": lambda w: np.power(w, p),
+            "identity": lambda w: w,
+        }[func](eigvals)
+    return (eigvecs * f[..., None, :]) @ np.swapaxes(eigvecs, -1, -2)
+
+
+def _np_covariance(X: np.ndarray, center: bool) -> np.ndarray:
+    if center:
+        X = X - X.mean(-2, keepdims=True)
+    return np.swapaxes(X, -1, -2) @ X / X.shape[-2]
+
+
+def _ref_matrix_function(options, inputs) -> torch.Tensor:
+    return torch.from_numpy(_np_spectral(_np(inputs["A"]), options["func"], options.get("p")))
+
+
+def _ref_o2p(options, inputs) -> torch.Tensor:
+    C = _np_covariance(_np(inputs["X"]), options["center"])
+    pooled = _np_spectral(C + options["eps"] * np.eye(C.shape[-1]), options["func"], options["p"])
+    rows, cols = np.triu_indices(C.shape[-1])
+    scale = np.where(rows == cols, 1.0, np.sqrt(2.0))
+    return torch.from_numpy(pooled[..., rows, cols] * scale)
+
+
+def _ref_ncut(options, inputs) -> torch.Tensor:
+    X = _np(inputs["X"])
+    if options["affinity"] == "gaussian":
+        sq_dist = ((X[..., :, None, :] - X[..., None, :, :]) ** 2).sum(-1)
+        W = np.exp(-sq_dist / (2 * options["sigma"] ** 2))
+    else:
+        unit = X / np.linalg.norm(X, axis=-1, keepdims=True)
+        W = 0.5 * (1 + unit @ np.swapaxes(unit, -1, -2))
+    d = W.sum(-1)
+    M = W / np.sqrt(d[..., :, None] * d[..., None, :])
+    _, eigvecs = np.linalg.eigh(M)
+    top = eigvecs[..., -options["k"] :]
+    return torch.from_numpy(top @ np.swapaxes(top, -1, -2))
+
+
+def _ref_bilinear(options, inputs) -> torch.Tensor:
+    X = _np(inputs["X"])
+    M = (np.swapaxes(X, -1, -2) @ X / X.shape[-2]).reshape(X.shape[0], -1)
+    signed = np.sign(M) * np.sqrt(np.abs(M) + options["eps"])
+    return torch.from_numpy(signed / np.linalg.norm(signed, axis=-1, keepdims=True))
+
+
+def _fc_weights(out_features: int, in_features: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed float64 weights: the head is a fixed cost here, not what is measured."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(out_features, in_features, generator=generator, dtype=torch.float64)
+    bias = torch.randn(out_features, generator=generator, dtype=torch.float64)
+    return weight / math.sqrt(in_features), bias
+
+
+def _ref_fc(options, inputs) -> torch.Tensor:
+    X = _np(inputs["X"])
+    weight, bias = _fc_weights(options["out_features"], X.shape[-1])
+    return torch.from_numpy(X @ weight.numpy().T + bias.numpy())
+
+
+# ---------------------------------------------------------------- layer options
+
+
+class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    func: Literal["log", "sqrt", "invsqrt", "pow"]
+
+
+Func = Literal["log", "sqrt", "invsqrt", "pow", "identity"]
+
+
+class _FuncOptions(_Options):
     p: float | None = None
 
     @model_validator(mode="after")
@@ -62,50 +157,135 @@ class MatrixFunctionOptions(BaseModel):
         return self
 
 
-_SHARED = ("func", "p")
+class MatrixFunctionOptions(_FuncOptions):
+    func: Func
+
+
+class O2POptions(_FuncOptions):
+    func: Func = "log"
+    center: bool = True
+    eps: PositiveFloat = Field(1e-3, description="the regularizer εI added to the covariance")
+
+
+class NcutOptions(_Options):
+    k: PositiveInt
+    affinity: Literal["gaussian", "cosine"] = "gaussian"
+    sigma: PositiveFloat = 1.0
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _split(options: Mapping[str, Any], shared: type[BaseModel]) -> tuple[dict, dict]:
+    own = {k: v for k, v in options.items() if k in shared.model_fields}
+    rest = {k: v for k, v in options.items() if k not in shared.model_fields}
+    return own, rest
 
 
 def _build_matrix_function(method: str, options: Mapping[str, Any]) -> Forward:
-    func, p = options["func"], options.get("p")
-    extra = {k: v for k, v in options.items() if k not in _SHARED}
-
-    def forward(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return matfun.matrix_function(inputs["A"], func, method, p=p, check_finite=False, **extra)
-
-    return forward
+    own, rest = _split(options, MatrixFunctionOptions)
+    return lambda inputs: matfun.matrix_function(
+        inputs["A"], own["func"], method, p=own.get("p"), check_finite=False, **rest
+    )
 
 
-def _reference_matrix_function(
-    options: Mapping[str, Any], inputs: Mapping[str, torch.Tensor]
-) -> torch.Tensor:
-    """f(A) in float64 through NumPy's LAPACK eigh: independent of torch's code paths."""
-    A = inputs["A"].detach().to("cpu", torch.float64).numpy()
-    eigvals, eigvecs = np.linalg.eigh(0.5 * (A + np.swapaxes(A, -1, -2)))
-    func, p = options["func"], options.get("p")
-    with np.errstate(all="ignore"):
-        f = {
-            "log": np.log,
-            "sqrt": np.sqrt,
-            "invsqrt": lambda w: 1.0 / np.sqrt(w),
-            "pow": lambda w: np.power(w, p),
-        }[func](eigvals)
-    return torch.from_numpy((eigvecs * f[..., None, :]) @ np.swapaxes(eigvecs, -1, -2))
+def _build_o2p(method: str, options: Mapping[str, Any]) -> Forward:
+    own, rest = _split(options, O2POptions)
+    return lambda inputs: pooling.o2p(inputs["X"], method=method, **own, **rest)
+
+
+def _build_ncut(method: str, options: Mapping[str, Any]) -> Forward:
+    own, rest = _split(options, NcutOptions)
+    return lambda inputs: ncut.normalized_cuts(
+        inputs["X"],
+        own["k"],
+        affinity_kind=own["affinity"],
+        sigma=own["sigma"],
+        method=method,
+        **rest,
+    )
+
+
+def _build_direct(fn: Callable[..., torch.Tensor]):
+    def build(method: str, options: Mapping[str, Any]) -> Forward:
+        return lambda inputs: fn(inputs["X"], **options)
+
+    return build
+
+
+def _fc(X: torch.Tensor, *, out_features: PositiveInt = 16) -> torch.Tensor:
+    """A fixed linear head over the last dimension."""
+    weight, bias = _fc_weights(out_features, X.shape[-1])
+    return torch.nn.functional.linear(X, weight.to(X), bias.to(X))
+
+
+def _methods(table: Mapping[str, Callable[..., Any]]) -> dict[str, Method]:
+    return {name: Method(name, fn, _doc_summary(fn)) for name, fn in table.items()}
 
 
 def _doc_summary(fn: Callable) -> str:
     return (inspect.getdoc(fn) or "").split("\n")[0]
 
 
+def _direct_layer(name, fn, reference, summary) -> Layer:
+    return Layer(
+        name,
+        _Options,
+        _methods({"direct": fn}),
+        ("features",),
+        _build_direct(fn),
+        reference,
+        summary,
+    )
+
+
 LAYERS: dict[str, Layer] = {
     "matrix_function": Layer(
-        name="matrix_function",
-        options=MatrixFunctionOptions,
-        methods={name: Method(name, fn, _doc_summary(fn)) for name, fn in matfun.METHODS.items()},
-        input_kinds=("spd",),
-        build=_build_matrix_function,
-        reference=_reference_matrix_function,
-        summary="f(A) for symmetric A: log, sqrt, invsqrt, pow",
+        "matrix_function",
+        MatrixFunctionOptions,
+        _methods(matfun.METHODS),
+        ("spd",),
+        _build_matrix_function,
+        _ref_matrix_function,
+        "f(A) for symmetric A: log, sqrt, invsqrt, pow, identity",
     ),
+    "o2p": Layer(
+        "o2p",
+        O2POptions,
+        _methods(matfun.METHODS),
+        ("features",),
+        _build_o2p,
+        _ref_o2p,
+        "second-order pooling: f(covariance + εI) of features, upper triangle",
+    ),
+    "ncut": Layer(
+        "ncut",
+        NcutOptions,
+        _methods(ncut.METHODS),
+        ("features",),
+        _build_ncut,
+        _ref_ncut,
+        "normalized cuts: projector onto the top-k eigenvectors of D^-1/2 W D^-1/2",
+    ),
+    "avg_pool": _direct_layer(
+        "avg_pool",
+        pooling.avg_pool,
+        lambda o, i: torch.from_numpy(_np(i["X"]).mean(-2)),
+        "first-order baseline: mean feature",
+    ),
+    "max_pool": _direct_layer(
+        "max_pool",
+        pooling.max_pool,
+        lambda o, i: torch.from_numpy(_np(i["X"]).max(-2)),
+        "first-order baseline: channel-wise max",
+    ),
+    "bilinear": _direct_layer(
+        "bilinear",
+        pooling.bilinear,
+        _ref_bilinear,
+        "unstructured second-order baseline: outer product, signed sqrt, L2",
+    ),
+    "fc": _direct_layer("fc", _fc, _ref_fc, "fully connected head (fixed weights)"),
 }
 
 

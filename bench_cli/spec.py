@@ -457,6 +457,7 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
             errors.add(loc + ("layer",), registry.unknown("layer", layer_name))
             continue
         layer = registry.layer(layer_name)
+        method_name = method_name or layer.default_method
         if method_name is None:
             errors.add(loc, f"required key 'method' is missing; known: {', '.join(layer.methods)}")
             continue

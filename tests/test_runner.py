@@ -63,12 +63,39 @@ def test_absent_device_is_skipped_with_reason():
 
 
 def test_nonfinite_output_is_its_own_status():
-    # condition 1e60 in float32: the smallest eigenvalues round to 0 or below, so log gives
-    # -inf/NaN. The forward error is then 'nonfinite', never a number.
-    _, records = _run(SUITE.replace("condition: [10.0]", "condition: [1e60]") + "dtype: float32\n")
+    # condition 1e60 in float32 puts eigenvalues at or below 0; flooring them at 0 makes
+    # log give -inf. The forward error is then 'nonfinite', never a number.
+    text = SUITE.replace("condition: [10.0]", "condition: [1e60]").replace(
+        "method: autograd}", "method: eig_dk, nonpositive: floor, floor_eps: 0.0}"
+    )
+    _, records = _run(text + "dtype: float32\n")
     error = next(r for r in records if r["metric"] == "forward_error")
     assert error["status"] == "nonfinite" and error["value"] is None
     assert "non-finite" in error["reason"]
+
+
+def test_an_eigensolver_error_is_failed_with_its_message():
+    # sigma = 1e-30 in float32: 2σ² underflows to 0, the affinity holds 0/0 = NaN and
+    # LAPACK's eigh refuses it.
+    text = SUITE.replace(
+        "{kind: spd, batch: 2, dim: 4, condition: [10.0]}",
+        "{kind: features, batch: 2, samples: 6, channels: 3}",
+    )
+    text = text.replace(
+        "{layer: matrix_function, func: log, method: autograd}",
+        "{layer: ncut, method: eig, k: 2, sigma: 1e-30}",
+    )
+    _, records = _run(text + "dtype: float32\n")
+    assert {r["status"] for r in records} == {"failed"}
+    assert all("eigh" in r["reason"] for r in records)
+
+
+def test_non_positive_definite_input_fails_with_the_reason():
+    # condition 1e60 in float32: the smallest eigenvalues round to 0 or below.
+    text = SUITE.replace("condition: [10.0]", "condition: [1e60]") + "dtype: float32\n"
+    _, records = _run(text)
+    assert {r["status"] for r in records} == {"failed"}
+    assert all("not positive definite" in r["reason"] for r in records)
 
 
 def test_case_time_limit_records_timeout_and_continues():

@@ -1,23 +1,43 @@
 """Spectral matrix functions f(A) = U f(Λ) Uᵀ of symmetric matrices.
 
-``matrix_function(A, func, method)`` is the one entry point; ``METHODS`` maps
-each method name to the function that computes it, so adding a method is one
-function and one entry.
+``matrix_function(A, func, method, **options)`` is the one entry point;
+``METHODS`` maps each method name to the function that computes it, so adding
+a method is one function and one entry. A method's keyword-only parameters
+are its options (and, through the registry, its suite options).
 
-Non-symmetric input is *symmetrized*: every method computes f(sym(A)) with
-sym(A) = (A + Aᵀ)/2, so f is defined, and differentiable, on all square
+Methods:
+
+- ``autograd``: torch.linalg.eigh composed, torch's own backward.
+- ``eig``: through :func:`~bench_cli.layers.spectral.eigh`, the paper's
+  Proposition 2 backward, with its ``gap`` treatments.
+- ``svd``: through :func:`~bench_cli.layers.spectral.svd` of A, the paper's
+  Proposition 1 backward. For symmetric A the singular vectors are
+  eigenvectors and λᵢ = σᵢ · sign(uᵢᵀvᵢ).
+- ``eig_dk``: the Daleckii–Krein backward ∂L/∂A = U (L_f ∘ (Uᵀ sym(G) U)) Uᵀ,
+  with L_f the Loewner matrix of divided differences of f. Exact and finite at
+  repeated eigenvalues, where Proposition 2 and torch's backward give NaN.
+
+Non-symmetric input is *symmetrized*: every method computes f(sym(A)),
+sym(A) = (A + Aᵀ)/2, so f is defined and differentiable on all square
 matrices and gradients are symmetric.
+
+Eigenvalues outside f's domain (λ ≤ 0 for log, sqrt, invsqrt and non-integer
+powers): ``nonpositive='error'`` raises ValueError (this reads a value back
+from the device); ``'floor'`` replaces λ by max(λ, floor_eps).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 
 from bench_cli.layers._checks import check_square_batch, sym
+from bench_cli.layers.spectral import Gap, eigh, svd
 
-FUNCS = ("log", "sqrt", "invsqrt", "pow")
+FUNCS = ("log", "sqrt", "invsqrt", "pow", "identity")
+NonPositive = Literal["error", "floor"]
 
 
 def scalar_function(func: str, p: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -28,6 +48,8 @@ def scalar_function(func: str, p: float | None = None) -> Callable[[torch.Tensor
         return torch.sqrt
     if func == "invsqrt":
         return torch.rsqrt
+    if func == "identity":
+        return lambda eigvals: eigvals
     if func == "pow":
         if p is None:
             raise ValueError("func 'pow' needs the exponent p")
@@ -35,26 +57,187 @@ def scalar_function(func: str, p: float | None = None) -> Callable[[torch.Tensor
     raise ValueError(f"unknown func '{func}'; known: {', '.join(FUNCS)}")
 
 
-def autograd_matrix_function(A: torch.Tensor, func: str, p: float | None = None) -> torch.Tensor:
-    """f(A) composed from ``torch.linalg.eigh``, differentiated by torch's own backward.
+def needs_positive(func: str, p: float | None) -> bool:
+    if func == "identity":
+        return False
+    return not (func == "pow" and p is not None and float(p).is_integer() and p >= 0)
 
-    This is what a user writes by default. Its backward divides by eigenvalue
-    gaps, so it returns inf/NaN gradients at repeated eigenvalues.
-    """
-    f = scalar_function(func, p)
+
+def domain(
+    eigvals: torch.Tensor, func: str, p: float | None, nonpositive: NonPositive, eps: float
+) -> torch.Tensor:
+    """Eigenvalues inside f's domain: checked (error) or floored at eps."""
+    if not needs_positive(func, p):
+        return eigvals
+    if nonpositive == "floor":
+        return eigvals.clamp_min(eps)
+    if nonpositive != "error":
+        raise ValueError(f"nonpositive must be 'error' or 'floor', got '{nonpositive}'")
+    smallest = eigvals.detach().amin()
+    if not bool(smallest > 0):
+        raise ValueError(
+            f"matrix_function({func}): input is not positive definite (smallest eigenvalue "
+            f"{float(smallest):.3g}); pass nonpositive='floor' to floor eigenvalues at floor_eps"
+        )
+    return eigvals
+
+
+def _rebuild(eigvecs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """U diag(values) Uᵀ with one matmul."""
+    return (eigvecs * values.unsqueeze(-2)) @ eigvecs.mT
+
+
+def autograd_matrix_function(
+    A: torch.Tensor,
+    func: str,
+    p: float | None = None,
+    *,
+    nonpositive: NonPositive = "error",
+    floor_eps: float = 1e-10,
+) -> torch.Tensor:
+    """torch.linalg.eigh composed; torch's backward (NaN at repeated eigenvalues)."""
     eigvals, eigvecs = torch.linalg.eigh(sym(A))
-    return (eigvecs * f(eigvals).unsqueeze(-2)) @ eigvecs.mT
+    eigvals = domain(eigvals, func, p, nonpositive, floor_eps)
+    return _rebuild(eigvecs, scalar_function(func, p)(eigvals))
+
+
+def eig_matrix_function(
+    A: torch.Tensor,
+    func: str,
+    p: float | None = None,
+    *,
+    gap: Gap = "exact",
+    gap_eps: float = 1e-12,
+    degree: int = 9,
+    nonpositive: NonPositive = "error",
+    floor_eps: float = 1e-10,
+) -> torch.Tensor:
+    """The paper's eigendecomposition backward (Proposition 2), gap treatment selectable."""
+    eigvals, eigvecs = eigh(A, gap=gap, gap_eps=gap_eps, degree=degree, check_finite=False)
+    eigvals = domain(eigvals, func, p, nonpositive, floor_eps)
+    return _rebuild(eigvecs, scalar_function(func, p)(eigvals))
+
+
+def svd_matrix_function(
+    A: torch.Tensor,
+    func: str,
+    p: float | None = None,
+    *,
+    gap: Gap = "exact",
+    gap_eps: float = 1e-12,
+    degree: int = 9,
+    nonpositive: NonPositive = "error",
+    floor_eps: float = 1e-10,
+) -> torch.Tensor:
+    """The paper's SVD backward (Proposition 1) on A; eigenvalues are signed σ."""
+    U, S, V = svd(sym(A), gap=gap, gap_eps=gap_eps, degree=degree, check_finite=False)
+    # For symmetric A, uᵢ = ±vᵢ and the sign is that of λᵢ.
+    signs = torch.sign((U * V).sum(-2)).detach()
+    eigvals = domain(S * torch.where(signs == 0, 1.0, signs), func, p, nonpositive, floor_eps)
+    return _rebuild(V, scalar_function(func, p)(eigvals))
+
+
+# ---------------------------------------------------------------- Daleckii–Krein
+
+
+def loewner(eigvals: torch.Tensor, func: str, p: float | None = None) -> torch.Tensor:
+    """L_f: Lᵢⱼ = (f(λᵢ) − f(λⱼ))/(λᵢ − λⱼ), and f′(λᵢ) where λᵢ = λⱼ.
+
+    Written without cancellation: with s = min(λᵢ, λⱼ), b = max and
+    x = (b − s)/s ≥ 0,
+      log:     log1p(x) / (x s)                    -> 1/s at x = 0
+      sqrt:    1 / (√λᵢ + √λⱼ)
+      invsqrt: −1 / (√λᵢ √λⱼ (√λᵢ + √λⱼ))
+      pow p:   s^(p−1) expm1(p log1p(x)) / x       -> p s^(p−1) at x = 0
+    Needs λ > 0, except for identity.
+    """
+    lam_i, lam_j = eigvals.unsqueeze(-1), eigvals.unsqueeze(-2)
+    if func == "identity":
+        return torch.ones_like(lam_i * lam_j)
+    if func == "sqrt":
+        return 1.0 / (lam_i.sqrt() + lam_j.sqrt())
+    if func == "invsqrt":
+        root_i, root_j = lam_i.sqrt(), lam_j.sqrt()
+        return -1.0 / (root_i * root_j * (root_i + root_j))
+    small, big = torch.minimum(lam_i, lam_j), torch.maximum(lam_i, lam_j)
+    x = (big - small) / small
+    tie = x == 0
+    x_safe = torch.where(tie, torch.ones_like(x), x)
+    if func == "log":
+        return torch.where(tie, 1.0 / small, torch.log1p(x_safe) / (x_safe * small))
+    if func == "pow":
+        scale = small.pow(p - 1)
+        return scale * torch.where(
+            tie, torch.full_like(x, p), torch.expm1(p * torch.log1p(x_safe)) / x_safe
+        )
+    raise ValueError(f"unknown func '{func}'; known: {', '.join(FUNCS)}")
+
+
+def _floored_loewner(eigvals, floored, func, p, eps):
+    """Divided differences of g = f ∘ max(·, eps), for pairs where either λ was floored."""
+    f = scalar_function(func, p)
+    values = f(floored)
+    lam_i, lam_j = eigvals.unsqueeze(-1), eigvals.unsqueeze(-2)
+    diff = lam_i - lam_j
+    tie = diff == 0
+    generic = (values.unsqueeze(-1) - values.unsqueeze(-2)) / torch.where(tie, 1.0, diff)
+    # g′(λ) = f′(λ) above the floor, 0 below it.
+    derivative = torch.diagonal(loewner(floored, func, p), dim1=-2, dim2=-1)
+    derivative = torch.where(eigvals > eps, derivative, torch.zeros_like(derivative))
+    at_tie = derivative.unsqueeze(-1).expand_as(generic)
+    return torch.where(tie, at_tie, generic)
+
+
+class _DaleckiiKrein(torch.autograd.Function):
+    @staticmethod
+    def forward(A, func, p, nonpositive, eps):
+        eigvals, eigvecs = torch.linalg.eigh(A)
+        inside = domain(eigvals, func, p, nonpositive, eps)
+        return _rebuild(eigvecs, scalar_function(func, p)(inside)), eigvals, eigvecs, inside
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, ctx.func, ctx.p, _, ctx.eps = inputs
+        _, eigvals, eigvecs, inside = output
+        ctx.save_for_backward(eigvals, eigvecs, inside)
+        ctx.mark_non_differentiable(eigvals, eigvecs, inside)
+
+    @staticmethod
+    def backward(ctx, grad_out, *_):
+        eigvals, eigvecs, inside = ctx.saved_tensors
+        L = loewner(inside, ctx.func, ctx.p)
+        if not torch.equal(eigvals, inside):  # some eigenvalues were floored
+            floored = (eigvals != inside).unsqueeze(-1) | (eigvals != inside).unsqueeze(-2)
+            L = torch.where(floored, _floored_loewner(eigvals, inside, ctx.func, ctx.p, ctx.eps), L)
+        U = eigvecs
+        grad_A = U @ (L * (U.mT @ sym(grad_out) @ U)) @ U.mT
+        return grad_A, None, None, None, None
+
+
+def eig_dk_matrix_function(
+    A: torch.Tensor,
+    func: str,
+    p: float | None = None,
+    *,
+    nonpositive: NonPositive = "error",
+    floor_eps: float = 1e-10,
+) -> torch.Tensor:
+    """Daleckii–Krein backward U (L_f ∘ (Uᵀ sym(G) U)) Uᵀ: exact and finite at ties."""
+    return _DaleckiiKrein.apply(sym(A), func, p, nonpositive, floor_eps)[0]
 
 
 METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "autograd": autograd_matrix_function,
+    "eig": eig_matrix_function,
+    "svd": svd_matrix_function,
+    "eig_dk": eig_dk_matrix_function,
 }
 
 
 def matrix_function(
     A: torch.Tensor,
     func: str,
-    method: str = "autograd",
+    method: str = "eig_dk",
     *,
     p: float | None = None,
     check_finite: bool = True,
@@ -64,15 +247,17 @@ def matrix_function(
 
     Args:
         A: symmetric (or symmetrized, see the module docstring) matrices.
-        func: one of ``log``, ``sqrt``, ``invsqrt``, ``pow`` (with ``p``).
+        func: ``log``, ``sqrt``, ``invsqrt``, ``pow`` (with ``p``) or ``identity``.
         method: a key of ``METHODS``.
         p: the exponent for ``func='pow'``.
         check_finite: reject non-finite input (costs a device sync).
-        options: method-specific options.
+        options: the method's keyword-only options (``gap``, ``nonpositive``, ...).
     """
     check_square_batch(A, check_finite=check_finite)
     if func not in FUNCS:
         raise ValueError(f"unknown func '{func}'; known: {', '.join(FUNCS)}")
+    if func == "pow" and p is None:
+        raise ValueError("func 'pow' needs the exponent p")
     try:
         impl = METHODS[method]
     except KeyError:

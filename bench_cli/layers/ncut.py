@@ -1,0 +1,181 @@
+"""A differentiable normalized-cuts layer and the paper's projector loss.
+
+Features X (B, N, C) -> affinity W -> M = D^{-1/2} W D^{-1/2} (D = diag(W1))
+-> the eigenvectors U of the k largest eigenvalues of M -> projector P = UUᵀ.
+The learning objective (Ionescu et al., Sec. 5) compares P with the projector
+Π onto the normalised indicator vectors of the ground-truth segments:
+J = ½ ‖P − Π‖²_F.
+
+P depends on U only through span(U): its gradient involves only the gaps
+between kept and discarded eigenvalues, so ``method='eig'`` keeps exactly those
+pairs of K̃ (:func:`top_projector`). Ties inside the kept block, which make
+Proposition 2 as written return NaN, do not matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import nn
+
+from bench_cli.layers._checks import sym
+from bench_cli.layers.spectral import Gap, eigh_backward
+
+Affinity = Literal["gaussian", "cosine"]
+
+
+def affinity(X: torch.Tensor, kind: Affinity = "gaussian", sigma: float = 1.0) -> torch.Tensor:
+    """W (B, N, N), non-negative: exp(−‖xᵢ − xⱼ‖²/(2σ²)) or (1 + cos(xᵢ, xⱼ))/2."""
+    if X.ndim != 3:
+        raise ValueError(f"features must be (B, N, C), got {tuple(X.shape)}")
+    if kind == "gaussian":
+        sq_norms = (X * X).sum(-1)
+        sq_dist = (sq_norms.unsqueeze(-1) + sq_norms.unsqueeze(-2) - 2 * X @ X.mT).clamp_min(0)
+        return torch.exp(-sq_dist / (2 * sigma**2))
+    if kind == "cosine":
+        unit = nn.functional.normalize(X, dim=-1)
+        return 0.5 * (1 + unit @ unit.mT)
+    raise ValueError(f"unknown affinity '{kind}'; known: gaussian, cosine")
+
+
+def normalized_affinity(W: torch.Tensor) -> torch.Tensor:
+    inv_sqrt_degree = W.sum(-1).rsqrt()
+    return sym(inv_sqrt_degree.unsqueeze(-1) * W * inv_sqrt_degree.unsqueeze(-2))
+
+
+class _TopProjector(torch.autograd.Function):
+    @staticmethod
+    def forward(M, k, gap, gap_eps, degree):
+        eigvals, eigvecs = torch.linalg.eigh(M)
+        top = eigvecs[..., -k:]
+        return top @ top.mT, eigvals, eigvecs
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, ctx.k, ctx.gap, ctx.gap_eps, ctx.degree = inputs
+        _, eigvals, eigvecs = output
+        ctx.save_for_backward(eigvals, eigvecs)
+        ctx.mark_non_differentiable(eigvals, eigvecs)
+
+    @staticmethod
+    def backward(ctx, grad_P, *_):
+        eigvals, eigvecs = ctx.saved_tensors
+        n, k = eigvals.shape[-1], ctx.k
+        top = eigvecs[..., -k:]
+        grad_eigvecs = torch.zeros_like(eigvecs)
+        grad_eigvecs[..., -k:] = (grad_P + grad_P.mT) @ top  # ∂L/∂U for P = UUᵀ
+        kept = torch.arange(n, device=eigvals.device) >= n - k
+        pair_mask = kept.unsqueeze(-1) ^ kept.unsqueeze(-2)  # kept x discarded pairs only
+        grad_M = eigh_backward(
+            eigvals,
+            eigvecs,
+            None,
+            grad_eigvecs,
+            gap=ctx.gap,
+            gap_eps=ctx.gap_eps,
+            degree=ctx.degree,
+            pair_mask=pair_mask,
+        )
+        return grad_M, None, None, None, None
+
+
+def top_projector(
+    M: torch.Tensor, k: int, *, gap: Gap = "exact", gap_eps: float = 1e-12, degree: int = 9
+) -> torch.Tensor:
+    """Projector onto the eigenvectors of the k largest eigenvalues of symmetric M."""
+    return _TopProjector.apply(M, k, gap, gap_eps, degree)[0]
+
+
+def eig_projector(M, k, *, gap: Gap = "exact", gap_eps: float = 1e-12, degree: int = 9):
+    """Proposition 2, restricted to kept x discarded eigenvalue pairs."""
+    return top_projector(M, k, gap=gap, gap_eps=gap_eps, degree=degree)
+
+
+def autograd_projector(M, k):
+    """torch.linalg.eigh and torch's backward (NaN when kept eigenvalues tie)."""
+    _, eigvecs = torch.linalg.eigh(M)
+    top = eigvecs[..., -k:]
+    return top @ top.mT
+
+
+METHODS: dict[str, Callable[..., torch.Tensor]] = {
+    "eig": eig_projector,
+    "autograd": autograd_projector,
+}
+
+
+def normalized_cuts(
+    X: torch.Tensor,
+    k: int,
+    *,
+    affinity_kind: Affinity = "gaussian",
+    sigma: float = 1.0,
+    method: str = "eig",
+    **options,
+) -> torch.Tensor:
+    """The spectral projector P (B, N, N) of the normalised affinity of X (B, N, C)."""
+    if X.ndim != 3 or not X.is_floating_point():
+        raise ValueError(f"features must be a floating (B, N, C) tensor, got {tuple(X.shape)}")
+    if not 1 <= k < X.shape[-2]:
+        raise ValueError(f"k must be in [1, N) = [1, {X.shape[-2]}), got {k}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method '{method}'; known: {', '.join(METHODS)}")
+    M = normalized_affinity(affinity(X, affinity_kind, sigma))
+    return METHODS[method](M, k, **options)
+
+
+class NormalizedCuts(nn.Module):
+    """Features (B, N, C) -> projector onto the top-k eigenvectors of D^{-1/2} W D^{-1/2}."""
+
+    def __init__(
+        self,
+        k: int,
+        affinity: Affinity = "gaussian",
+        sigma: float = 1.0,
+        method: str = "eig",
+        **options,
+    ):
+        super().__init__()
+        self.k, self.affinity, self.sigma, self.method, self.options = (
+            k,
+            affinity,
+            sigma,
+            method,
+            options,
+        )
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return normalized_cuts(
+            X,
+            self.k,
+            affinity_kind=self.affinity,
+            sigma=self.sigma,
+            method=self.method,
+            **self.options,
+        )
+
+
+def segment_projector(
+    labels: torch.Tensor, num_segments: int | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Π = Σₛ eₛeₛᵀ/|s| from integer labels (B, N); empty segments add nothing."""
+    if labels.ndim != 2 or labels.dtype not in (torch.int32, torch.int64):
+        raise ValueError(
+            f"labels must be an integer (B, N) tensor, got {labels.dtype} {tuple(labels.shape)}"
+        )
+    if bool((labels < 0).any()):
+        raise ValueError("labels must be non-negative segment indices")
+    count = int(labels.max()) + 1 if num_segments is None else num_segments
+    E = nn.functional.one_hot(labels.long(), count).to(dtype)
+    sizes = E.sum(-2).clamp_min(1)
+    return (E / sizes.unsqueeze(-2)) @ E.mT
+
+
+def projector_loss(P: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """½‖P − Π‖²_F averaged over the batch (the paper's normalized-cuts objective)."""
+    if P.shape[:-1] != labels.shape or P.shape[-1] != P.shape[-2]:
+        raise ValueError(f"P {tuple(P.shape)} and labels {tuple(labels.shape)} do not match")
+    target = segment_projector(labels, dtype=P.dtype).to(P.device)
+    return 0.5 * ((P - target) ** 2).sum((-2, -1)).mean()
