@@ -84,8 +84,9 @@ def o2p(
 
     ``method='svd'`` is the paper's route through the SVD of the weighted
     features Y (C = YᵀY): C + εI = V diag(σ² + ε) Vᵀ + ε (I − V Vᵀ), so
-    f(C + εI) = V diag(f(σ² + ε)) Vᵀ + f(ε) (I − V Vᵀ) when Y has fewer rows
-    than columns. Every other method forms C + εI and calls matrix_function.
+    f(C + εI) = V diag(f(σ² + ε) − f(ε)) Vᵀ + f(ε) I, also when Y has fewer
+    rows than columns. Every other method forms C + εI and calls
+    matrix_function.
     """
     Y = weighted_samples(features, masks, center)
     n = Y.shape[-1]
@@ -96,10 +97,10 @@ def o2p(
         svd_options = {k: options[k] for k in ("gap", "gap_eps", "degree") if k in options}
         _, S, V = svd(Y, check_finite=False, **svd_options)
         f = scalar_function(func, p)
-        pooled = (V * f(S * S + eps).unsqueeze(-2)) @ V.mT
-        if V.shape[-1] < n:
-            eps_value = f(torch.tensor(eps, dtype=Y.dtype, device=Y.device))
-            pooled = pooled + eps_value * (eye - V @ V.mT)
+        f_eps = f(torch.tensor(eps, dtype=Y.dtype, device=Y.device))
+        # V diag(f(σ² + ε) − f(ε)) Vᵀ + f(ε) I: the same matrix, but a direction with σ = 0
+        # gets an exactly zero weight, so its column of ∂L/∂V is exactly zero too.
+        pooled = (V * (f(S * S + eps) - f_eps).unsqueeze(-2)) @ V.mT + f_eps * eye
     else:
         C = Y.mT @ Y + eps * eye
         pooled = matrix_function(C, func, method, p=p, check_finite=False, **options)

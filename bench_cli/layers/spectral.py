@@ -165,7 +165,12 @@ def svd_backward(
 ) -> torch.Tensor:
     """Proposition 1 for a tall X (m ≥ n) and its thin factors U (m×n), S (n), V (n×n)."""
     grad_X = torch.zeros(U.shape[:-1] + V.shape[-2:-1], dtype=U.dtype, device=U.device)
-    D = grad_U / S.unsqueeze(-2) if grad_U is not None else torch.zeros_like(U)
+    if grad_U is None:
+        D = torch.zeros_like(U)
+    else:
+        # A column of ∂L/∂U that is exactly zero contributes nothing, also where σ = 0
+        # (0/0 would otherwise turn a well-defined gradient into NaN).
+        D = torch.where(grad_U == 0, torch.zeros_like(grad_U), grad_U / S.unsqueeze(-2))
     if grad_U is not None:
         grad_X = grad_X + D @ V.mT
     diag_part = -torch.diagonal(U.mT @ D, dim1=-2, dim2=-1)

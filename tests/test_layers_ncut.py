@@ -1,0 +1,104 @@
+"""Normalized cuts and the projector loss."""
+
+import numpy as np
+import pytest
+import torch
+
+from bench_cli.layers import NormalizedCuts, normalized_cuts, projector_loss, segment_projector
+from tests.layer_helpers import F64
+
+
+def _points(seed=0, batch=2, n=10, c=3):
+    return torch.randn(batch, n, c, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def _numpy_projector(X, k, sigma):
+    X = X.numpy()
+    out = []
+    for item in X:
+        W = np.exp(-((item[:, None] - item[None]) ** 2).sum(-1) / (2 * sigma**2))
+        d = W.sum(1)
+        lam, V = np.linalg.eigh(W / np.sqrt(np.outer(d, d)))
+        out.append(V[:, -k:] @ V[:, -k:].T)
+    return torch.tensor(np.array(out))
+
+
+@pytest.mark.parametrize("method", ["eig", "autograd"])
+def test_projector_matches_numpy_and_is_a_projector(method):
+    X = _points()
+    P = normalized_cuts(X, 3, method=method, sigma=1.5)
+    torch.testing.assert_close(P, _numpy_projector(X, 3, 1.5), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(P @ P, P)
+    torch.testing.assert_close(
+        torch.diagonal(P, dim1=-2, dim2=-1).sum(-1), torch.full((2,), 3.0, dtype=F64)
+    )
+
+
+@pytest.mark.parametrize("affinity", ["gaussian", "cosine"])
+@pytest.mark.parametrize("method", ["eig", "autograd"])
+def test_gradient_through_projector_loss_matches_finite_differences(method, affinity):
+    X = _points().requires_grad_(True)
+    labels = torch.randint(0, 3, (2, 10), generator=torch.Generator().manual_seed(4))
+    assert torch.autograd.gradcheck(
+        lambda X: projector_loss(NormalizedCuts(3, affinity, 1.5, method)(X), labels), (X,)
+    )
+
+
+def test_methods_agree_on_gradients():
+    X = _points(seed=2)
+    labels = torch.randint(0, 2, (2, 10), generator=torch.Generator().manual_seed(1))
+    grads = []
+    for method in ("eig", "autograd"):
+        Xg = X.clone().requires_grad_(True)
+        projector_loss(normalized_cuts(Xg, 2, method=method), labels).backward()
+        grads.append(Xg.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
+
+
+def test_ties_inside_the_kept_block_do_not_matter_for_eig():
+    # Two far-apart clusters: a disconnected graph, so eigenvalue 1 is double and both
+    # copies are kept (k = 2). Only kept-vs-discarded gaps enter P's gradient.
+    g = torch.Generator().manual_seed(0)
+    X = torch.cat(
+        [
+            torch.randn(1, 5, 2, generator=g, dtype=F64) * 0.1,
+            torch.randn(1, 5, 2, generator=g, dtype=F64) * 0.1 + 100,
+        ],
+        dim=1,
+    )
+    assert torch.autograd.gradcheck(
+        lambda X: normalized_cuts(X, 2, method="eig", sigma=0.5), (X.clone().requires_grad_(True),)
+    )
+    # Recorded as it is: torch's backward divides by the tied pair's gap.
+    Xg = X.clone().requires_grad_(True)
+    labels = torch.tensor([[0] * 5 + [1] * 5])
+    projector_loss(normalized_cuts(Xg, 2, method="autograd", sigma=0.5), labels).backward()
+    assert not torch.isfinite(Xg.grad).all()
+
+
+def test_projector_loss_is_zero_at_the_ground_truth_and_counts_segments():
+    labels = torch.tensor([[0, 0, 1, 1, 1, 3]])  # segment 2 is empty
+    target = segment_projector(labels, dtype=F64)
+    torch.testing.assert_close(target @ target, target)
+    assert float(torch.diagonal(target, dim1=-2, dim2=-1).sum()) == pytest.approx(
+        3.0
+    )  # three non-empty segments
+    assert float(projector_loss(target, labels)) == 0.0
+    assert float(projector_loss(torch.zeros_like(target), labels)) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: normalized_cuts(torch.ones(4, 3), 1), "features"),
+        (lambda: normalized_cuts(torch.randn(1, 4, 3), 4), "k must be"),
+        (lambda: normalized_cuts(torch.randn(1, 4, 3), 1, method="lanczos"), "unknown method"),
+        (lambda: normalized_cuts(torch.randn(1, 4, 3), 1, affinity_kind="knn"), "unknown affinity"),
+        (lambda: projector_loss(torch.eye(3)[None], torch.zeros(1, 4, dtype=torch.long)), "match"),
+        (lambda: segment_projector(torch.zeros(1, 4)), "integer"),
+        (lambda: segment_projector(torch.tensor([[0, -1]])), "non-negative"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
