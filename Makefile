@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test smoke lint clean-venv
+.PHONY: test smoke lint bench-layers clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP)
 
 smoke: $(STAMP)
 	$(BIN)/matbench run suites/smoke.yaml
+
+# eig_dk vs autograd vs its lower bound, printed as ratios (about 30 s).
+bench-layers: $(STAMP)
+	$(BIN)/python -m bench_cli.benchmarks.eig_dk_overhead
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

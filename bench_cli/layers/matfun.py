@@ -28,6 +28,7 @@ from the device); ``'floor'`` replaces λ by max(λ, floor_eps).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Literal
 
@@ -143,61 +144,84 @@ def svd_matrix_function(
 def loewner(eigvals: torch.Tensor, func: str, p: float | None = None) -> torch.Tensor:
     """L_f: Lᵢⱼ = (f(λᵢ) − f(λⱼ))/(λᵢ − λⱼ), and f′(λᵢ) where λᵢ = λⱼ.
 
-    Written without cancellation: with s = min(λᵢ, λⱼ), b = max and
-    x = (b − s)/s ≥ 0,
-      log:     log1p(x) / (x s)                    -> 1/s at x = 0
-      sqrt:    1 / (√λᵢ + √λⱼ)
-      invsqrt: −1 / (√λᵢ √λⱼ (√λᵢ + √λⱼ))
-      pow p:   s^(p−1) expm1(p log1p(x)) / x       -> p s^(p−1) at x = 0
-    Needs λ > 0, except for identity.
+    ``eigvals`` ascending (as eigh returns them), positive except for identity.
+    Written without cancellation; see :func:`half_loewner`.
     """
-    lam_i, lam_j = eigvals.unsqueeze(-1), eigvals.unsqueeze(-2)
+    n = eigvals.shape[-1]
+    return (2 * half_loewner(eigvals, func, p)).expand(*eigvals.shape[:-1], n, n)
+
+
+def half_loewner(eigvals: torch.Tensor, func: str, p: float | None = None) -> torch.Tensor:
+    """L_f / 2, the form the backward uses: U (L/2 ∘ (X + Xᵀ)) Uᵀ = U (L ∘ sym(X)) Uᵀ.
+
+    Cancellation-free forms, with λᵢ ≤ λⱼ for i ≤ j (ascending eigenvalues)
+    and x = (λⱼ − λᵢ)/λᵢ ≥ 0 on and above the diagonal:
+      sqrt:     1 / (√λᵢ + √λⱼ)
+      invsqrt:  −1 / (√λᵢ √λⱼ (√λᵢ + √λⱼ))
+      log:      (1/λᵢ) log1p(x)/x                -> 1/λᵢ at x = 0
+      pow p:    λᵢᵖ⁻¹ expm1(p log1p(x))/x        -> p λᵢᵖ⁻¹ at x = 0
+    log and pow are formed above the diagonal, where x ≥ 0 keeps log1p
+    accurate to rounding, and mirrored below it. Every step is one in-place
+    pass over the (..., n, n) matrix: this runs in every backward.
+    """
     if func == "identity":
-        return torch.ones_like(lam_i * lam_j)
-    if func == "sqrt":
-        return 1.0 / (lam_i.sqrt() + lam_j.sqrt())
-    if func == "invsqrt":
-        root_i, root_j = lam_i.sqrt(), lam_j.sqrt()
-        return -1.0 / (root_i * root_j * (root_i + root_j))
-    small, big = torch.minimum(lam_i, lam_j), torch.maximum(lam_i, lam_j)
-    x = (big - small) / small
-    tie = x == 0
-    x_safe = torch.where(tie, torch.ones_like(x), x)
-    if func == "log":
-        return torch.where(tie, 1.0 / small, torch.log1p(x_safe) / (x_safe * small))
-    if func == "pow":
-        scale = small.pow(p - 1)
-        return scale * torch.where(
-            tie, torch.full_like(x, p), torch.expm1(p * torch.log1p(x_safe)) / x_safe
-        )
-    raise ValueError(f"unknown func '{func}'; known: {', '.join(FUNCS)}")
+        return torch.full((1, 1), 0.5, dtype=eigvals.dtype, device=eigvals.device)
+    if func in ("sqrt", "invsqrt"):
+        roots = eigvals.sqrt()
+        sign = 1.0 if func == "sqrt" else -1.0
+        twice = (2 * sign) * roots
+        half = (twice.unsqueeze(-1) + twice.unsqueeze(-2)).reciprocal_()
+        if func == "invsqrt":
+            inv_roots = roots.reciprocal()
+            half.mul_(inv_roots.unsqueeze(-1)).mul_(inv_roots.unsqueeze(-2))
+        return half
+    if func not in ("log", "pow"):
+        raise ValueError(f"unknown func '{func}'; known: {', '.join(FUNCS)}")
+    # x = (λⱼ − λᵢ)/λᵢ ≥ 0 above the diagonal. Adding the smallest normal float makes an exact
+    # tie (x = 0) give log1p(t)/t = expm1(t)/t = 1 exactly, the limit, and changes no other
+    # x (every non-zero x is at least a rounding unit), so no tie mask is needed.
+    x = eigvals.unsqueeze(-2) - eigvals.unsqueeze(-1)
+    x.mul_(eigvals.reciprocal().unsqueeze(-1)).add_(torch.finfo(eigvals.dtype).tiny)
+    upper = torch.log1p(x)
+    if func == "log":  # (log λⱼ − log λᵢ)/(λⱼ − λᵢ) = (1/λᵢ) log1p(x)/x
+        upper.div_(x).mul_((0.5 / eigvals).unsqueeze(-1))
+    else:  # (λⱼᵖ − λᵢᵖ)/(λⱼ − λᵢ) = λᵢᵖ⁻¹ expm1(p log1p(x))/x
+        upper.mul_(p).expm1_().div_(x).mul_((0.5 * eigvals.pow(p - 1)).unsqueeze(-1))
+    return torch.where(_upper_mask(eigvals.shape[-1], eigvals.device), upper, upper.mT)
 
 
-def _floored_loewner(eigvals, floored, func, p, eps):
-    """Divided differences of g = f ∘ max(·, eps), for pairs where either λ was floored."""
+@functools.lru_cache(maxsize=64)
+def _upper_mask(n: int, device: torch.device) -> torch.Tensor:
+    return torch.ones(n, n, dtype=torch.bool, device=device).triu_()
+
+
+def _floored_half_loewner(eigvals, floored, func, p, eps):
+    """½ × divided differences of g = f ∘ max(·, eps), for pairs where either λ was floored."""
     f = scalar_function(func, p)
     values = f(floored)
-    lam_i, lam_j = eigvals.unsqueeze(-1), eigvals.unsqueeze(-2)
-    diff = lam_i - lam_j
+    diff = eigvals.unsqueeze(-1) - eigvals.unsqueeze(-2)
     tie = diff == 0
-    generic = (values.unsqueeze(-1) - values.unsqueeze(-2)) / torch.where(tie, 1.0, diff)
+    generic = 0.5 * (values.unsqueeze(-1) - values.unsqueeze(-2)) / torch.where(tie, 1.0, diff)
     # g′(λ) = f′(λ) above the floor, 0 below it.
-    derivative = torch.diagonal(loewner(floored, func, p), dim1=-2, dim2=-1)
+    derivative = torch.diagonal(half_loewner(floored, func, p).expand(*diff.shape), dim1=-2,
+                                dim2=-1)
     derivative = torch.where(eigvals > eps, derivative, torch.zeros_like(derivative))
-    at_tie = derivative.unsqueeze(-1).expand_as(generic)
-    return torch.where(tie, at_tie, generic)
+    return torch.where(tie, derivative.unsqueeze(-1).expand_as(generic), generic)
 
 
 class _DaleckiiKrein(torch.autograd.Function):
+    """f(sym(A)) with the Daleckii–Krein backward; symmetrizes inside, so no extra graph."""
+
     @staticmethod
     def forward(A, func, p, nonpositive, eps):
-        eigvals, eigvecs = torch.linalg.eigh(A)
+        twice, eigvecs = torch.linalg.eigh(A + A.mT)  # eigenpairs of 2·sym(A), exactly
+        eigvals = 0.5 * twice
         inside = domain(eigvals, func, p, nonpositive, eps)
         return _rebuild(eigvecs, scalar_function(func, p)(inside)), eigvals, eigvecs, inside
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, ctx.func, ctx.p, _, ctx.eps = inputs
+        _, ctx.func, ctx.p, ctx.nonpositive, ctx.eps = inputs
         _, eigvals, eigvecs, inside = output
         ctx.save_for_backward(eigvals, eigvecs, inside)
         ctx.mark_non_differentiable(eigvals, eigvecs, inside)
@@ -205,13 +229,16 @@ class _DaleckiiKrein(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, *_):
         eigvals, eigvecs, inside = ctx.saved_tensors
-        L = loewner(inside, ctx.func, ctx.p)
-        if not torch.equal(eigvals, inside):  # some eigenvalues were floored
+        half = half_loewner(inside, ctx.func, ctx.p)
+        if ctx.nonpositive == "floor" and not torch.equal(eigvals, inside):
             floored = (eigvals != inside).unsqueeze(-1) | (eigvals != inside).unsqueeze(-2)
-            L = torch.where(floored, _floored_loewner(eigvals, inside, ctx.func, ctx.p, ctx.eps), L)
+            floored_half = _floored_half_loewner(eigvals, inside, ctx.func, ctx.p, ctx.eps)
+            half = torch.where(floored, floored_half, half)
         U = eigvecs
-        grad_A = U @ (L * (U.mT @ sym(grad_out) @ U)) @ U.mT
-        return grad_A, None, None, None, None
+        inner = U.mT @ grad_out @ U
+        # The gradient of f(sym(A)) is symmetric: U (L ∘ sym(Uᵀ G U)) Uᵀ, sym folded into L/2.
+        inner = torch.add(inner, inner.mT).mul_(half)
+        return U @ inner @ U.mT, None, None, None, None
 
 
 def eig_dk_matrix_function(
@@ -223,7 +250,7 @@ def eig_dk_matrix_function(
     floor_eps: float = 1e-10,
 ) -> torch.Tensor:
     """Daleckii–Krein backward U (L_f ∘ (Uᵀ sym(G) U)) Uᵀ: exact and finite at ties."""
-    return _DaleckiiKrein.apply(sym(A), func, p, nonpositive, floor_eps)[0]
+    return _DaleckiiKrein.apply(A, func, p, nonpositive, floor_eps)[0]
 
 
 METHODS: dict[str, Callable[..., torch.Tensor]] = {

@@ -1,0 +1,1 @@
+"""Benchmarks that answer one question each, printing ratios measured side by side."""
