@@ -177,7 +177,7 @@ class RichReporter:
         self.task = self.progress.add_task("starting", total=total)
 
     def case_started(self, case: spec.Case) -> None:
-        self.progress.update(self.task, description=case.label)
+        self.progress.update(self.task, description=escape(case.label))
 
     def case_finished(self, case: spec.Case, records) -> None:
         bad = [r for r in records if r["status"] not in ("ok", "skipped")]
@@ -189,6 +189,11 @@ class RichReporter:
     def finish(self) -> None:
         self.progress.update(self.task, description="done")
         self.progress.stop()
+
+
+def _add_row(table: RichTable, *cells: str) -> None:
+    """Add a row of plain text: names and summaries are never rich markup."""
+    table.add_row(*(escape(str(cell)) for cell in cells))
 
 
 def print_tables(folder: store.RunFolder, console: Console) -> list[report.Table]:
@@ -298,7 +303,7 @@ def validate(
 
 def _print_plan(console: Console, suite: spec.Suite, cases, done) -> None:
     names = [m.name for m in suite.metrics]
-    table = RichTable(title=f"{suite.name}: {len(cases)} cases", title_justify="left")
+    table = RichTable(title=escape(f"{suite.name}: {len(cases)} cases"), title_justify="left")
     for column in ("key", "method", "inputs", "device", "dtype", "status"):
         table.add_column(column)
     n_done = 0
@@ -309,7 +314,9 @@ def _print_plan(console: Console, suite: spec.Suite, cases, done) -> None:
         )
         n_done += status == "done"
         inputs = ", ".join(f"{k}={v}" for k, v in case.inputs.items() if k != "kind")
-        table.add_row(case.key, case.config.label, inputs, case.device, case.dtype, status)
+        table.add_row(
+            case.key, escape(case.config.label), escape(inputs), case.device, case.dtype, status
+        )
     console.print(table)
     console.print(f"{n_done} done, {len(cases) - n_done} to do")
 
@@ -369,8 +376,12 @@ def list_(
         for col in ("layer", "inputs", "methods", "summary"):
             table.add_column(col)
         for layer in registry.layers().values():
-            table.add_row(
-                layer.name, ", ".join(layer.input_kinds), ", ".join(layer.methods), layer.summary
+            _add_row(
+                table,
+                layer.name,
+                ", ".join(layer.input_kinds),
+                ", ".join(layer.methods),
+                layer.summary,
             )
         console.print(table)
     if "methods" in show:
@@ -384,7 +395,7 @@ def list_(
                     name if f.is_required() else f"{name}={f.default}"
                     for name, f in model.model_fields.items()
                 )
-                table.add_row(layer.name, method.name, options, method.summary)
+                _add_row(table, layer.name, method.name, options, method.summary)
         console.print(table)
     if "inputs" in show:
         table = RichTable(title="input kinds", title_justify="left")
@@ -395,7 +406,7 @@ def list_(
                 name if f.is_required() else f"{name}={f.default}"
                 for name, f in family.params.model_fields.items()
             )
-            table.add_row(family.name, params, family.summary)
+            _add_row(table, family.name, params, family.summary)
         console.print(table)
     if "metrics" in show:
         table = RichTable(title="metrics", title_justify="left")
@@ -406,7 +417,7 @@ def list_(
                 f"{n}={f.get_default(call_default_factory=True)}"
                 for n, f in metric.options.model_fields.items()
             )
-            table.add_row(metric.name, metric.unit or "—", options, metric.summary)
+            _add_row(table, metric.name, metric.unit or "—", options, metric.summary)
         console.print(table)
     if "suites" in show:
         table = RichTable(title=f"bundled suites ({SUITES_DIR})", title_justify="left")
@@ -416,8 +427,8 @@ def list_(
             try:
                 description = spec.load(path).description
             except UserError as exc:
-                description = f"[red]invalid: {escape(str(exc))}[/]"
-            table.add_row(name, str(path.relative_to(SUITES_DIR.parent)), description)
+                description = f"invalid: {exc}"
+            _add_row(table, name, str(path.relative_to(SUITES_DIR.parent)), description)
         console.print(table)
 
 

@@ -146,7 +146,7 @@ Func = Literal["log", "sqrt", "invsqrt", "pow", "identity"]
 
 
 class _FuncOptions(_Options):
-    p: float | None = None
+    """func and its exponent p; subclasses declare func first, so it lists first."""
 
     @model_validator(mode="after")
     def _p_goes_with_pow(self):
@@ -159,10 +159,12 @@ class _FuncOptions(_Options):
 
 class MatrixFunctionOptions(_FuncOptions):
     func: Func
+    p: float | None = None
 
 
 class O2POptions(_FuncOptions):
     func: Func = "log"
+    p: float | None = None
     center: bool = True
     eps: PositiveFloat = Field(1e-3, description="the regularizer εI added to the covariance")
 

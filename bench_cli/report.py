@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table as RichTable
 from tabulate import tabulate
 
@@ -162,15 +163,17 @@ def render(table: Table, fmt: str) -> str:
 
 def to_rich(table: Table) -> RichTable:
     shown = table.formatted().reset_index()
-    out = RichTable(title=table.title, caption=table.metric, title_justify="left")
+    # Labels such as ns[iters=3] would read as rich markup: escape every user-derived string.
+    out = RichTable(title=escape(table.title), caption=escape(table.metric), title_justify="left")
+    n_index = table.frame.index.nlevels
     for i, column in enumerate(shown.columns):
         out.add_column(
-            str(column),
-            justify="left" if i < table.frame.index.nlevels else "right",
-            style="bold" if i < table.frame.index.nlevels else None,
+            escape(str(column)),
+            justify="left" if i < n_index else "right",
+            style="bold" if i < n_index else None,
         )
     for row in shown.itertuples(index=False):
-        out.add_row(*(str(v) for v in row))
+        out.add_row(*(escape(str(v)) for v in row))
     return out
 
 

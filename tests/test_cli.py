@@ -168,3 +168,15 @@ def test_help_on_every_command(cli):
     for command in ("run", "validate", "plan", "list", "show", "env"):
         result = cli(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_bracketed_method_labels_survive_terminal_tables(cli, write_suite, tmp_path):
+    text = BASE_SUITE.replace(
+        "func: sqrt, method: autograd", "func: pow, p: [2, 3], method: autograd"
+    )
+    suite = write_suite(text)
+    result = cli("run", suite, "--out", "out")
+    assert result.exit_code == 0, result.output
+    assert "sqrt[p=2.0]" in result.stdout and "sqrt[p=3.0]" in result.stdout
+    assert "sqrt[p=2.0]" in cli("plan", suite, "--out", "out").stdout
+    assert "sqrt[p=3.0]" in cli("show", "out").stdout

@@ -64,7 +64,7 @@ def measure(dim: int, batch: int, budget_s: float, seed: int = 0) -> dict:
     rounds = int(min(max(budget_s / per_round, 7), 200))
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in names[r % 3:] + names[: r % 3]:  # rotate the order each round
+        for name in names[r % 3 :] + names[: r % 3]:  # rotate the order each round
             t0 = time.perf_counter()
             runs[name]()
             samples[name].append(time.perf_counter() - t0)
@@ -95,16 +95,21 @@ def main(argv=None) -> None:
     info = env.collect()
     rows = []
     print(f"{info['cpu_model']}, {info['torch_threads']} threads, torch {info['torch']}, float32")
-    print(f"{'d':>5} {'rounds':>6} {'eig_dk':>10} {'autograd':>10} {'bound':>10} "
-          f"{'eig_dk/autograd':>16} {'eig_dk/bound':>14}")
+    print(
+        f"{'d':>5} {'rounds':>6} {'eig_dk':>10} {'autograd':>10} {'bound':>10} "
+        f"{'eig_dk/autograd':>16} {'eig_dk/bound':>14}"
+    )
     for dim in args.dims:
         row = measure(dim, args.batch, args.budget)
         rows.append(row)
         ms = {k: v * 1e3 for k, v in row["median_s"].items()}
         ra, rb = row["eig_dk/autograd"], row["eig_dk/bound"]
-        print(f"{dim:>5} {row['rounds']:>6} {ms['eig_dk']:>8.2f}ms {ms['autograd']:>8.2f}ms "
-              f"{ms['bound']:>8.2f}ms {ra['median']:>8.3f} ±{ra['iqr']:.3f} "
-              f"{rb['median']:>7.3f} ±{rb['iqr']:.3f}", flush=True)
+        print(
+            f"{dim:>5} {row['rounds']:>6} {ms['eig_dk']:>8.2f}ms {ms['autograd']:>8.2f}ms "
+            f"{ms['bound']:>8.2f}ms {ra['median']:>8.3f} ±{ra['iqr']:.3f} "
+            f"{rb['median']:>7.3f} ±{rb['iqr']:.3f}",
+            flush=True,
+        )
     folder = args.out / f"{utc_stamp()}_{info['machine_key']}"
     folder.mkdir(parents=True, exist_ok=False)
     (folder / "result.json").write_text(json.dumps({"env": info, "rows": rows}, indent=1))

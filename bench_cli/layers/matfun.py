@@ -203,8 +203,9 @@ def _floored_half_loewner(eigvals, floored, func, p, eps):
     tie = diff == 0
     generic = 0.5 * (values.unsqueeze(-1) - values.unsqueeze(-2)) / torch.where(tie, 1.0, diff)
     # g′(λ) = f′(λ) above the floor, 0 below it.
-    derivative = torch.diagonal(half_loewner(floored, func, p).expand(*diff.shape), dim1=-2,
-                                dim2=-1)
+    derivative = torch.diagonal(
+        half_loewner(floored, func, p).expand(*diff.shape), dim1=-2, dim2=-1
+    )
     derivative = torch.where(eigvals > eps, derivative, torch.zeros_like(derivative))
     return torch.where(tie, derivative.unsqueeze(-1).expand_as(generic), generic)
 
