@@ -291,6 +291,18 @@ LAYERS: dict[str, Layer] = {
 }
 
 
+def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]) -> str | None:
+    """A combination the option models cannot see, e.g. a method that computes sqrt only."""
+    if layer_name in ("matrix_function", "o2p") and "func" in options:
+        funcs = matfun.supported_funcs(method_name)
+        if options["func"] not in funcs:
+            return (
+                f"method '{method_name}' computes func {', '.join(funcs)} only, not "
+                f"'{options['func']}'"
+            )
+    return None
+
+
 @functools.cache
 def options_model(layer_name: str, method_name: str) -> type[BaseModel]:
     """The layer's shared options plus the method's own keyword-only parameters."""

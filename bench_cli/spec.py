@@ -474,6 +474,10 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
             )
         model = registry.options_model(layer_name, method_name)
         for given, resolved, index in _validate_combos(model, raw, loc, errors):
+            problem = registry.option_problem(layer_name, method_name, resolved)
+            if problem:
+                errors.add(loc, problem)
+                continue
             label = _method_label(base, given, index)
             methods.append(MethodConfig(label, base, layer_name, method_name, given, resolved))
 

@@ -34,6 +34,7 @@ from typing import Literal
 
 import torch
 
+from bench_cli.layers import approx
 from bench_cli.layers._checks import check_square_batch, sym
 from bench_cli.layers.spectral import Gap, eigh, svd
 
@@ -254,12 +255,152 @@ def eig_dk_matrix_function(
     return _DaleckiiKrein.apply(A, func, p, nonpositive, floor_eps)[0]
 
 
+# ---------------------------------------------------------------- approximate gradients
+# The exact eigendecomposition forward with K̃ replaced (spectral.gap_matrix).
+
+
+def svd_taylor(
+    A,
+    func,
+    p=None,
+    *,
+    degree: int = 100,
+    nonpositive: NonPositive = "error",
+    floor_eps: float = 1e-10,
+):
+    """Exact forward; K̃ as the degree-n geometric series of λⱼ/λᵢ (Song et al., ICCV 2021)."""
+    return eig_matrix_function(
+        A, func, p, gap="taylor", degree=degree, nonpositive=nonpositive, floor_eps=floor_eps
+    )
+
+
+def svd_pade(
+    A,
+    func,
+    p=None,
+    *,
+    degree: int = 50,
+    nonpositive: NonPositive = "error",
+    floor_eps: float = 1e-10,
+):
+    """Exact forward; K̃ as the [n/n] Padé approximant of that series (Song et al., ICCV 2021)."""
+    return eig_matrix_function(
+        A, func, p, gap="pade", degree=degree, nonpositive=nonpositive, floor_eps=floor_eps
+    )
+
+
+def svd_pi(
+    A,
+    func,
+    p=None,
+    *,
+    iters: int = 19,
+    nonpositive: NonPositive = "error",
+    floor_eps: float = 1e-10,
+):
+    """Exact forward; the power-iteration gradient with K = iters terms (Wang et al., NeurIPS 2019)."""
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    return eig_matrix_function(
+        A, func, p, gap="taylor", degree=iters - 1, nonpositive=nonpositive, floor_eps=floor_eps
+    )
+
+
+def svd_trunc(
+    A,
+    func,
+    p=None,
+    *,
+    bound: float = 1e4,
+    nonpositive: NonPositive = "error",
+    floor_eps: float = 1e-10,
+):
+    """Exact forward; K̃ entries clipped to [−bound, bound]."""
+    if bound <= 0:
+        raise ValueError(f"bound must be > 0, got {bound}")
+    return eig_matrix_function(
+        A, func, p, gap="clip", gap_eps=1.0 / bound, nonpositive=nonpositive, floor_eps=floor_eps
+    )
+
+
+def svd_topn(A, func, p=None, *, n: int = 1, small_eps: float = 1e-5):
+    """The smallest n eigenvalues set to small_eps; their mutual K̃ entries dropped."""
+    d = A.shape[-1]
+    if not 1 <= n < d:
+        raise ValueError(f"n must be in [1, {d}), got {n}")
+    dropped = torch.arange(d, device=A.device) < n  # eigh is ascending: the n smallest
+    pair_mask = ~(dropped.unsqueeze(-1) & dropped.unsqueeze(-2))
+    eigvals, eigvecs = eigh(A, pair_mask=pair_mask, check_finite=False)
+    # Replace before applying f: an f(λ ≤ 0) in the unused branch would still poison gradients.
+    eigvals = torch.where(dropped, torch.full_like(eigvals, small_eps), eigvals)
+    eigvals = domain(eigvals, func, p, "error", small_eps)
+    return _rebuild(eigvecs, scalar_function(func, p)(eigvals))
+
+
+# ---------------------------------------------------------------- truncated and low-rank
+
+
+def _leading_subspace_function(eigvals_k, eigvecs_k, trace, d, func, p):
+    """U_k f(Λ_k) U_kᵀ + f(λ̄)(I − U_k U_kᵀ), λ̄ the mean of the d − k discarded eigenvalues."""
+    f = scalar_function(func, p)
+    k = eigvals_k.shape[-1]
+    eye = torch.eye(d, dtype=eigvecs_k.dtype, device=eigvecs_k.device)
+    if k == d:
+        return _rebuild(eigvecs_k, f(eigvals_k))
+    rest = ((trace - eigvals_k.sum(-1)) / (d - k)).unsqueeze(-1)
+    rest = domain(rest, func, p, "error", 0.0)
+    return _rebuild(eigvecs_k, f(eigvals_k) - f(rest)) + f(rest).unsqueeze(-1) * eye
+
+
+def topk(A, func, p=None, *, k: int = 16):
+    """f on the leading k-dimensional eigenspace (exact eigh), the mean discarded λ elsewhere."""
+    d = A.shape[-1]
+    k = min(k, d)
+    discarded = torch.arange(d, device=A.device) < d - k
+    # Rotations inside the discarded block leave the output unchanged: drop those K̃ pairs.
+    pair_mask = ~(discarded.unsqueeze(-1) & discarded.unsqueeze(-2))
+    eigvals, eigvecs = eigh(A, pair_mask=pair_mask, check_finite=False)
+    eigvals_k = domain(eigvals[..., d - k :], func, p, "error", 0.0)
+    trace = torch.diagonal(A, dim1=-2, dim2=-1).sum(-1)
+    return _leading_subspace_function(eigvals_k, eigvecs[..., d - k :], trace, d, func, p)
+
+
+def lowrank(A, func, p=None, *, k: int = 16, iters: int = 2, oversample: int = 8):
+    """The leading k eigenpairs from randomized subspace iteration (torch.svd_lowrank).
+
+    For symmetric positive semi-definite A the singular pairs are eigenpairs.
+    Random starts come from torch's global generator (the runner seeds it per case).
+    """
+    d = A.shape[-1]
+    k = min(k, d)
+    S = sym(A)
+    U, singular, _ = torch.svd_lowrank(S, q=min(k + oversample, d), niter=iters)
+    eigvals_k = domain(singular[..., :k].flip(-1), func, p, "error", 0.0)
+    trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
+    return _leading_subspace_function(eigvals_k, U[..., :k].flip(-1), trace, d, func, p)
+
+
 METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "autograd": autograd_matrix_function,
     "eig": eig_matrix_function,
     "svd": svd_matrix_function,
     "eig_dk": eig_dk_matrix_function,
+    "newton_schulz": approx.newton_schulz,
+    "mtp_lya": approx.mtp_lya,
+    "mpa_lya": approx.mpa_lya,
+    "svd_taylor": svd_taylor,
+    "svd_pade": svd_pade,
+    "svd_pi": svd_pi,
+    "svd_trunc": svd_trunc,
+    "svd_topn": svd_topn,
+    "topk": topk,
+    "lowrank": lowrank,
 }
+
+
+def supported_funcs(method: str) -> tuple[str, ...]:
+    """The funcs a method computes (approximations of sqrt do only that)."""
+    return getattr(METHODS[method], "funcs", FUNCS)
 
 
 def matrix_function(
@@ -290,4 +431,8 @@ def matrix_function(
         impl = METHODS[method]
     except KeyError:
         raise ValueError(f"unknown method '{method}'; known: {', '.join(METHODS)}") from None
+    if func not in supported_funcs(method):
+        raise ValueError(
+            f"method '{method}' computes {', '.join(supported_funcs(method))} only, not '{func}'"
+        )
     return impl(A, func, p, **options)

@@ -100,9 +100,36 @@ def autograd_projector(M, k):
     return top @ top.mT
 
 
+def lowrank_projector(M, k, *, iters: int = 2, oversample: int = 8):
+    """Randomized subspace iteration (torch.svd_lowrank); M is positive semi-definite here."""
+    U, _, _ = torch.svd_lowrank(M, q=min(k + oversample, M.shape[-1]), niter=iters)
+    top = U[..., :k]
+    return top @ top.mT
+
+
+def lobpcg_projector(M, k, *, iters: int = 20):
+    """torch.lobpcg for the k largest eigenpairs (needs N >= 3k)."""
+    if M.shape[-1] < 3 * k:
+        raise ValueError(f"lobpcg needs N >= 3k, got N = {M.shape[-1]}, k = {k}")
+    _, top = torch.lobpcg(M, k=k, largest=True, niter=iters)
+    return top @ top.mT
+
+
+def subspace_projector(M, k, *, iters: int = 10):
+    """Block power iteration with QR re-orthonormalisation; P depends on the span only."""
+    start = torch.randn(*M.shape[:-1], k, dtype=M.dtype, device=M.device)
+    Q, _ = torch.linalg.qr(start)
+    for _ in range(iters):
+        Q, _ = torch.linalg.qr(M @ Q)
+    return Q @ Q.mT
+
+
 METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "eig": eig_projector,
     "autograd": autograd_projector,
+    "lowrank": lowrank_projector,
+    "lobpcg": lobpcg_projector,
+    "subspace": subspace_projector,
 }
 
 

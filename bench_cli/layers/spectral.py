@@ -21,7 +21,15 @@ Both assume distinct eigen/singular values; Proposition 1 also assumes
 - ``mask``   pairs with |λᵢ − λⱼ| < ``gap_eps`` contribute zero;
 - ``taylor`` 1/(λᵢ − λⱼ) = (1/λᵢ) · 1/(1 − λⱼ/λᵢ) for λᵢ > λⱼ, the geometric
   series cut after ``degree`` + 1 terms (Song et al., ICCV 2021). Needs λ > 0;
-  finite at ties, where it gives (degree + 1)/λᵢ.
+  finite at ties, where it gives (degree + 1)/λᵢ. With ``degree`` = K − 1 this
+  is also the power-iteration gradient with K iterations (Wang et al.,
+  NeurIPS 2019): (1 − rᴷ)/(λᵢ − λⱼ) = (1/λᵢ) Σₖ₌₀..K₋₁ rᵏ.
+- ``pade``   the [n/n] Padé approximant (n = ``degree``) of that series,
+  P(r)/Q(r) (Song, Sebe & Wang, ICCV 2021). For the series of 1/(1 − r) the
+  Padé system is degenerate; its minimum-norm solution is
+  qⱼ = −1/n (j ≥ 1), pₖ = 1 − k/n, and P/Q = 1/(1 − r) up to rounding, the
+  pole at r = 1 included.
+- ``clip``   the exact K̃ with every entry clipped to [−``gap_eps``⁻¹, ``gap_eps``⁻¹].
 
 All functions keep the batch dimensions implicit (``...``).
 """
@@ -34,8 +42,8 @@ import torch
 
 from bench_cli.layers._checks import check_square_batch, sym
 
-Gap = Literal["exact", "clamp", "mask", "taylor"]
-GAPS = ("exact", "clamp", "mask", "taylor")
+Gap = Literal["exact", "clamp", "mask", "taylor", "pade", "clip"]
+GAPS = ("exact", "clamp", "mask", "taylor", "pade", "clip")
 
 
 def gap_matrix(
@@ -53,28 +61,40 @@ def gap_matrix(
     elif gap == "mask":
         small = diff.abs() < gap_eps
         inverse = torch.where(small, torch.zeros_like(diff), 1.0 / torch.where(small, 1.0, diff))
-    elif gap == "taylor":
-        inverse = _taylor_inverse_gap(eigvals, diff, degree)
+    elif gap in ("taylor", "pade"):
+        inverse = _series_inverse_gap(eigvals, diff, degree, gap)
+    elif gap == "clip":
+        bound = 1.0 / gap_eps
+        inverse = (1.0 / diff).clamp(-bound, bound)
     else:
         raise ValueError(f"unknown gap treatment '{gap}'; known: {', '.join(GAPS)}")
     return torch.where(off_diagonal, inverse, torch.zeros_like(inverse))
 
 
-def _taylor_inverse_gap(eigvals: torch.Tensor, diff: torch.Tensor, degree: int) -> torch.Tensor:
-    """1/(λⱼ − λᵢ) ≈ ±(1/λ_big) Σₖ₌₀..degree (λ_small/λ_big)ᵏ, finite at ties."""
-    if degree < 0:
-        raise ValueError(f"degree must be >= 0, got {degree}")
+def _series_inverse_gap(
+    eigvals: torch.Tensor, diff: torch.Tensor, degree: int, kind: str
+) -> torch.Tensor:
+    """1/(λⱼ − λᵢ) ≈ ±(1/λ_big) s(λ_small/λ_big), s a truncated series or Padé of 1/(1 − r)."""
+    if degree < (0 if kind == "taylor" else 1):
+        raise ValueError(f"degree must be >= {0 if kind == 'taylor' else 1}, got {degree}")
     lam_i, lam_j = eigvals.unsqueeze(-1), eigvals.unsqueeze(-2)
     big, small = torch.maximum(lam_i, lam_j), torch.minimum(lam_i, lam_j)
     ratio = small / big
-    # Σ rᵏ = expm1((n+1) log r) / expm1(log r): no cancellation as r -> 1; exactly n+1 at r = 1.
-    log_ratio = torch.log(ratio)
-    series = torch.where(
-        ratio < 1,
-        torch.expm1((degree + 1) * log_ratio)
-        / torch.expm1(torch.where(ratio < 1, log_ratio, -1.0)),
-        torch.full_like(ratio, degree + 1.0),
-    )
+    if kind == "taylor":
+        # Σ rᵏ = expm1((n+1) log r)/expm1(log r): no cancellation as r -> 1; exactly n+1 at r = 1.
+        log_ratio = torch.log(ratio)
+        series = torch.where(
+            ratio < 1,
+            torch.expm1((degree + 1) * log_ratio)
+            / torch.expm1(torch.where(ratio < 1, log_ratio, -1.0)),
+            torch.full_like(ratio, degree + 1.0),
+        )
+    else:
+        k = torch.arange(degree + 1, dtype=eigvals.dtype, device=eigvals.device)
+        powers = ratio.unsqueeze(-1) ** k
+        numerator = (powers * (1 - k / degree)).sum(-1)
+        denominator = 1 - powers[..., 1:].sum(-1) / degree
+        series = numerator / denominator
     n = eigvals.shape[-1]
     index = torch.arange(n, device=eigvals.device)
     # At an exact tie the sign is that of the ascending order eigh returns.
@@ -109,12 +129,12 @@ def eigh_backward(
 
 class _Eigh(torch.autograd.Function):
     @staticmethod
-    def forward(A, gap, gap_eps, degree):
+    def forward(A, gap, gap_eps, degree, pair_mask):
         return torch.linalg.eigh(A)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, ctx.gap, ctx.gap_eps, ctx.degree = inputs
+        _, ctx.gap, ctx.gap_eps, ctx.degree, ctx.pair_mask = inputs
         ctx.save_for_backward(*output)
 
     @staticmethod
@@ -128,8 +148,9 @@ class _Eigh(torch.autograd.Function):
             gap=ctx.gap,
             gap_eps=ctx.gap_eps,
             degree=ctx.degree,
+            pair_mask=ctx.pair_mask,
         )
-        return grad_A, None, None, None
+        return grad_A, None, None, None, None
 
 
 def eigh(
@@ -138,17 +159,21 @@ def eigh(
     gap: Gap = "exact",
     gap_eps: float = 1e-12,
     degree: int = 9,
+    pair_mask: torch.Tensor | None = None,
     check_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues (ascending) and eigenvectors of sym(A), with the paper's backward.
 
     Non-symmetric input is symmetrized, (A + Aᵀ)/2, so the gradient is that of
     a function defined on all square matrices, and it is symmetric.
+    ``pair_mask`` (n × n, bool) keeps only those K̃ entries: for a loss that
+    depends on a subspace only, pairs inside it (and inside its complement)
+    cancel exactly, and masking them keeps ties there harmless.
     """
     check_square_batch(A, check_finite=check_finite)
     if gap not in GAPS:
         raise ValueError(f"unknown gap treatment '{gap}'; known: {', '.join(GAPS)}")
-    return _Eigh.apply(sym(A), gap, gap_eps, degree)
+    return _Eigh.apply(sym(A), gap, gap_eps, degree, pair_mask)
 
 
 def svd_backward(
