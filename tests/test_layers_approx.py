@@ -64,7 +64,7 @@ def test_errors_fall_as_iterations_or_degree_grow(method, condition):
     option, values = SWEEPS[method]
     extra = {"lya_iters": 30} if method.endswith("_lya") else {}
     errors = [_errors(A, method, G, **{option: v}, **extra) for v in values]
-    for (fwd_a, grad_a), (fwd_b, grad_b) in zip(errors, errors[1:]):
+    for (fwd_a, grad_a), (fwd_b, grad_b) in zip(errors, errors[1:], strict=False):
         # Non-increasing, up to rounding once converged (1e-12 covers float64 noise at
         # condition 1e6: ~1e-16 x condition^(1/2) x d).
         assert fwd_b <= fwd_a * (1 + 1e-9) + 1e-12, errors
@@ -264,7 +264,8 @@ def test_truncated_forward_error_falls_with_rank(method):
     errors = [
         relative(matrix_function(A, "sqrt", method, k=k, **options), exact) for k in (2, 4, 8, 12)
     ]
-    assert all(b <= a * (1 + 1e-9) + 1e-10 for a, b in zip(errors, errors[1:])), errors
+    pairs = zip(errors, errors[1:], strict=False)
+    assert all(b <= a * (1 + 1e-9) + 1e-10 for a, b in pairs), errors
     assert errors[-1] < 1e-8  # k = d: no discarded eigenvalues (lowrank: q = d)
 
 

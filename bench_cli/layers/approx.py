@@ -245,7 +245,7 @@ def mtp_lya(
 def mpa_lya(
     A: torch.Tensor, func: str, p: float | None = None, *, degree: int = 5, lya_iters: int = 8
 ) -> torch.Tensor:
-    """Matrix Padé approximant [degree/degree] of sqrt, Lyapunov backward (Song et al., ICLR 2022)."""
+    """Matrix Padé approximant [degree/degree] of sqrt, Lyapunov backward (Song et al. 2022)."""
     if degree < 1:
         raise ValueError(f"degree must be >= 1, got {degree}")
     S, norm, Z = _normalised(A.detach())

@@ -298,7 +298,7 @@ def svd_pi(
     nonpositive: NonPositive = "error",
     floor_eps: float = 1e-10,
 ):
-    """Exact forward; the power-iteration gradient with K = iters terms (Wang et al., NeurIPS 2019)."""
+    """Exact forward; the power-iteration gradient, K = iters terms (Wang et al., NeurIPS 2019)."""
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
     return eig_matrix_function(
