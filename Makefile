@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test smoke lint bench-layers clean-venv
+.PHONY: test smoke lint bench-layers bench-approx clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ smoke: $(STAMP)
 # eig_dk vs autograd vs its lower bound, printed as ratios (about 30 s).
 bench-layers: $(STAMP)
 	$(BIN)/python -m bench_cli.benchmarks.eig_dk_overhead
+
+# newton_schulz vs the same number of plain batched matmuls (about 80 s).
+bench-approx: $(STAMP)
+	$(BIN)/python -m bench_cli.benchmarks.newton_schulz_overhead
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench_cli import env
+from bench_cli.benchmarks._interleaved import interleaved, ratio_summary
 from bench_cli.inputs import SpdParams, generate_spd
 from bench_cli.layers import matrix_function
 from bench_cli.store import utc_stamp
@@ -52,36 +52,15 @@ def measure(dim: int, batch: int, budget_s: float, seed: int = 0) -> dict:
     generator = torch.Generator().manual_seed(seed)
     A = generate_spd(SpdParams(batch=batch, dim=dim, condition=100.0), generator)["A"].float()
     grad_out = torch.randn(A.shape, generator=generator).float()
-    runs = variants(A, grad_out)
-    names = list(runs)
-    for run in runs.values():  # warm-up: allocator, MKL threads, lazy init
-        for _ in range(2):
-            run()
-    start = time.perf_counter()
-    for run in runs.values():
-        run()
-    per_round = time.perf_counter() - start
-    rounds = int(min(max(budget_s / per_round, 7), 200))
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % 3 :] + names[: r % 3]:  # rotate the order each round
-            t0 = time.perf_counter()
-            runs[name]()
-            samples[name].append(time.perf_counter() - t0)
-    eig_dk, autograd, bound = (np.array(samples[n]) for n in ("eig_dk", "autograd", "bound"))
-
-    def summary(ratios):
-        q25, q50, q75 = np.percentile(ratios, [25, 50, 75])
-        return {"median": float(q50), "iqr": float(q75 - q25)}
-
+    samples = interleaved(variants(A, grad_out), budget_s)
     return {
         "dim": dim,
         "batch": batch,
-        "rounds": rounds,
-        "median_s": {n: float(np.median(samples[n])) for n in names},
-        "eig_dk/autograd": summary(eig_dk / autograd),
-        "eig_dk/bound": summary(eig_dk / bound),
-        "samples_s": {n: [round(s, 9) for s in samples[n]] for n in names},
+        "rounds": len(samples["eig_dk"]),
+        "median_s": {n: float(np.median(v)) for n, v in samples.items()},
+        "eig_dk/autograd": ratio_summary(samples["eig_dk"], samples["autograd"]),
+        "eig_dk/bound": ratio_summary(samples["eig_dk"], samples["bound"]),
+        "samples_s": {n: [round(float(s), 9) for s in v] for n, v in samples.items()},
     }
 
 

@@ -8,11 +8,12 @@
 
   so Y -> A_n^{1/2} and Z -> A_n^{-1/2}; post-compensate by √c. It converges
   when ‖I − A_n‖ < 1, which both normalisations ensure for SPD A. The
-  backward is either autograd through the iterations or the hand-written
-  adjoint of each step (``backward='adjoint'``), which uses that Y, Z and T
-  are symmetric polynomials in A_n:
+  iteration runs on W = −½ Z (T = 1.5 I + W Y, W ← T W), which needs no
+  scalar passes. The backward is either autograd through the iterations or
+  the hand-written adjoint of each step (``backward='adjoint'``), which uses
+  that Y, W and T are symmetric, commuting polynomials in A_n:
 
-      T̄ = Y Ȳ′ + Z̄′ Z,   Ȳ = Ȳ′ T − ½ Z T̄,   Z̄ = T Z̄′ − ½ T̄ Y.
+      T̄ = Y Ȳ′ + W̄′ W,   Ȳ = Ȳ′ T + W T̄,   W̄ = T W̄′ + T̄ Y.
 
 - ``mtp_lya`` / ``mpa_lya``: Song, Sebe & Wang, "Fast Differentiable Matrix
   Square Root" (ICLR 2022). With n = ‖A‖_F *per matrix* and Z = I − A/n,
@@ -55,68 +56,138 @@ def ns_matmuls(iters: int, func: str) -> int:
     return 1 if iters == 1 else 3 * iters - 3 if func in ("sqrt", "invsqrt") else 0
 
 
-def _ns_forward(A_n: torch.Tensor, iters: int, want: str, keep: bool):
-    """The coupled iteration on (b, d, d); returns Y or Z, and the iterates if ``keep``."""
-    three_halves = _eye_like(A_n, 1.5)
-    T = three_halves - 0.5 * A_n
-    Y, Z = torch.bmm(A_n, T), T
-    history = [(A_n, None, T)] if keep else None  # (Y_{k-1}, Z_{k-1}, T_k); Z₀ = I
+def _ns_forward(A_n: torch.Tensor, iters: int, want: str, keep: bool = False):
+    """The coupled iteration on (b, d, d), written with W = −½ Z.
+
+    T = 1.5 I + W Y is one GEMM plus 1.5 on the diagonal (O(d) work, no full
+    pass); Y ← Y T and W ← T W are linear. Returns Y (sqrt) or Z = −2 W
+    (invsqrt), and with ``keep`` the iterates (Y_{k-1}, W_{k-1}, T_k) for the
+    adjoint. Differentiable by autograd as written.
+    """
+    T = torch.add(_eye_like(A_n, 1.5), A_n, alpha=-0.5)
+    if iters == 1:
+        return (torch.bmm(A_n, T) if want == "sqrt" else T), [(A_n, None, T)]
+    Y, W = torch.bmm(A_n, T), torch.add(_eye_like(A_n, -0.75), A_n, alpha=0.25)  # W₁ = −½ T₀
+    history = [(A_n, None, T)] if keep else None
     for step in range(1, iters):
-        T = torch.baddbmm(three_halves, Z, Y, alpha=-0.5)  # 1.5 I − ½ Z Y in one GEMM
+        T = torch.bmm(W, Y)
+        T.diagonal(dim1=-2, dim2=-1).add_(1.5)
         if keep:
-            history.append((Y, Z, T))
-        last = step == iters - 1
-        Y_next = torch.bmm(Y, T) if not (last and want == "invsqrt") else None
-        Z = torch.bmm(T, Z) if not (last and want == "sqrt") else None
-        Y = Y_next
-    return (Y if want == "sqrt" else Z), history
+            history.append((Y, W, T))
+        if step == iters - 1:
+            out = torch.bmm(Y, T) if want == "sqrt" else torch.bmm(T, W).mul_(-2)
+            return out, history
+        Y, W = torch.bmm(Y, T), torch.bmm(T, W)
+    raise AssertionError("unreachable")
+
+
+def _inner(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """⟨X, Y⟩ per matrix, as (b, 1, 1), through a GEMV: no (b, d, d) temporary."""
+    b = X.shape[0]
+    return torch.bmm(X.reshape(b, 1, -1), Y.reshape(b, -1, 1))
 
 
 class _NewtonSchulzAdjoint(torch.autograd.Function):
+    """The whole layer, A -> √c · Y(sym(A)/c) (or Z/√c), with a hand-written backward:
+    the iteration's adjoint, then the normalisation's and sym's, without autograd.
+
+    Allocation is kept low on purpose: on the CPU, (b, d, d) temporaries freed at
+    the end of every call are returned to the OS and page-faulted back in on the
+    next, which at d = 64 costs as much as several GEMMs.
+    """
+
     @staticmethod
-    def forward(A_n, iters, want):
-        out, history = _ns_forward(A_n, iters, want, keep=True)
-        return out, history
+    def forward(A, iters, want, norm):
+        A_n = _flat(A + A.mT)  # 2·sym(A); the ½ cancels in A_n = sym(A)/c
+        c2 = _norm_scale(A_n, norm)
+        A_n.div_(c2)
+        c = 0.5 * c2
+        root, history = _ns_forward(A_n, iters, want, keep=True)
+        factor = c.sqrt() if want == "sqrt" else c.rsqrt()
+        return (root * factor).reshape(A.shape), root, c, history
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, ctx.iters, ctx.want = inputs
-        _, history = output
-        flat = [t for step in history for t in step if t is not None]
-        ctx.save_for_backward(*flat)
+        _, ctx.iters, ctx.want, ctx.norm = inputs
+        _, root, c, history = output
+        ctx.save_for_backward(root, c, *[t for step in history for t in step if t is not None])
         ctx.layout = [tuple(t is not None for t in step) for step in history]
 
     @staticmethod
-    def backward(ctx, grad_out, _):
-        saved = iter(ctx.saved_tensors)
+    def backward(ctx, grad_out, *_):
+        root, c, *saved = ctx.saved_tensors
+        saved = iter(saved)
         history = [
             tuple(next(saved) if present else None for present in layout) for layout in ctx.layout
         ]
-        grad_Y = grad_out if ctx.want == "sqrt" else None
-        grad_Z = grad_out if ctx.want == "invsqrt" else None
-        for Y, Z, T in reversed(history[1:]):
-            # Y' = Y T, Z' = T Z, T = 1.5 I − ½ Z Y (all symmetric, so no transposes).
-            grad_T = 0
-            if grad_Y is not None:
-                grad_T = grad_T + torch.bmm(Y, grad_Y)
-            if grad_Z is not None:
-                grad_T = grad_T + torch.bmm(grad_Z, Z)
-            new_Y = -0.5 * torch.bmm(Z, grad_T)
-            if grad_Y is not None:
-                new_Y = new_Y + torch.bmm(grad_Y, T)
-            new_Z = -0.5 * torch.bmm(grad_T, Y)
-            if grad_Z is not None:
-                new_Z = new_Z + torch.bmm(T, grad_Z)
-            grad_Y, grad_Z = new_Y, new_Z
+        A_n = history[0][0]
+        G = _flat(grad_out)
+        sqrt = ctx.want == "sqrt"
+        factor = c.sqrt() if sqrt else c.rsqrt()
+        # out = root · c^(±½); the iteration is linear in its output gradient, so the
+        # factor is applied to Ā_n afterwards instead of to a copy of G.
+        grad_c = _inner(G, root) * (factor / (2 * c) if sqrt else -factor / (2 * c))
+        grad_A_n = _ns_adjoint(history, G, ctx.iters, ctx.want).mul_(factor)
+        # A_n = S / c:  S̄ = Ā_n / c,  c̄ −= ⟨Ā_n, S⟩ / c² = ⟨Ā_n, A_n⟩ / c.
+        grad_c = grad_c - _inner(grad_A_n, A_n) / c
+        grad_S = grad_A_n.div_(c)
+        if ctx.norm == "trace":  # c = tr S
+            grad_S.diagonal(dim1=-2, dim2=-1).add_(grad_c.squeeze(-1))
+        else:  # c = ‖S‖_F, ∂c/∂S = S/c = A_n
+            grad_S.add_(A_n * grad_c)
+        # S = sym(A): Ā = sym(S̄).
+        return (grad_S + grad_S.mT).mul_(0.5).reshape(grad_out.shape), None, None, None
+
+
+def _ns_adjoint(history, grad_out, iters, want):
+    """Reverse pass of _ns_forward, from ∂L/∂(its output) to ∂L/∂A_n.
+
+    Ȳ and W̄ live in two ping-pong buffer pairs; every step writes with out=.
+    """
+    if iters == 1:
         A_n, _, T = history[0]
-        # First step: Y₁ = A_n T₀, Z₁ = T₀, T₀ = 1.5 I − ½ A_n.
-        grad_T = torch.bmm(A_n, grad_Y) if grad_Y is not None else 0
-        if grad_Z is not None:
-            grad_T = grad_T + grad_Z
-        grad_A = -0.5 * grad_T
+        if want == "sqrt":  # Y₁ = A_n T₀, T₀ = 1.5 I − ½ A_n
+            return torch.bmm(grad_out, T).baddbmm_(A_n, grad_out, alpha=-0.5)
+        return -0.5 * grad_out
+    grad_Y = grad_out if want == "sqrt" else None
+    grad_W = -2 * grad_out if want == "invsqrt" else None
+    # Step i writes buffers[i % 2] and reads the previous step's (or the incoming) gradients.
+    buffers_Y = [torch.empty_like(grad_out) for _ in range(2)]
+    buffers_W = [torch.empty_like(grad_out) for _ in range(2)]
+    grad_T = torch.empty_like(grad_out)
+    for i, (Y, W, T) in enumerate(reversed(history[1:])):
+        # Y' = Y T, W' = T W, T = 1.5 I + W Y; all symmetric and commuting, so
+        # T̄ = Y Ȳ' + W̄' W,  Ȳ = Ȳ' T + W T̄,  W̄ = T W̄' + T̄ Y: GEMMs accumulated in place.
         if grad_Y is not None:
-            grad_A = grad_A + torch.bmm(grad_Y, T)
-        return grad_A, None, None
+            torch.bmm(Y, grad_Y, out=grad_T)
+            if grad_W is not None:
+                grad_T.baddbmm_(grad_W, W)
+        else:
+            torch.bmm(grad_W, W, out=grad_T)
+        new_Y, new_W = buffers_Y[i % 2], buffers_W[i % 2]
+        if grad_Y is not None:
+            torch.bmm(grad_Y, T, out=new_Y).baddbmm_(W, grad_T)
+        else:
+            torch.bmm(W, grad_T, out=new_Y)
+        if grad_W is not None:
+            torch.bmm(T, grad_W, out=new_W).baddbmm_(grad_T, Y)
+        else:
+            torch.bmm(grad_T, Y, out=new_W)
+        grad_Y, grad_W = new_Y, new_W
+    A_n, _, T = history[0]
+    # First step: Y₁ = A_n T₀, W₁ = −¾ I + ¼ A_n, T₀ = 1.5 I − ½ A_n.
+    torch.bmm(grad_Y, T, out=grad_T).baddbmm_(A_n, grad_Y, alpha=-0.5)
+    return grad_T.add_(grad_W, alpha=0.25)
+
+
+def _norm_scale(S: torch.Tensor, norm: str) -> torch.Tensor:
+    if norm == "trace":
+        scale = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
+    elif norm == "fro":
+        scale = torch.linalg.matrix_norm(S)
+    else:
+        raise ValueError(f"norm must be 'trace' or 'fro', got '{norm}'")
+    return scale.unsqueeze(-1).unsqueeze(-1)
 
 
 def newton_schulz(
@@ -126,28 +197,21 @@ def newton_schulz(
     *,
     iters: int = 5,
     norm: Literal["trace", "fro"] = "trace",
-    backward: Literal["autograd", "adjoint"] = "autograd",
+    backward: Literal["autograd", "adjoint"] = "adjoint",
 ) -> torch.Tensor:
     """Coupled Newton–Schulz iteration (iSQRT-COV) for sqrt and invsqrt."""
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
-    S = sym(A)
-    if norm == "trace":
-        scale = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
-    elif norm == "fro":
-        scale = torch.linalg.matrix_norm(S)
-    else:
+    if norm not in ("trace", "fro"):
         raise ValueError(f"norm must be 'trace' or 'fro', got '{norm}'")
-    scale = scale.unsqueeze(-1).unsqueeze(-1)
-    A_n = _flat(S / scale)
     if backward == "adjoint":
-        root, _ = _NewtonSchulzAdjoint.apply(A_n, iters, func)
-    elif backward == "autograd":
-        root, _ = _ns_forward(A_n, iters, func, keep=False)
-    else:
+        return _NewtonSchulzAdjoint.apply(A, iters, func, norm)[0]
+    if backward != "autograd":
         raise ValueError(f"backward must be 'autograd' or 'adjoint', got '{backward}'")
-    root = root.reshape(A.shape)
-    return root * scale.sqrt() if func == "sqrt" else root / scale.sqrt()
+    S = _flat(sym(A))
+    c = _norm_scale(S, norm)
+    root, _ = _ns_forward(S / c, iters, func)
+    return (root * (c.sqrt() if func == "sqrt" else c.rsqrt())).reshape(A.shape)
 
 
 newton_schulz.funcs = ("sqrt", "invsqrt")
