@@ -4,9 +4,9 @@ newton_schulz(sqrt, iters=5) forward+backward, batch 32, float32, d in {64, 128,
 against its lower bound: the same number of plain batched (32, d, d) matmuls.
 The count is measured, not assumed: a dispatch mode counts every batched
 GEMM (bmm, baddbmm, baddbmm_) of one forward+backward, weighted by its
-size relative to a (32, d, d) @ (32, d, d) product. Both backward modes are timed (autograd through the iterations, and
-the hand-written adjoint). Variants run interleaved; ratios are medians of
-per-round paired ratios.
+size relative to a (32, d, d) @ (32, d, d) product. Both backward modes are
+timed (autograd through the iterations, and the hand-written adjoint).
+Variants run interleaved; ratios are medians of per-round paired ratios.
 
     python -m bench_cli.benchmarks.newton_schulz_overhead [--dims 64 128 256] [--iters 5]
 """
