@@ -43,6 +43,11 @@ _state = {"debug": False, "debug_in_argv": False}
 SUITES_DIR = Path(bench_cli.__file__).resolve().parent.parent / "suites"
 
 
+def out_console() -> Console:
+    """stdout: at the terminal's width, or, piped into a file, wide enough for any table."""
+    return Console() if sys.stdout.isatty() else Console(width=400)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     print(f"matbench: error: {message}", file=sys.stderr)
     return typer.Exit(code)
@@ -243,7 +248,7 @@ def run(
     """Run a suite and write records and tables to a run folder."""
     suite = load_suite(suite_file)
     cases = select_cases(suite, device, filter)
-    console, err = Console(), Console(stderr=True)
+    console, err = out_console(), Console(stderr=True)
     if out is not None and resume:
         raise UserError("--out and --resume both name the run folder; give one")
     machine = env_mod.machine_key()
@@ -355,7 +360,7 @@ def plan(
         if runs:
             done = runs[-1].done()
             print(f"against run folder {runs[-1].path}")
-    _print_plan(Console(), suite, cases, done)
+    _print_plan(out_console(), suite, cases, done)
 
 
 @app.command("list")
@@ -369,7 +374,7 @@ def list_(
     kinds = ("layers", "methods", "inputs", "metrics", "suites")
     if what != "all" and what not in kinds:
         raise UserError(unknown_name("list", what, (*kinds, "all")))
-    console = Console()
+    console = out_console()
     show = kinds if what == "all" else (what,)
     if "layers" in show:
         table = RichTable(title="layers", title_justify="left")
@@ -458,7 +463,7 @@ def show(
     except OSError as exc:
         print(f"matbench: warning: tables not written: {exc}", file=sys.stderr)
     if format is None:
-        console = Console()
+        console = out_console()
         for table in tables:
             console.print(report.to_rich(table))
         print(report.status_summary(records), file=sys.stderr)
@@ -483,4 +488,4 @@ def env(
         table.add_row(
             key, json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
         )
-    Console().print(table)
+    out_console().print(table)

@@ -167,10 +167,17 @@ def to_rich(table: Table) -> RichTable:
     out = RichTable(title=escape(table.title), caption=escape(table.metric), title_justify="left")
     n_index = table.frame.index.nlevels
     for i, column in enumerate(shown.columns):
+        is_index = i < n_index
+        # One line per axis in headers such as "condition=100.0, dtype=float32"; no cell is
+        # cut or squeezed: a table wider than the terminal wraps whole instead.
+        header = escape(str(column)).replace(", ", "\n")
+        width = max([*map(len, str(column).split(", ")), *(len(str(v)) for v in shown[column])])
         out.add_column(
-            escape(str(column)),
-            justify="left" if i < n_index else "right",
-            style="bold" if i < n_index else None,
+            header,
+            justify="left" if is_index else "right",
+            style="bold" if is_index else None,
+            no_wrap=True,
+            min_width=width,
         )
     for row in shown.itertuples(index=False):
         out.add_row(*(escape(str(v)) for v in row))

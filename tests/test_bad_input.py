@@ -74,6 +74,10 @@ CASES = {
         GOOD.replace("func: log", "func: pow"),
         [":6:", "methods.a", "needs the exponent p"],
     ),
+    "method-func-mismatch": (
+        GOOD.replace("method: autograd", "method: newton_schulz"),
+        [":6:", "methods.a", "computes func sqrt, invsqrt only, not 'log'"],
+    ),
     "bad-name": (GOOD.replace("name: t", "name: Big Name"), [":1:", "name", "pattern"]),
     "duplicate-key": (GOOD + "name: u\n", [":8:", "name", "duplicate key"]),
     "table-unknown-axis": (
