@@ -52,6 +52,10 @@ class Layer:
     build: Callable[[str, Mapping[str, Any]], Forward]  # (method, options) -> forward
     reference: Callable[[Mapping[str, Any], Mapping[str, torch.Tensor]], torch.Tensor]
     summary: str
+    # (options, float64 inputs, float64 upstream) -> float64 input gradients; None: use
+    # central differences of ``reference``.
+    reference_grad: Callable[..., dict[str, torch.Tensor]] | None = None
+    differentiable: bool = True
 
     @property
     def default_method(self) -> str | None:
@@ -133,6 +137,93 @@ def _ref_fc(options, inputs) -> torch.Tensor:
     X = _np(inputs["X"])
     weight, bias = _fc_weights(options["out_features"], X.shape[-1])
     return torch.from_numpy(X @ weight.numpy().T + bias.numpy())
+
+
+# ---------------------------------------------------------------- reference gradients
+# ∂⟨G, f(x)⟩/∂x in float64, written apart from the layers they check.
+
+_DERIVATIVES = {
+    "log": lambda w, p: 1.0 / w,
+    "sqrt": lambda w, p: 0.5 / np.sqrt(w),
+    "invsqrt": lambda w, p: -0.5 * w**-1.5,
+    "pow": lambda w, p: p * w ** (p - 1),
+    "identity": lambda w, p: np.ones_like(w),
+}
+
+
+def _np_daleckii_krein(M: np.ndarray, G: np.ndarray, func: str, p: float | None) -> np.ndarray:
+    """U (L ∘ Uᵀ sym(G) U) Uᵀ with divided differences; f′ at the midpoint for gaps below
+    1e-5 relative (error ~ gap² f‴/24, below 1e-10; rounding of the plain quotient would be
+    ~1e-16/gap)."""
+    w, U = np.linalg.eigh(0.5 * (M + np.swapaxes(M, -1, -2)))
+    with np.errstate(all="ignore"):
+        f = _np_spectral_values(w, func, p)
+        wi, wj = w[..., :, None], w[..., None, :]
+        close = np.abs(wi - wj) <= 1e-5 * np.maximum(np.abs(wi), np.abs(wj))
+        divided = (f[..., :, None] - f[..., None, :]) / np.where(close, 1.0, wi - wj)
+        L = np.where(close, _DERIVATIVES[func](0.5 * (wi + wj), p), divided)
+    Gs = 0.5 * (G + np.swapaxes(G, -1, -2))
+    Ut = np.swapaxes(U, -1, -2)
+    return U @ (L * (Ut @ Gs @ U)) @ Ut
+
+
+def _np_spectral_values(w: np.ndarray, func: str, p: float | None) -> np.ndarray:
+    return {"log": np.log, "sqrt": np.sqrt, "invsqrt": lambda w: 1.0 / np.sqrt(w),
+            "pow": lambda w: np.power(w, p), "identity": lambda w: w}[func](w)
+
+
+def _ref_grad_matrix_function(options, inputs, upstream) -> dict[str, torch.Tensor]:
+    A = _np(inputs["A"])
+    grad = _np_daleckii_krein(A, upstream.numpy(), options["func"], options.get("p"))
+    return {"A": torch.from_numpy(grad)}
+
+
+def _ref_grad_o2p(options, inputs, upstream) -> dict[str, torch.Tensor]:
+    X = _np(inputs["X"])
+    Xc = X - X.mean(-2, keepdims=True) if options["center"] else X
+    n, c = X.shape[-2], X.shape[-1]
+    C = np.swapaxes(Xc, -1, -2) @ Xc / n + options["eps"] * np.eye(c)
+    # y = triu(F)·(1 on the diagonal, √2 off it) for symmetric F: ⟨g, dy⟩ = ⟨G_F, dF⟩ with
+    # G_F symmetric, g on the diagonal and g/√2 on both off-diagonal positions.
+    rows, cols = np.triu_indices(c)
+    G_F = np.zeros(X.shape[:-2] + (c, c))
+    g = upstream.numpy()
+    G_F[..., rows, cols] = np.where(rows == cols, g, g / np.sqrt(2.0))
+    G_F[..., cols, rows] = G_F[..., rows, cols]
+    G_C = _np_daleckii_krein(C, G_F, options["func"], options.get("p"))
+    # C = Xcᵀ Xc / n: ∂/∂X = (2/n) Xc G_C (centring is absorbed: Xc's columns sum to 0).
+    return {"X": torch.from_numpy(2.0 / n * Xc @ G_C)}
+
+
+def fd_reference_grad(reference, options, inputs, upstream, max_elements: int = 8192):
+    """Central differences of a float64 reference forward, h = 1e-6 · rms(x).
+
+    Perturbs one position of every batch item at once (the layers treat batch items
+    independently), so the cost is 2·(elements per item) reference calls.
+    Truncation O(h²) plus rounding O(1e-16/h): about 1e-10 relative.
+    """
+    grads = {}
+    for name, x in inputs.items():
+        if not x.is_floating_point():
+            continue
+        x = x.detach().to("cpu", torch.float64)
+        per_item = x[0].numel()
+        if per_item > max_elements:
+            raise ValueError(f"{name}: {per_item} elements per item is too many for a "
+                             f"finite-difference reference (limit {max_elements})")
+        h = 1e-6 * float(x.pow(2).mean().sqrt().clamp_min(1e-3))
+        grad = torch.zeros_like(x)
+        flat_grad, base = grad.view(x.shape[0], -1), x.reshape(x.shape[0], -1)
+        for k in range(per_item):
+            def loss(step, k=k):
+                moved = base.clone()
+                moved[:, k] += step
+                out = reference(options, {**inputs, name: moved.view(x.shape)})
+                return (out * upstream).flatten(1).sum(1)
+
+            flat_grad[:, k] = (loss(h) - loss(-h)) / (2 * h)
+        grads[name] = grad
+    return grads
 
 
 # ---------------------------------------------------------------- layer options
@@ -250,6 +341,7 @@ LAYERS: dict[str, Layer] = {
         _build_matrix_function,
         _ref_matrix_function,
         "f(A) for symmetric A: log, sqrt, invsqrt, pow, identity",
+        reference_grad=_ref_grad_matrix_function,
     ),
     "o2p": Layer(
         "o2p",
@@ -259,6 +351,7 @@ LAYERS: dict[str, Layer] = {
         _build_o2p,
         _ref_o2p,
         "second-order pooling: f(covariance + εI) of features, upper triangle",
+        reference_grad=_ref_grad_o2p,
     ),
     "ncut": Layer(
         "ncut",

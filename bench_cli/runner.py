@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from bench_cli import registry
-from bench_cli.metrics import CaseTimeout, NonFinite, Probe
+from bench_cli.metrics import CaseTimeout, NonFinite, NotApplicable, Probe
 from bench_cli.spec import Case, Suite
 from bench_cli.store import RunWriter, utc_now
 
@@ -101,43 +101,65 @@ def _is_finite(value: Any) -> bool:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     message = text[0] if text else ""
-    if isinstance(exc, CaseTimeout | NonFinite):
+    if isinstance(exc, CaseTimeout | NonFinite | NotApplicable):
         return message[:500]
     return f"{type(exc).__name__}: {message}"[:500]
 
 
-def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
-    """Inputs, forward and reference for one case (no timing in here)."""
-    torch.manual_seed(case.seed)  # for methods with random starts
-    generator = torch.Generator().manual_seed(case.seed)
+def _inputs_for(case: Case, seed: int) -> dict[str, torch.Tensor]:
+    """One input set of the case's family, on its device and dtype, leaves needing grad."""
+    generator = torch.Generator().manual_seed(seed)
     family = registry.input_family(case.inputs["kind"])
     params = family.params.model_validate(
         {k: v for k, v in case.resolved_inputs.items() if k != "kind"}
     )
     raw = family.generate(params, generator)
     device, dtype = torch.device(case.device), getattr(torch, case.dtype)
-    inputs = {
+    return {
         name: tensor.to(device, dtype).requires_grad_(True)
         if tensor.is_floating_point()
         else tensor.to(device)
         for name, tensor in raw.items()
     }
+
+
+def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
+    """Inputs, forward and references for one case (no timing in here)."""
+    torch.manual_seed(case.seed)  # for methods with random starts
+    generator = torch.Generator().manual_seed(case.seed)
+    inputs = _inputs_for(case, case.seed)
     layer = registry.layer(case.config.layer)
-    forward_inputs = layer.build(case.config.method, case.config.resolved)
+    options = case.config.resolved
+    forward_inputs = layer.build(case.config.method, options)
     cache: dict[str, torch.Tensor] = {}
+
+    def detached64() -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in inputs.items()}
 
     def reference() -> torch.Tensor:
         if "ref" not in cache:
-            detached = {k: v.detach() for k, v in inputs.items()}
-            cache["ref"] = layer.reference(case.config.resolved, detached)
+            cache["ref"] = layer.reference(options, detached64())
         return cache["ref"]
+
+    def reference_grad(upstream: torch.Tensor) -> dict[str, torch.Tensor]:
+        as64 = {k: v.to("cpu", torch.float64) for k, v in detached64().items()}
+        if layer.reference_grad is not None:
+            return layer.reference_grad(options, as64, upstream)
+        return registry.fd_reference_grad(layer.reference, options, as64, upstream)
 
     probe = Probe(
         forward=lambda: forward_inputs(inputs),
         inputs=inputs,
         reference=reference,
-        device=device,
+        device=torch.device(case.device),
         generator=generator,
+        run=forward_inputs,
+        more_inputs=lambda i: _inputs_for(case, case.seed + 7919 * i),
+        reference_grad=reference_grad if layer.differentiable else None,
+        layer=case.config.layer,
+        method=case.config.method,
+        options=options,
+        input_params=case.resolved_inputs,
     )
     return probe, reference
 
@@ -173,6 +195,8 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
                             outcome = ("nonfinite", None, "the measured value is NaN or Inf")
                     except NonFinite as exc:
                         outcome = ("nonfinite", None, _reason(exc))
+                    except NotApplicable as exc:
+                        outcome = ("skipped", None, _reason(exc))
                     except CaseTimeout:
                         raise
                     except Exception as exc:

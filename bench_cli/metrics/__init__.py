@@ -13,7 +13,7 @@ A metric signals an explicit non-ok outcome by raising :class:`NonFinite`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,10 @@ class CaseTimeout(Exception):
     """The case ran past its time limit."""
 
 
+class NotApplicable(Exception):
+    """The metric cannot be measured for this case (recorded as skipped, with the reason)."""
+
+
 @dataclass
 class Probe:
     """What a metric may touch of one case."""
@@ -39,6 +43,18 @@ class Probe:
     device: torch.device
     generator: torch.Generator  # CPU generator seeded from the case seed
     deadline: float | None = None  # time.monotonic() value past which the case must stop
+    # The layer on any inputs of the same family (for finite differences, rotation).
+    run: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = None
+    # Input set i >= 1 of the same family and parameters, with its own seed.
+    more_inputs: Callable[[int], Mapping[str, torch.Tensor]] | None = None
+    # float64 CPU gradients of <upstream, f(inputs)> w.r.t. each input, independent of the
+    # method under test (Daleckii-Krein in NumPy, or central differences).
+    reference_grad: Callable[[torch.Tensor], Mapping[str, torch.Tensor]] | None = None
+    # What the case is, for metrics that depend on it (FLOP models, K~ bounds).
+    layer: str = ""
+    method: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    input_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,8 @@ STATS: dict[str, Callable[[Sequence[float]], float]] = {
 def _registry() -> dict[str, Metric]:
     from bench_cli.metrics import accuracy, timing
 
-    return {m.name: m for m in (timing.METRIC, accuracy.FORWARD_ERROR)}
+    return {m.name: m for m in (timing.METRIC, accuracy.FORWARD_ERROR, accuracy.GRAD_ERROR,
+                                accuracy.FD_CHECK)}
 
 
 METRICS: dict[str, Metric] = _registry()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from bench_cli.metrics import Metric, NonFinite, Probe
+from bench_cli.metrics import Metric, NonFinite, NotApplicable, Probe
 
 
 class NoOptions(BaseModel):
@@ -38,4 +40,120 @@ FORWARD_ERROR = Metric(
     measure=forward_error,
     unit="",
     summary="max over the batch of ‖f̂(A) − f(A)‖_F / ‖f(A)‖_F vs a float64 NumPy reference",
+)
+
+
+# ---------------------------------------------------------------- gradients
+
+
+class GradOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _upstream(probe: Probe, output: torch.Tensor) -> torch.Tensor:
+    """A seeded random upstream gradient in float64 on the CPU; never zeros."""
+    generator = torch.Generator().manual_seed(int(probe.generator.initial_seed()) + 1)
+    return torch.randn(output.shape, generator=generator, dtype=torch.float64)
+
+
+def _leaves(probe: Probe) -> dict[str, torch.Tensor]:
+    return {name: t for name, t in probe.inputs.items() if t.requires_grad}
+
+
+def method_gradients(probe: Probe, upstream: torch.Tensor) -> dict[str, torch.Tensor]:
+    leaves = _leaves(probe)
+    output = probe.forward()
+    grads = torch.autograd.grad(output, list(leaves.values()), upstream.to(output))
+    return dict(zip(leaves, grads, strict=True))
+
+
+def grad_error(probe: Probe, options: GradOptions) -> float:
+    """The worst relative Frobenius error of ∂⟨G, f(x)⟩/∂x over the batch and the inputs."""
+    if probe.reference_grad is None:
+        raise NotApplicable("no reference gradient for this layer")
+    with torch.no_grad():
+        upstream = _upstream(probe, probe.forward())
+    grads = method_gradients(probe, upstream)
+    worst = 0.0
+    reference = probe.reference_grad(upstream)
+    for name, grad in grads.items():
+        bad = int((~torch.isfinite(grad)).sum())
+        if bad:
+            raise NonFinite(f"gradient of {name} has {bad} non-finite entries of {grad.numel()}")
+        ref = reference[name]
+        diff = (grad.detach().to("cpu", torch.float64) - ref).flatten(1).norm(dim=1)
+        worst = max(worst, float((diff / ref.flatten(1).norm(dim=1).clamp_min(1e-300)).max()))
+    return worst
+
+
+GRAD_ERROR = Metric(
+    name="grad_error",
+    options=GradOptions,
+    measure=grad_error,
+    unit="",
+    summary="max relative error of the input gradient under a seeded upstream gradient, vs a "
+    "float64 reference (NumPy Daleckii-Krein, or central differences)",
+)
+
+
+class FdOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_exponent: int = 1
+    max_exponent: int = 20
+
+
+def fd_check(probe: Probe, options: FdOptions) -> dict:
+    """The paper's check: ⟨∇L, E⟩ against (L(x + hE) − L(x − hE))/2h for h = 2⁻¹ … 2⁻²⁰.
+
+    L(x) = ⟨G, f(x)⟩ with a seeded upstream G; E a seeded direction scaled to the
+    norm of x, so h is a relative step. Everything runs in the case's dtype with
+    the method under test; sums accumulate in float64. A step that leaves the
+    layer's domain (e.g. a matrix no longer positive definite) records None.
+    """
+    if probe.run is None:
+        raise NotApplicable("this case cannot be re-run on perturbed inputs")
+    leaves = _leaves(probe)
+    with torch.no_grad():
+        upstream = _upstream(probe, probe.forward())
+    grads = method_gradients(probe, upstream)
+    generator = torch.Generator().manual_seed(int(probe.generator.initial_seed()) + 2)
+    directions = {}
+    for name, x in leaves.items():
+        E = torch.randn(x.shape, generator=generator, dtype=torch.float64)
+        if x.ndim >= 2 and x.shape[-1] == x.shape[-2]:
+            E = 0.5 * (E + E.mT)  # stay in the symmetric matrices the layer maps
+        directions[name] = E * (x.detach().double().norm() / E.norm())
+    analytic = sum(float((grads[n].double().cpu() * directions[n]).sum()) for n in leaves)
+
+    def loss(step: float) -> float:
+        moved = {n: (x.detach() + step * directions[n].to(x)) if n in leaves else x
+                 for n, x in probe.inputs.items()}
+        with torch.no_grad():
+            return float((probe.run(moved).double().cpu() * upstream).sum())
+
+    steps, errors = [], []
+    for k in range(options.min_exponent, options.max_exponent + 1):
+        h = 2.0**-k
+        try:
+            fd = (loss(h) - loss(-h)) / (2 * h)
+            error = abs(fd - analytic) / abs(analytic) if analytic else abs(fd)
+        except ValueError:  # left the layer's domain
+            error = None
+        steps.append(h)
+        errors.append(error if error is None or math.isfinite(error) else None)
+    finite = [(e, h) for e, h in zip(errors, steps, strict=True) if e is not None]
+    if not finite or not math.isfinite(analytic):
+        raise NonFinite("no finite difference step gave a finite error")
+    best, best_step = min(finite)
+    return {"steps": steps, "errors": errors, "min": best, "argmin": best_step}
+
+
+FD_CHECK = Metric(
+    name="fd_check",
+    options=FdOptions,
+    measure=fd_check,
+    unit="",
+    summary="the paper's gradient check: directional derivative vs central differences over "
+    "steps 2^-1..2^-20; the error curve and its minimum",
+    default_view="min",
 )
