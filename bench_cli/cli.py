@@ -185,7 +185,7 @@ class RichReporter:
         self.progress.update(self.task, description=escape(case.label))
 
     def case_finished(self, case: spec.Case, records) -> None:
-        bad = [r for r in records if r["status"] not in ("ok", "skipped")]
+        bad = [r for r in records if r["status"] in ("failed", "nonfinite")]
         for record in bad:
             detail = escape(f"{case.label} {record['metric']}: {record['reason']}")
             self.progress.console.print(f"[yellow]{record['status']}[/]: {detail}")

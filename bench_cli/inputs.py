@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 
 class FamilyParams(BaseModel):
@@ -42,14 +42,31 @@ class SpdParams(FamilyParams):
     dim: PositiveInt
     condition: float = Field(100.0, ge=1.0, description="λmax / λmin")
     spectrum: Literal["geometric", "linear"] = "geometric"
+    gap: float | None = Field(
+        None, gt=0.0, lt=1.0, description="relative gap (λ₁ − λ₂)/λ₁ of the two largest"
+    )
+    multiplicity: PositiveInt = Field(1, description="copies of the largest eigenvalue")
+
+    @model_validator(mode="after")
+    def _fits(self):
+        if self.multiplicity > self.dim:
+            raise ValueError(f"multiplicity {self.multiplicity} exceeds dim {self.dim}")
+        if self.gap is not None and self.multiplicity > 1:
+            raise ValueError("give gap or multiplicity, not both")
+        return self
 
 
 def spd_eigvals(params: SpdParams) -> torch.Tensor:
-    """Eigenvalues from 1 down to 1/condition, descending."""
+    """Eigenvalues from 1 down to 1/condition, descending, then the gap or the repeats."""
     t = torch.linspace(0.0, 1.0, params.dim, dtype=torch.float64)
     if params.spectrum == "geometric":
-        return torch.exp(-t * math.log(params.condition))
-    return 1.0 - t * (1.0 - 1.0 / params.condition)
+        eigvals = torch.exp(-t * math.log(params.condition))
+    else:
+        eigvals = 1.0 - t * (1.0 - 1.0 / params.condition)
+    if params.gap is not None and params.dim > 1:
+        eigvals[1] = eigvals[0] * (1.0 - params.gap)
+    eigvals[: params.multiplicity] = eigvals[0]
+    return eigvals
 
 
 def generate_spd(params: SpdParams, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -77,6 +94,30 @@ def generate_features(params: FeatureParams, generator: torch.Generator) -> dict
     return {"X": (gaussian * scales) @ axes.mT}
 
 
+class CovarianceParams(FamilyParams):
+    batch: PositiveInt = 8
+    samples: PositiveInt = Field(description="N; N <= channels gives a rank-deficient covariance")
+    channels: PositiveInt = Field(description="C, the matrix size")
+    condition: float = Field(10.0, ge=1.0, description="of the population covariance")
+    eps: PositiveFloat = Field(1e-3, description="the regularizer εI")
+
+
+def generate_covariance(
+    params: CovarianceParams, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """A = XcᵀXc/N + εI from centred Gaussian features: rank min(N − 1, C) before εI."""
+    features = FeatureParams(
+        batch=params.batch,
+        samples=params.samples,
+        channels=params.channels,
+        condition=params.condition,
+    )
+    X = generate_features(features, generator)["X"]
+    X = X - X.mean(-2, keepdim=True)
+    A = X.mT @ X / params.samples + params.eps * torch.eye(params.channels, dtype=torch.float64)
+    return {"A": 0.5 * (A + A.mT)}
+
+
 FAMILIES: dict[str, InputFamily] = {
     "spd": InputFamily(
         "spd",
@@ -89,5 +130,11 @@ FAMILIES: dict[str, InputFamily] = {
         FeatureParams,
         generate_features,
         "feature sets X (B, N, C), Gaussian with a population covariance of given condition",
+    ),
+    "covariance": InputFamily(
+        "covariance",
+        CovarianceParams,
+        generate_covariance,
+        "sample covariances XcᵀXc/N + εI; rank-deficient when samples <= channels",
     ),
 }

@@ -168,8 +168,13 @@ def _np_daleckii_krein(M: np.ndarray, G: np.ndarray, func: str, p: float | None)
 
 
 def _np_spectral_values(w: np.ndarray, func: str, p: float | None) -> np.ndarray:
-    return {"log": np.log, "sqrt": np.sqrt, "invsqrt": lambda w: 1.0 / np.sqrt(w),
-            "pow": lambda w: np.power(w, p), "identity": lambda w: w}[func](w)
+    return {
+        "log": np.log,
+        "sqrt": np.sqrt,
+        "invsqrt": lambda w: 1.0 / np.sqrt(w),
+        "pow": lambda w: np.power(w, p),
+        "identity": lambda w: w,
+    }[func](w)
 
 
 def _ref_grad_matrix_function(options, inputs, upstream) -> dict[str, torch.Tensor]:
@@ -209,12 +214,15 @@ def fd_reference_grad(reference, options, inputs, upstream, max_elements: int = 
         x = x.detach().to("cpu", torch.float64)
         per_item = x[0].numel()
         if per_item > max_elements:
-            raise ValueError(f"{name}: {per_item} elements per item is too many for a "
-                             f"finite-difference reference (limit {max_elements})")
+            raise ValueError(
+                f"{name}: {per_item} elements per item is too many for a "
+                f"finite-difference reference (limit {max_elements})"
+            )
         h = 1e-6 * float(x.pow(2).mean().sqrt().clamp_min(1e-3))
         grad = torch.zeros_like(x)
         flat_grad, base = grad.view(x.shape[0], -1), x.reshape(x.shape[0], -1)
         for k in range(per_item):
+
             def loss(step, k=k):
                 moved = base.clone()
                 moved[:, k] += step
@@ -337,7 +345,7 @@ LAYERS: dict[str, Layer] = {
         "matrix_function",
         MatrixFunctionOptions,
         _methods(matfun.METHODS),
-        ("spd",),
+        ("spd", "covariance"),
         _build_matrix_function,
         _ref_matrix_function,
         "f(A) for symmetric A: log, sqrt, invsqrt, pow, identity",
@@ -393,6 +401,43 @@ def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]
                 f"method '{method_name}' computes func {', '.join(funcs)} only, not "
                 f"'{options['func']}'"
             )
+    return None
+
+
+def k_tilde_spec(layer_name: str, method: str, options: Mapping[str, Any]):
+    """How a method forms K̃ = 1/(λᵢ − λⱼ): (gap, gap_eps, degree, on σ²), or None if it has none."""
+    if layer_name == "ncut":
+        return ("exact", 0.0, 0, False) if method in ("eig", "autograd") else None
+    if layer_name not in ("matrix_function", "o2p"):
+        return None
+    if method in ("autograd", "topk", "svd_topn"):
+        return ("exact", 0.0, 0, False)
+    if method in ("eig", "svd"):
+        return (options["gap"], options["gap_eps"], options["degree"], method == "svd")
+    if method == "svd_taylor":
+        return ("taylor", 0.0, options["degree"], False)
+    if method == "svd_pade":
+        return ("pade", 0.0, options["degree"], False)
+    if method == "svd_pi":
+        return ("taylor", 0.0, options["iters"] - 1, False)
+    if method == "svd_trunc":
+        return ("clip", 1.0 / options["bound"], 0, False)
+    return None  # eig_dk, newton_schulz, mtp_lya, mpa_lya, lowrank: no K̃
+
+
+def decomposed_matrix(
+    layer_name: str, options: Mapping[str, Any], inputs: Mapping[str, torch.Tensor]
+) -> torch.Tensor | None:
+    """The symmetric matrix whose eigendecomposition the layer differentiates."""
+    if layer_name == "matrix_function":
+        A = inputs["A"].detach()
+        return 0.5 * (A + A.mT)
+    if layer_name == "o2p":
+        Y = pooling.weighted_samples(inputs["X"].detach(), None, options["center"])
+        return Y.mT @ Y + options["eps"] * torch.eye(Y.shape[-1], dtype=Y.dtype, device=Y.device)
+    if layer_name == "ncut":
+        X = inputs["X"].detach()
+        return ncut.normalized_affinity(ncut.affinity(X, options["affinity"], options["sigma"]))
     return None
 
 

@@ -40,6 +40,8 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
             raise KeyError(f"'{part}' not found in the value of metric '{record['metric']}'")
     if isinstance(value, Mapping) and "samples" in value:
         value = STATS["median"](value["samples"])
+    if value is None:
+        return "n/a"  # measured, but not defined for this case (e.g. no K̃, an inf norm)
     if not isinstance(value, int | float):
         raise KeyError(f"'{'.'.join(path)}' of metric '{record['metric']}' is not a number")
     return float(value)

@@ -26,7 +26,14 @@ from bench_cli.metrics import CaseTimeout, NonFinite, NotApplicable, Probe
 from bench_cli.spec import Case, Suite
 from bench_cli.store import RunWriter, utc_now
 
-STATUSES = ("ok", "failed", "skipped", "nonfinite")
+STATUSES = ("ok", "failed", "skipped", "nonfinite", "unsupported")
+LOW_PRECISION = ("float16", "bfloat16")
+_UNSUPPORTED_HINTS = ("Half", "BFloat16", "Low precision", "not implemented for", "not supported")
+
+
+def _is_unsupported(case: Case, exc: BaseException) -> bool:
+    """An operation that has no kernel for the case's low-precision dtype."""
+    return case.dtype in LOW_PRECISION and any(h in str(exc) for h in _UNSUPPORTED_HINTS)
 
 
 class Reporter(Protocol):
@@ -180,7 +187,8 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
                 except CaseTimeout:
                     raise
                 except Exception as exc:  # the case's set-up failed: every metric fails
-                    outcomes = {m.name: ("failed", None, _reason(exc), 0.0) for m in configs}
+                    status = "unsupported" if _is_unsupported(case, exc) else "failed"
+                    outcomes = {m.name: (status, None, _reason(exc), 0.0) for m in configs}
                     probe = None
                 for config in configs if probe is not None else ():
                     metric = registry.metric(config.name)
@@ -200,7 +208,8 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
                     except CaseTimeout:
                         raise
                     except Exception as exc:
-                        outcome = ("failed", None, _reason(exc))
+                        status = "unsupported" if _is_unsupported(case, exc) else "failed"
+                        outcome = (status, None, _reason(exc))
                     outcomes[config.name] = (*outcome, time.perf_counter() - started)
         except CaseTimeout as exc:
             for config in configs:

@@ -507,6 +507,17 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
         metrics.append(MetricConfig(name, {k: resolved[k] for k in options}, resolved))
     if not shape.metrics:
         errors.add(("metrics",), "no metrics: nothing would be measured")
+    for i, config in enumerate(metrics):
+        if not registry.metric(config.name).needs_grad(config.resolved):
+            continue
+        for method in methods:
+            if not registry.layer(method.layer).differentiable:
+                errors.add(
+                    ("metrics", i),
+                    f"metric '{config.name}' needs gradients, but layer "
+                    f"'{method.layer}' (method '{method.label}') is not "
+                    "differentiable",
+                )
 
     # tables
     axis_names = {"method", "layer", "impl", "device", "dtype", "kind"}

@@ -146,3 +146,30 @@ def test_debug_after_the_command_name_via_main(write_suite, monkeypatch, capsys)
     monkeypatch.setitem(cli_mod._state, "debug_in_argv", False)
     with pytest.raises(Exception, match="dimm"):
         cli_mod.main()
+
+
+def test_metric_that_does_not_apply_names_metric_and_layer(cli, write_suite, monkeypatch):
+    import dataclasses
+
+    from bench_cli import registry
+
+    frozen = dataclasses.replace(registry.LAYERS["avg_pool"], differentiable=False)
+    monkeypatch.setitem(registry.LAYERS, "avg_pool", frozen)
+    text = (
+        "name: t\ninputs: {kind: features, samples: 4, channels: 2}\n"
+        "methods:\n  avg: {layer: avg_pool}\nmetrics: [forward_error, grad_error]\n"
+    )
+    _check_one_line(
+        cli("validate", write_suite(text)),
+        [
+            ":5:",
+            "metrics[1]",
+            "metric 'grad_error' needs gradients",
+            "layer 'avg_pool'",
+            "not differentiable",
+        ],
+    )
+    forward_only = text.replace(
+        "[forward_error, grad_error]", "[forward_error, {time: {modes: [fwd]}}]"
+    )
+    assert cli("validate", write_suite(forward_only, name="ok.yaml")).exit_code == 0

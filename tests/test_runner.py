@@ -44,15 +44,31 @@ def test_ok_records_carry_raw_samples_and_metadata():
 
 
 def test_a_case_that_raises_is_failed_and_the_run_goes_on():
-    # torch.linalg.eigh has no float16 kernel on the CPU: the float16 case fails, float32 runs.
-    text = SUITE + "dtype: [float16, float32]\n"
-    summary, records = _run(text)
-    failed = [r for r in records if r["axes"]["dtype"] == "float16"]
-    ok = [r for r in records if r["axes"]["dtype"] == "float32"]
+    # lobpcg needs N >= 3k: with k = 2 the N = 5 case raises, the N = 6 case runs.
+    text = SUITE.replace(
+        "{kind: spd, batch: 2, dim: 4, condition: [10.0]}",
+        "{kind: features, batch: 2, samples: [5, 6], channels: 2}",
+    )
+    text = text.replace(
+        "{layer: matrix_function, func: log, method: autograd}",
+        "{layer: ncut, method: lobpcg, k: 2}",
+    )
+    summary, records = _run(text + "dtype: float64\n")
+    failed = [r for r in records if r["axes"]["samples"] == 5]
+    ok = [r for r in records if r["axes"]["samples"] == 6]
     assert {r["status"] for r in failed} == {"failed"}
-    assert all("Half" in r["reason"] or "float16" in r["reason"].lower() for r in failed)
+    assert all("N >= 3k" in r["reason"] for r in failed)
     assert {r["status"] for r in ok} == {"ok"}
     assert summary.statuses["failed"] == 2 and summary.statuses["ok"] == 2
+
+
+def test_low_precision_without_kernels_is_unsupported():
+    # torch.linalg.eigh has no float16 or bfloat16 kernel on the CPU.
+    summary, records = _run(SUITE + "dtype: [float16, bfloat16, float32]\n")
+    low = [r for r in records if r["axes"]["dtype"] != "float32"]
+    assert {r["status"] for r in low} == {"unsupported"}
+    assert all("Half" in r["reason"] or "BFloat16" in r["reason"] for r in low)
+    assert summary.statuses["unsupported"] == 4 and summary.statuses["ok"] == 2
 
 
 def test_absent_device_is_skipped_with_reason():

@@ -65,6 +65,8 @@ class Metric:
     unit: str  # "s" for times, "" for dimensionless
     summary: str
     default_view: str = ""  # what a table shows when a suite names none, e.g. "fwd_bwd.median"
+    # Whether, with these options, the metric differentiates the layer.
+    needs_grad: Callable[[Any], bool] = lambda options: True
 
 
 def _iqr(samples: Sequence[float]) -> float:
@@ -84,10 +86,18 @@ STATS: dict[str, Callable[[Sequence[float]], float]] = {
 
 
 def _registry() -> dict[str, Metric]:
-    from bench_cli.metrics import accuracy, timing
+    from bench_cli.metrics import accuracy, stability, timing
 
-    return {m.name: m for m in (timing.METRIC, accuracy.FORWARD_ERROR, accuracy.GRAD_ERROR,
-                                accuracy.FD_CHECK)}
+    return {
+        m.name: m
+        for m in (
+            timing.METRIC,
+            accuracy.FORWARD_ERROR,
+            accuracy.GRAD_ERROR,
+            accuracy.FD_CHECK,
+            stability.METRIC,
+        )
+    }
 
 
 METRICS: dict[str, Metric] = _registry()

@@ -38,6 +38,7 @@ FORWARD_ERROR = Metric(
     name="forward_error",
     options=NoOptions,
     measure=forward_error,
+    needs_grad=lambda options: False,
     unit="",
     summary="max over the batch of ‖f̂(A) − f(A)‖_F / ‖f(A)‖_F vs a float64 NumPy reference",
 )
@@ -126,8 +127,10 @@ def fd_check(probe: Probe, options: FdOptions) -> dict:
     analytic = sum(float((grads[n].double().cpu() * directions[n]).sum()) for n in leaves)
 
     def loss(step: float) -> float:
-        moved = {n: (x.detach() + step * directions[n].to(x)) if n in leaves else x
-                 for n, x in probe.inputs.items()}
+        moved = {
+            n: (x.detach() + step * directions[n].to(x)) if n in leaves else x
+            for n, x in probe.inputs.items()
+        }
         with torch.no_grad():
             return float((probe.run(moved).double().cpu() * upstream).sum())
 

@@ -160,6 +160,7 @@ METRIC = Metric(
     options=TimeOptions,
     measure=measure_time,
     unit="s",
+    needs_grad=lambda options: any(mode != "fwd" for mode in options["modes"]),
     summary="wall time per call: fwd, bwd, fwd_bwd (samples; median/iqr/min derived)",
     default_view="fwd_bwd.median",
 )
