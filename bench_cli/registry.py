@@ -222,14 +222,16 @@ def fd_reference_grad(reference, options, inputs, upstream, max_elements: int = 
         grad = torch.zeros_like(x)
         flat_grad, base = grad.view(x.shape[0], -1), x.reshape(x.shape[0], -1)
         for k in range(per_item):
-
-            def loss(step, k=k):
-                moved = base.clone()
-                moved[:, k] += step
-                out = reference(options, {**inputs, name: moved.view(x.shape)})
-                return (out * upstream).flatten(1).sum(1)
-
-            flat_grad[:, k] = (loss(h) - loss(-h)) / (2 * h)
+            plus, minus = base.clone(), base.clone()
+            plus[:, k] += h
+            minus[:, k] -= h
+            values = [
+                (reference(options, {**inputs, name: moved.view(x.shape)}) * upstream)
+                .flatten(1)
+                .sum(1)
+                for moved in (plus, minus)
+            ]
+            flat_grad[:, k] = (values[0] - values[1]) / (2 * h)
         grads[name] = grad
     return grads
 
