@@ -161,6 +161,20 @@ def new_run_folder(root: Path, suite: spec.Suite, machine: str) -> Path:
     return path
 
 
+def measured_peaks(cases) -> dict[str, float]:
+    """The batched-matmul rate of each (device, dtype) the run times, for "% of peak"."""
+    from bench_cli.metrics.timing import matmul_peak_gflops
+
+    peaks = {}
+    for device, dtype in sorted({(c.device, c.dtype) for c in cases}):
+        if runner.device_unavailable(device) is None:
+            try:
+                peaks[f"{device}/{dtype}"] = round(matmul_peak_gflops(device, dtype), 3)
+            except RuntimeError:  # no matmul kernel for this dtype here
+                continue
+    return peaks
+
+
 class RichReporter:
     """A rich progress bar: cases done, ETA, and the case in flight."""
 
@@ -268,6 +282,8 @@ def run(
         _print_plan(console, suite, cases, done)
         return
     env = env_mod.collect()
+    if "time" in {m.name for m in suite.metrics}:
+        env["matmul_peak_gflops"] = measured_peaks(cases)
     with folder.open_for_run(
         suite_name=suite.name, fingerprint=suite.fingerprint, suite_text=suite.text, env=env
     ) as writer:

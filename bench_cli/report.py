@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.markup import escape
 from rich.table import Table as RichTable
@@ -23,6 +24,9 @@ from bench_cli.metrics import METRICS, STATS
 from bench_cli.spec import TableSpec
 
 FORMATS = ("md", "csv", "latex")
+# Derived from a timing mode's nominal FLOPs and its median: the rate, and the fraction
+# of the run's measured matmul peak.
+THROUGHPUT = ("flops_per_s", "peak_fraction")
 _TIME_SCALES = ((1e-6, "ns", 1e9), (1e-3, "µs", 1e6), (1.0, "ms", 1e3), (math.inf, "s", 1.0))
 
 
@@ -31,11 +35,15 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
     if record["status"] != "ok":
         return record["status"]
     value: Any = record["value"]
+    top = value
     for part in path:
         if isinstance(value, Mapping) and part in value:
             value = value[part]
         elif isinstance(value, Mapping) and "samples" in value and part in STATS:
             value = STATS[part](value["samples"])
+        elif isinstance(value, Mapping) and "flops" in value and part in THROUGHPUT:
+            rate = value["flops"] / STATS["median"](value["samples"])
+            value = rate if part == "flops_per_s" else rate / (top["peak_gflops"] * 1e9)
         else:
             raise KeyError(f"'{part}' not found in the value of metric '{record['metric']}'")
     if isinstance(value, Mapping) and "samples" in value:
@@ -59,6 +67,10 @@ class Table:
 
     @property
     def display_scale(self) -> tuple[str, float]:
+        if self.unit == "FLOP/s":
+            return "GFLOP/s", 1e-9
+        if self.unit == "fraction":
+            return "%", 100.0
         if self.unit != "s":
             return self.unit, 1.0
         numbers = [v for v in self.frame.to_numpy().ravel() if isinstance(v, float)]
@@ -79,6 +91,8 @@ def format_number(value: float, unit: str) -> str:
     """Three significant figures; scientific for dimensionless errors and extremes."""
     if value == 0:
         return "0"
+    if unit == "exponent":
+        return f"{value:.2f}"
     exponent = math.floor(math.log10(abs(value)))
     if unit and -3 <= exponent < 5:
         return f"{value:.{max(0, 2 - exponent)}f}"
@@ -91,7 +105,7 @@ def format_cell(value: Any, unit: str, factor: float) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"  # no record for this cell (e.g. the case was filtered out)
     text = format_number(value * factor, unit)
-    return f"{text} {unit}" if unit else text
+    return f"{text} {unit}" if unit and unit != "exponent" else text
 
 
 def default_tables(metric_names: Sequence[str]) -> list[TableSpec]:
@@ -116,11 +130,13 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     if chosen:
         candidates = ["method", *chosen[0]["params"]["inputs"], "device", "dtype"]
         for axis in candidates:
-            if axis in rows or axis in cols or axis == "kind":
+            if axis in rows or axis in cols or axis in ("kind", spec.scaling):
                 continue
             if len({str(r["axes"].get(axis)) for r in chosen}) > 1:
                 free.append(axis)
     index_axes = rows + free
+    if spec.scaling:
+        return _scaling_table(spec, chosen, path, index_axes, cols)
     cells: dict[tuple, dict[str, Any]] = {}
     col_labels: list[str] = []
     for record in chosen:
@@ -136,7 +152,47 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
         index = pd.MultiIndex.from_tuples(list(cells), names=index_axes) if index_axes else None
     frame = pd.DataFrame(list(cells.values()), index=index, columns=col_labels, dtype=object)
     unit = METRICS[name].unit if name in METRICS else (chosen[0]["unit"] if chosen else "")
+    if path and path[-1] in THROUGHPUT:
+        unit = "FLOP/s" if path[-1] == "flops_per_s" else "fraction"
     return Table(spec.title, spec.metric, unit, frame, spec.stem)
+
+
+def scaling_exponent(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of log(value) against log(size); None with under two sizes."""
+    points = [(x, y) for x, y in points if x > 0 and y > 0]
+    if len({x for x, _ in points}) < 2:
+        return None
+    xs, ys = np.log([x for x, _ in points]), np.log([y for _, y in points])
+    return float(np.polyfit(xs, ys, 1)[0])
+
+
+def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
+    groups: dict[tuple, dict[str, list]] = {}
+    col_labels: list[str] = []
+    for record in chosen:
+        axes = record["axes"]
+        label = ", ".join(f"{c}={axes.get(c)}" for c in cols) or f"exponent in {spec.scaling}"
+        if label not in col_labels:
+            col_labels.append(label)
+        value = metric_value(record, path)
+        points = groups.setdefault(tuple(axes.get(a) for a in index_axes), {})
+        if isinstance(value, float):
+            points.setdefault(label, []).append((float(axes[spec.scaling]), value))
+        else:
+            points.setdefault(label, [])
+    rows = []
+    for points in groups.values():
+        row = {}
+        for label in col_labels:
+            slope = scaling_exponent(points.get(label, []))
+            row[label] = "n/a" if slope is None else slope
+        rows.append(row)
+    if len(index_axes) == 1:
+        index = pd.Index([key[0] for key in groups], name=index_axes[0])
+    else:
+        index = pd.MultiIndex.from_tuples(list(groups), names=index_axes) if index_axes else None
+    frame = pd.DataFrame(rows, index=index, columns=col_labels, dtype=object)
+    return Table(spec.title, f"{spec.metric} ~ {spec.scaling}^k", "exponent", frame, spec.stem)
 
 
 def render(table: Table, fmt: str) -> str:

@@ -132,6 +132,8 @@ class TableSpec(_Strict):
     rows: Annotated[list[str], BeforeValidator(_as_list)] = ["method"]
     cols: Annotated[list[str], BeforeValidator(_as_list)] = []
     file: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
+    # Fit log(value) against log(axis) along this axis: the empirical complexity exponent.
+    scaling: str | None = None
 
     @property
     def stem(self) -> str:
@@ -532,6 +534,11 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
                 ("tables", i, "metric"),
                 f"metric '{head}' is not measured by this suite{did_you_mean(head, metric_names)}"
                 f"; measured: {', '.join(metric_names)}",
+            )
+        if table.scaling is not None and table.scaling not in axis_names:
+            errors.add(
+                ("tables", i, "scaling"),
+                f"unknown axis '{table.scaling}'{did_you_mean(table.scaling, axis_names)}",
             )
         for part in ("rows", "cols"):
             for j, axis in enumerate(getattr(table, part)):

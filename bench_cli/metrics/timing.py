@@ -18,7 +18,10 @@ Pitfalls this guards against:
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import resource
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -43,6 +46,15 @@ class TimeOptions(BaseModel):
     min_repeats: PositiveInt = 5
     max_repeats: PositiveInt = 2000
     modes: list[Mode] = Field(default_factory=lambda: ["fwd", "bwd", "fwd_bwd"], min_length=1)
+    rotate_below_bytes: int = Field(
+        8 * 2**20, ge=0, description="rotate among input sets when the inputs are smaller"
+    )
+    input_sets: PositiveInt = 4
+    flush_l2: bool = Field(
+        False,
+        description="on CUDA, overwrite a 256 MiB buffer before "
+        "each timed call (outside the timed window)",
+    )
 
 
 class Timer:
@@ -112,30 +124,107 @@ def _check(deadline: float | None) -> None:
         raise CaseTimeout("time limit reached while timing")
 
 
+def labels(device: torch.device) -> dict[str, Any]:
+    """What was in force while timing: threads, TF32, the linear-algebra backend."""
+    from bench_cli.env import lapack_backend
+
+    out = {
+        "threads": torch.get_num_threads(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+    }
+    if device.type == "cuda":
+        out["linalg"] = f"cuda:{torch.backends.cuda.preferred_linalg_library()}"
+    else:
+        out["linalg"] = lapack_backend()
+    return out
+
+
+@functools.cache
+def matmul_peak_gflops(device: str, dtype: str, budget_s: float = 0.4) -> float:
+    """The device's measured batched-matmul rate in this dtype: the best of a few calls.
+
+    Measured once per process and (device, dtype), and stored in env.json, so a
+    "% of peak" is relative to what this machine actually reaches.
+    """
+    dev = torch.device(device)
+    n, batch = (4096, 8) if dev.type == "cuda" else (768, 4)
+    torch_dtype = getattr(torch, dtype)
+    left = torch.randn(batch, n, n, device=dev).to(torch_dtype)
+    right = torch.randn(batch, n, n, device=dev).to(torch_dtype)
+    timer = Timer(dev)
+    samples = timer.measure(
+        lambda _: torch.bmm(left, right), budget_s=budget_s, warmup=1, min_repeats=3, max_repeats=50
+    )
+    return 2.0 * batch * n**3 / min(samples) / 1e9
+
+
+def _peak_memory(device: torch.device):
+    """Context: the peak allocation during the block, in bytes, and how it was measured."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        return lambda: {
+            "bytes": int(torch.cuda.max_memory_allocated(device) - before),
+            "kind": "cuda max_memory_allocated above the inputs",
+        }
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB. The process high-water mark only grows: 0 means no new peak.
+    return lambda: {
+        "bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024,
+        "kind": "process RSS high-water mark increase",
+    }
+
+
 def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
-    leaves = [t for t in probe.inputs.values() if t.requires_grad]
+    from bench_cli import registry
+
+    input_sets = [probe.inputs]
+    size = sum(t.numel() * t.element_size() for t in probe.inputs.values())
+    if probe.more_inputs is not None and size < options.rotate_below_bytes:
+        # Small inputs would sit in cache across repeats: rotate among several sets.
+        input_sets += [probe.more_inputs(i) for i in range(1, options.input_sets)]
+    run = probe.run or (lambda inputs: probe.forward())
     with torch.no_grad():
-        out_shape = probe.forward().shape
+        out_shape = run(input_sets[0]).shape
     # A random upstream gradient, never zeros or ones: kernels can shortcut on those.
     grad_out = torch.randn(out_shape, generator=probe.generator, dtype=torch.float64)
     grad_out = grad_out.to(probe.device, next(iter(probe.inputs.values())).dtype)
+    turn = itertools.count()
+    flush = _l2_flusher(probe.device) if options.flush_l2 else None
 
-    def backward(out: torch.Tensor) -> None:
-        torch.autograd.grad(out, leaves, grad_out)
+    def next_inputs():
+        if flush is not None:
+            flush()
+        return input_sets[next(turn) % len(input_sets)]
 
-    def forward_backward(_: None) -> None:
-        backward(probe.forward())
+    def leaves(inputs):
+        return [t for t in inputs.values() if t.requires_grad]
+
+    def backward(state) -> None:
+        out, inputs = state
+        torch.autograd.grad(out, leaves(inputs), grad_out)
+
+    def forward_setup():
+        inputs = next_inputs()
+        return run(inputs), inputs
 
     runs: dict[str, tuple[Callable[[Any], Any], Callable[[], Any] | None]] = {
-        "fwd": (lambda _: probe.forward(), None),
-        "bwd": (backward, probe.forward),
-        "fwd_bwd": (forward_backward, None),
+        "fwd": (lambda inputs: run(inputs), next_inputs),
+        "bwd": (backward, forward_setup),
+        "fwd_bwd": (lambda inputs: backward((run(inputs), inputs)), next_inputs),
     }
     timer = Timer(probe.device)
-    value: dict[str, Any] = {}
+    flops = registry.flop_model(probe.layer, probe.method, probe.options, probe.input_params)
+    value: dict[str, Any] = {
+        "labels": labels(probe.device),
+        "input_sets": len(input_sets),
+        "peak_gflops": matmul_peak_gflops(str(probe.device), str(grad_out.dtype).split(".")[-1]),
+    }
     with torch.enable_grad():
         for mode in options.modes:
             fn, setup = runs[mode]
+            memory = _peak_memory(probe.device) if mode == "fwd_bwd" else None
             samples = timer.measure(
                 fn,
                 setup,
@@ -151,8 +240,18 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
                 "mode": MODE_LABELS[mode],
                 "clock": timer.clock,
                 "warmup": options.warmup,
+                "flops": flops[mode],
             }
+            if memory is not None:
+                value["peak_memory"] = memory()
     return value
+
+
+def _l2_flusher(device: torch.device):
+    if device.type != "cuda":
+        return None
+    scratch = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
+    return lambda: scratch.zero_()
 
 
 METRIC = Metric(
