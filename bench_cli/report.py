@@ -50,6 +50,8 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
         value = STATS["median"](value["samples"])
     if value is None:
         return "n/a"  # measured, but not defined for this case (e.g. no K̃, an inf norm)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if not isinstance(value, int | float):
         raise KeyError(f"'{'.'.join(path)}' of metric '{record['metric']}' is not a number")
     return float(value)
