@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         ours, theirs = [], []
         for _ in range(args.rounds):
             samples = Timer("cpu").measure(
-                lambda _, A=A: operation(A),
+                lambda _, A=A, operation=operation: operation(A),
                 budget_s=args.budget,
                 warmup=3,
                 min_repeats=10,
