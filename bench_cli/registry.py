@@ -444,29 +444,8 @@ def decomposed_matrix(
 
 
 # ---------------------------------------------------------------- FLOP models
-# Nominal counts per matrix, the usual dense-algebra conventions: a d x d product
-# costs 2d³; a symmetric eigendecomposition with vectors 9d³ and a thin SVD with
-# both factors 21d³ (Golub & Van Loan's counts for the QR-based algorithms); an LU
-# solve with d right-hand sides 8d³/3. GFLOP/s from these are nominal rates.
-
-
-def _matfun_flops(method: str, options: Mapping[str, Any], d: int) -> tuple[float, float]:
-    matmul, eigh, svd = 2.0 * d**3, 9.0 * d**3, 21.0 * d**3
-    if method == "newton_schulz":
-        iters = options["iters"]
-        forward = matmul * (1 if iters == 1 else 3 * iters - 3)
-        return forward, 2 * forward
-    if method == "mtp_lya":
-        return options["degree"] * matmul, 6 * options["lya_iters"] * matmul
-    if method == "mpa_lya":
-        return (options["degree"] - 1) * matmul + 8 * d**3 / 3, 6 * options["lya_iters"] * matmul
-    if method == "lowrank":
-        q = min(options["k"] + options["oversample"], d)
-        forward = (2 * options["iters"] + 2) * 2.0 * d * d * q + eigh * (q / d) ** 3
-        return forward, 2 * forward
-    if method == "svd":
-        return svd + matmul, 6 * matmul
-    return eigh + matmul, 4 * matmul  # one eigh; backward U (L ∘ UᵀGU) Uᵀ
+# Matrix-function methods declare their own counts (matfun.method_flops); the layers add
+# their own work around them. GFLOP/s from these are nominal rates.
 
 
 def flop_model(
@@ -475,11 +454,13 @@ def flop_model(
     """Nominal FLOPs of one call, forward and backward, for the whole batch."""
     batch = inputs.get("batch", 1)
     if layer_name == "matrix_function":
-        forward, backward = _matfun_flops(method, options, inputs.get("dim") or inputs["channels"])
+        forward, backward = matfun.method_flops(
+            method, inputs.get("dim") or inputs["channels"], options
+        )
     elif layer_name == "o2p":
         n, c = inputs["samples"], inputs["channels"]
         covariance = 2.0 * n * c * c
-        forward, backward = _matfun_flops(method, options, c)
+        forward, backward = matfun.method_flops(method, c, options)
         forward, backward = forward + covariance, backward + covariance
     elif layer_name == "ncut":
         n, c, k = inputs["samples"], inputs["channels"], options["k"]

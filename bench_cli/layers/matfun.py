@@ -398,6 +398,44 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+# Nominal FLOPs per d x d matrix, (forward, backward), declared next to each method. A
+# d x d product costs 2d³; a symmetric eigendecomposition with vectors 9d³ and a thin SVD
+# 21d³ (Golub & Van Loan's counts for the QR algorithms); an LU solve with d right-hand
+# sides 8d³/3. A method without a declaration counts as one eigh plus 5 products.
+_MATMUL, _EIGH, _SVD = 2.0, 9.0, 21.0
+
+
+def _eigh_flops(d, options):
+    return (_EIGH + _MATMUL) * d**3, 4 * _MATMUL * d**3  # backward: U (L ∘ UᵀGU) Uᵀ
+
+
+def _lowrank_flops(d, options):
+    q = min(options["k"] + options["oversample"], d)
+    forward = (2 * options["iters"] + 2) * _MATMUL * d * d * q + _EIGH * q**3
+    return forward, 2 * forward
+
+
+approx.newton_schulz.flops = lambda d, o: (
+    _MATMUL * d**3 * (1 if o["iters"] == 1 else 3 * o["iters"] - 3),
+    2 * _MATMUL * d**3 * (1 if o["iters"] == 1 else 3 * o["iters"] - 3),
+)
+approx.mtp_lya.flops = lambda d, o: (
+    o["degree"] * _MATMUL * d**3,
+    6 * o["lya_iters"] * _MATMUL * d**3,
+)
+approx.mpa_lya.flops = lambda d, o: (
+    (o["degree"] - 1) * _MATMUL * d**3 + 8 * d**3 / 3,
+    6 * o["lya_iters"] * _MATMUL * d**3,
+)
+svd_matrix_function.flops = lambda d, o: ((_SVD + _MATMUL) * d**3, 6 * _MATMUL * d**3)
+lowrank.flops = _lowrank_flops
+
+
+def method_flops(method: str, d: int, options) -> tuple[float, float]:
+    """Nominal (forward, backward) FLOPs of one d x d matrix."""
+    return getattr(METHODS[method], "flops", _eigh_flops)(d, options)
+
+
 def supported_funcs(method: str) -> tuple[str, ...]:
     """The funcs a method computes (approximations of sqrt do only that)."""
     return getattr(METHODS[method], "funcs", FUNCS)
