@@ -29,6 +29,7 @@ from rich.table import Table as RichTable
 import bench_cli
 from bench_cli import env as env_mod
 from bench_cli import registry, report, runner, spec, store
+from bench_cli import reproduce as reproduce_mod
 from bench_cli.errors import UserError, unknown_name
 
 app = typer.Typer(
@@ -260,7 +261,13 @@ def run(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Run a suite and write records and tables to a run folder."""
-    suite = load_suite(suite_file)
+    execute(load_suite(suite_file), out, resume, device, filter, timeout, dry_run, results)
+
+
+def execute(
+    suite, out, resume, device, filter, timeout, dry_run, results
+) -> store.RunFolder | None:
+    """What `run` and `reproduce` share: choose the folder, run, print and write tables."""
     cases = select_cases(suite, device, filter)
     console, err = out_console(), Console(stderr=True)
     if out is not None and resume:
@@ -280,7 +287,7 @@ def run(
     if dry_run:
         done = folder.done() if (folder.path / "run.json").exists() else set()
         _print_plan(console, suite, cases, done)
-        return
+        return None
     env = env_mod.collect()
     if "time" in {m.name for m in suite.metrics}:
         env["matmul_peak_gflops"] = measured_peaks(cases)
@@ -305,6 +312,100 @@ def run(
     report.write(tables, folder.path / "tables")
     err.print(report.status_summary(folder.records()))
     err.print(f"records: {folder.path / store.RECORDS}\ntables:  {folder.path / 'tables'}")
+    return folder
+
+
+PAPER_DIR = SUITES_DIR / "paper"
+README_START, README_END = "<!-- reproduced:start -->", "<!-- reproduced:end -->"
+
+
+def paper_suites() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(PAPER_DIR.glob("*.yaml"))} if PAPER_DIR.is_dir() else {}
+
+
+def reproduction_markdown(folder: store.RunFolder) -> str:
+    """A run's tables and, where its suite cites a source, published beside measured."""
+    suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
+    records = folder.records()
+    parts = [  # one heading level below the suite's
+        report.render(t, "md").replace("### ", "#### ", 1)
+        for t in report.tables_for(records, suite.tables, [m.name for m in suite.metrics])
+    ]
+    if suite.reference is not None:
+        parts.append(
+            reproduce_mod.render(reproduce_mod.compare(records, suite.reference), suite.reference)
+        )
+    return "\n".join(parts)
+
+
+@app.command()
+@handles_errors
+def reproduce(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="A suite under suites/paper, e.g. "
+            "song2021-truncation (see `matbench list suites`)."
+        ),
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="The suite's reduced size (for CI): runs as <name>-quick."),
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="The run folder itself.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the latest unfinished run.")
+    ] = False,
+    device: DeviceOpt = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0.001, help="Per-case time limit in seconds.")
+    ] = None,
+    results: ResultsOpt = Path("results"),
+    readme: Annotated[
+        Path | None,
+        typer.Option(
+            "--readme",
+            help="Run nothing: rewrite the 'Reproduced tables' section of this README "
+            "from the latest full run of every paper suite under --results.",
+        ),
+    ] = None,
+) -> None:
+    """Re-run a published table on this machine and set our numbers beside the source's."""
+    available = paper_suites()
+    if readme is not None:
+        write_readme_section(readme, results, available)
+        return
+    if name is None:
+        raise UserError(f"name a paper suite: {', '.join(available)}")
+    if name not in available:
+        raise UserError(unknown_name("paper suite", name, available))
+    suite = spec.load(available[name], quick=quick)
+    folder = execute(suite, out, resume, device, None, timeout, False, results)
+    if folder is not None and suite.reference is not None:
+        frame = reproduce_mod.compare(folder.records(), suite.reference)
+        text = reproduce_mod.render(frame, suite.reference)
+        (folder.path / "tables" / "reproduction.md").write_text(text)
+        out_console().print(escape(text))
+
+
+def write_readme_section(readme: Path, results: Path, available: dict[str, Path]) -> None:
+    if not readme.exists():
+        raise UserError(f"{readme}: not found")
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise UserError(f"{readme}: no '{README_START}' ... '{README_END}' markers")
+    sections = []
+    for name in available:
+        runs = store.runs_of(results, name)
+        if not runs:
+            sections.append(f"### {name}\n\nNo committed run under {results / name}.\n")
+            continue
+        folder = runs[-1]
+        sections.append(f"### {name}\n\nRun `{folder.path}`.\n\n" + reproduction_markdown(folder))
+    body = "\n".join(sections)
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    readme.write_text(text[:start] + "\n" + body + "\n" + text[end:])
+    print(f"{readme}: reproduced tables rewritten from {len(available)} suites")
 
 
 @app.command()
@@ -446,7 +547,10 @@ def list_(
             table.add_column(col)
         for name, path in bundled_suites().items():
             try:
-                description = spec.load(path).description
+                loaded = spec.load(path)
+                description = loaded.description
+                if loaded.reference is not None:
+                    description += f" [source: {loaded.reference.citation}]"
             except UserError as exc:
                 description = f"invalid: {exc}"
             _add_row(table, name, str(path.relative_to(SUITES_DIR.parent)), description)

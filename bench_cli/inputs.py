@@ -118,6 +118,15 @@ def generate_covariance(
     return {"A": 0.5 * (A + A.mT)}
 
 
+class RatioParams(FamilyParams):
+    x: float = Field(gt=0.0, lt=1.0, description="the eigenvalue ratio λ₂/λ₁")
+
+
+def generate_ratio(params: RatioParams, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The eigenvalue pair (x, 1): the gap term 1/(λ₁ − λ₂) is then 1/(1 − x)."""
+    return {"eigvals": torch.tensor([[params.x, 1.0]], dtype=torch.float64)}
+
+
 FAMILIES: dict[str, InputFamily] = {
     "spd": InputFamily(
         "spd",
@@ -130,6 +139,12 @@ FAMILIES: dict[str, InputFamily] = {
         FeatureParams,
         generate_features,
         "feature sets X (B, N, C), Gaussian with a population covariance of given condition",
+    ),
+    "ratio": InputFamily(
+        "ratio",
+        RatioParams,
+        generate_ratio,
+        "an eigenvalue pair (x, 1), for the gap term 1/(1 − x) and its approximations",
     ),
     "covariance": InputFamily(
         "covariance",

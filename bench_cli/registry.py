@@ -31,7 +31,7 @@ from pydantic import (
 from bench_cli import inputs as _inputs
 from bench_cli import metrics as _metrics
 from bench_cli.errors import UserError, unknown_name
-from bench_cli.layers import matfun, ncut, pooling
+from bench_cli.layers import matfun, ncut, pooling, spectral
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 
@@ -342,6 +342,27 @@ def _direct_layer(name, fn, reference, summary) -> Layer:
     )
 
 
+def _gap_term(gap: str):
+    def approximate(eigvals: torch.Tensor, *, degree: int = 100) -> torch.Tensor:
+        """The implemented K̃ entry for the pair (x, 1): an approximation of 1/(1 − x)."""
+        return spectral.gap_matrix(eigvals.detach(), gap, degree=degree)[..., 0, 1]
+
+    approximate.__doc__ = {
+        "exact": "1/(λ₁ − λ₂) as Proposition 2 forms it",
+        "taylor": "the degree-n geometric series of λ₂/λ₁ (Song et al., ICCV 2021)",
+        "pade": "the [n/n] Padé approximant of that series (Song et al., ICCV 2021)",
+    }[gap]
+    return approximate
+
+
+def _build_gap_series(method: str, options: Mapping[str, Any]) -> Forward:
+    fn = GAP_SERIES[method]
+    return lambda inputs: fn(inputs["eigvals"], **options)
+
+
+GAP_SERIES = {name: _gap_term(name) for name in ("exact", "taylor", "pade")}
+
+
 LAYERS: dict[str, Layer] = {
     "matrix_function": Layer(
         "matrix_function",
@@ -391,7 +412,22 @@ LAYERS: dict[str, Layer] = {
         "unstructured second-order baseline: outer product, signed sqrt, L2",
     ),
     "fc": _direct_layer("fc", _fc, _ref_fc, "fully connected head (fixed weights)"),
+    "gap_series": Layer(
+        "gap_series",
+        _Options,
+        _methods(GAP_SERIES),
+        ("ratio",),
+        _build_gap_series,
+        lambda options, inputs: 1.0 / (1.0 - _np_gap_ratio(inputs)),
+        "the gap term 1/(1 − x) as a backward forms it: exact, Taylor or Padé",
+        differentiable=False,
+    ),
 }
+
+
+def _np_gap_ratio(inputs) -> torch.Tensor:
+    eigvals = inputs["eigvals"].detach().to("cpu", torch.float64)
+    return eigvals[..., 0] / eigvals[..., 1]
 
 
 def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]) -> str | None:

@@ -54,6 +54,15 @@ _Loader.add_implicit_resolver(
 )
 
 
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that _Loader would read back as another type (e.g. '2e-4')."""
+
+
+_Dumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
+
+
 class SuiteError(UserError):
     """A mistake in a suite file, located by file, line and key path."""
 
@@ -140,6 +149,31 @@ class TableSpec(_Strict):
         return self.file or re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-") or "table"
 
 
+class ReferenceSpec(_Strict):
+    """A published result a suite reproduces; never mixed into measured columns."""
+
+    citation: str
+    source: str  # table or figure
+    hardware: str = ""
+    metric: str  # the table path compared, e.g. abs_error or time.fwd_bwd.median
+    compare: Literal["value", "speedup", "bound", "power_iterations"] = "value"
+    baseline: str | None = None  # method label that speed-ups divide by
+    tolerance: float = Field(0.1, ge=0.0)  # relative, beside the published precision
+    rounding_floor: float = Field(0.0, ge=0.0)  # both below it: rounding-dominated
+    measured_scale: PositiveFloat = 1.0  # e.g. 1000 to compare seconds with published ms
+    note: str = ""
+    # Each entry names the axes of one measured cell and the published value (as text,
+    # so its significant digits are known), or for compare: bound, the largest allowed.
+    entries: list[dict[str, Any]] = Field(min_length=1)
+
+
+class QuickSpec(_Strict):
+    """`reproduce --quick`: smaller inputs and timing budgets, for CI."""
+
+    inputs: dict[str, Any] = {}
+    budget_s: PositiveFloat | None = None
+
+
 class _SuiteShape(_Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]+$")]
     description: str = ""
@@ -151,6 +185,8 @@ class _SuiteShape(_Strict):
     methods: dict[str, dict[str, Any]]
     metrics: list[str | dict[str, dict[str, Any] | None]]
     tables: list[TableSpec] = []
+    reference: ReferenceSpec | None = None
+    quick: QuickSpec | None = None
 
 
 SUITE_KEYS = tuple(_SuiteShape.model_fields)
@@ -249,6 +285,7 @@ class Suite:
     tables: tuple[TableSpec, ...]
     source: str = "<suite>"
     text: str = ""
+    reference: ReferenceSpec | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -344,6 +381,10 @@ def _pydantic_errors(
 def _nested_allowed(loc: Loc) -> Sequence[str]:
     if loc and loc[0] == "tables":
         return TABLE_KEYS
+    if loc and loc[0] == "reference":
+        return tuple(ReferenceSpec.model_fields)
+    if loc and loc[0] == "quick":
+        return tuple(QuickSpec.model_fields)
     return ()
 
 
@@ -563,6 +604,7 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
         metrics=tuple(metrics),
         tables=tuple(shape.tables),
         source=source,
+        reference=shape.reference,
     )
 
 
@@ -578,8 +620,28 @@ def _with_text(suite: Suite, text: str) -> Suite:
     return dataclasses.replace(suite, text=text)
 
 
-def load(path: str | Path) -> Suite:
-    """Read and validate a suite file."""
+def quick_text(text: str, source: str) -> str:
+    """The suite as `--quick` runs it: named <name>-quick, with its quick: overrides applied."""
+    data, _ = parse_yaml(text, source)
+    if not isinstance(data, dict) or not isinstance(data.get("quick"), dict):
+        raise UserError(f"{source}: this suite has no quick: block")
+    quick = data.pop("quick")
+    data["name"] = f"{data.get('name')}-quick"
+    data.setdefault("inputs", {}).update(quick.get("inputs", {}))
+    if quick.get("budget_s") is not None:
+        metrics = []
+        for entry in data.get("metrics", []):
+            if entry == "time" or (isinstance(entry, dict) and "time" in entry):
+                options = dict((entry.get("time") or {}) if isinstance(entry, dict) else {})
+                options["budget_s"] = quick["budget_s"]
+                entry = {"time": options}
+            metrics.append(entry)
+        data["metrics"] = metrics
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+def load(path: str | Path, quick: bool = False) -> Suite:
+    """Read and validate a suite file (``quick``: as ``reproduce --quick`` runs it)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: suite file not found")
@@ -589,6 +651,9 @@ def load(path: str | Path) -> Suite:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read suite file: {exc}") from exc
+    if quick:
+        loads(text, str(path))  # report mistakes against the file as written
+        text = quick_text(text, str(path))
     return loads(text, str(path))
 
 

@@ -6,10 +6,11 @@ from bench_cli import registry, runner, spec
 
 PAIRS = [(layer.name, method) for layer in registry.layers().values() for method in layer.methods]
 EXTRA = {"matrix_function": "func: sqrt, ", "o2p": "func: sqrt, ", "ncut": "k: 2, "}
-EXACT = {"autograd", "eig", "svd", "eig_dk", "direct"}
+EXACT = {"autograd", "eig", "svd", "eig_dk", "direct", "exact", "pade"}
 INPUTS = {
     "spd": "{kind: spd, batch: 2, dim: 5, condition: 10.0}",
     "features": "{kind: features, batch: 2, samples: 12, channels: 4}",
+    "ratio": "{kind: ratio, x: 0.5}",
 }
 
 

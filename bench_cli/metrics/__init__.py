@@ -93,6 +93,7 @@ def _registry() -> dict[str, Metric]:
         for m in (
             timing.METRIC,
             accuracy.FORWARD_ERROR,
+            accuracy.ABS_ERROR,
             accuracy.GRAD_ERROR,
             accuracy.FD_CHECK,
             stability.METRIC,

@@ -15,10 +15,11 @@ class NoOptions(BaseModel):
 
 
 def relative_errors(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """‖output − reference‖_F / ‖reference‖_F per matrix of the batch, in float64."""
+    """‖output − reference‖_F / ‖reference‖_F per batch item (all its entries), in float64."""
     output = output.detach().to("cpu", torch.float64)
-    diff = torch.linalg.matrix_norm(output - reference)
-    return diff / torch.linalg.matrix_norm(reference)
+    items = output.shape[0] if output.ndim >= 2 else 1
+    diff = (output - reference).reshape(items, -1).norm(dim=1)
+    return diff / reference.reshape(items, -1).norm(dim=1)
 
 
 def forward_error(probe: Probe, options: NoOptions) -> float:
@@ -41,6 +42,25 @@ FORWARD_ERROR = Metric(
     needs_grad=lambda options: False,
     unit="",
     summary="max over the batch of ‖f̂(A) − f(A)‖_F / ‖f(A)‖_F vs a float64 NumPy reference",
+)
+
+
+def abs_error(probe: Probe, options: NoOptions) -> float:
+    """The largest absolute difference from the float64 reference."""
+    with torch.no_grad():
+        output = probe.forward()
+    if not bool(torch.isfinite(output).all()):
+        raise NonFinite("output has non-finite entries")
+    return float((output.detach().to("cpu", torch.float64) - probe.reference()).abs().max())
+
+
+ABS_ERROR = Metric(
+    name="abs_error",
+    options=NoOptions,
+    measure=abs_error,
+    needs_grad=lambda options: False,
+    unit="",
+    summary="max |f̂ − f| against the float64 reference (for published absolute errors)",
 )
 
 
