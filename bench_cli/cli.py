@@ -357,9 +357,13 @@ def reproduce(
         bool, typer.Option("--resume", help="Continue the latest unfinished run.")
     ] = False,
     device: DeviceOpt = None,
+    filter: FilterOpt = None,
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=0.001, help="Per-case time limit in seconds.")
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would run; measure and write nothing.")
+    ] = False,
     results: ResultsOpt = Path("results"),
     readme: Annotated[
         Path | None,
@@ -380,7 +384,7 @@ def reproduce(
     if name not in available:
         raise UserError(unknown_name("paper suite", name, available))
     suite = spec.load(available[name], quick=quick)
-    folder = execute(suite, out, resume, device, None, timeout, False, results)
+    folder = execute(suite, out, resume, device, filter, timeout, dry_run, results)
     if folder is not None and suite.reference is not None:
         frame = reproduce_mod.compare(folder.records(), suite.reference)
         text = reproduce_mod.render(frame, suite.reference)

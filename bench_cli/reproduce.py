@@ -106,7 +106,9 @@ def compare(records: Sequence[Mapping[str, Any]], ref: ReferenceSpec) -> pd.Data
                 )
         else:
             published = str(entry["value"])
-            row.update(published=published, measured=measured)
+            target = float(published)
+            ratio = measured / target if isinstance(measured, float) and target else "n/a"
+            row.update(published=published, measured=measured, ratio=ratio)
             row["verdict"] = value_verdict(measured, published, ref)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -129,6 +131,8 @@ def render(frame: pd.DataFrame, ref: ReferenceSpec, unit: str = "") -> str:
             shown[column] = [
                 v if isinstance(v, str) else format_cell(v, "", 1.0) for v in shown[column]
             ]
+    if "ratio" in shown:
+        shown["ratio"] = [v if isinstance(v, str) else f"{v:.3g}" for v in shown["ratio"]]
     for column in ("published_speedup", "measured_speedup"):
         if column in shown:
             shown[column] = [v if isinstance(v, str) else f"{v:.2f}x" for v in shown[column]]
