@@ -25,10 +25,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table as RichTable
+from tabulate import tabulate
 
 import bench_cli
+from bench_cli import compare as compare_mod
 from bench_cli import env as env_mod
-from bench_cli import registry, report, runner, spec, store
+from bench_cli import html, plots, registry, report, runner, spec, store
 from bench_cli import reproduce as reproduce_mod
 from bench_cli.errors import UserError, unknown_name
 
@@ -310,6 +312,7 @@ def execute(
         err.print(f"resumed: {summary.already_done} of {summary.planned} cases were already done")
     tables = print_tables(folder, console)
     report.write(tables, folder.path / "tables")
+    plots.write(folder.records(), folder.path / "plots")
     err.print(report.status_summary(folder.records()))
     err.print(f"records: {folder.path / store.RECORDS}\ntables:  {folder.path / 'tables'}")
     return folder
@@ -410,6 +413,157 @@ def write_readme_section(readme: Path, results: Path, available: dict[str, Path]
     start, end = text.index(README_START) + len(README_START), text.index(README_END)
     readme.write_text(text[:start] + "\n" + body + "\n" + text[end:])
     print(f"{readme}: reproduced tables rewritten from {len(available)} suites")
+
+
+def _compare_cell(value, metric: str, relative: bool) -> str:
+    if isinstance(value, str):
+        return value
+    if metric.startswith("time") and not relative:
+        return report.format_cell(value, "ms", 1e3)
+    return report.format_number(value, "")
+
+
+def comparison_frame(result: compare_mod.Comparison):
+    import pandas as pd
+
+    rows = []
+    for row in result.rows:
+        relative = bool(row.note.startswith("relative"))
+        interval = f"[{row.low:.3f}, {row.high:.3f}]" if row.low is not None else ""
+        rows.append(
+            {
+                "case": row.label,
+                "method": row.method,
+                "metric": row.metric,
+                "A": _compare_cell(row.a, row.metric, relative),
+                "B": _compare_cell(row.b, row.metric, relative),
+                "B/A": "" if row.ratio is None else f"{row.ratio:.3f}",
+                "95% CI": interval,
+                "verdict": row.verdict,
+                "note": row.note,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@app.command()
+@handles_errors
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run folders; each is compared with the first.")
+    ],
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Divide each run's times by this method's time on its own machine "
+            "first: compare speed-ups, not raw times.",
+        ),
+    ] = None,
+    min_effect: Annotated[
+        float,
+        typer.Option(
+            "--min-effect", min=0.0, help="Smallest relative change called faster/slower."
+        ),
+    ] = 0.05,
+    mode: Annotated[
+        str, typer.Option("--mode", help="Timing mode: fwd, bwd or fwd_bwd.")
+    ] = "fwd_bwd",
+    device: DeviceOpt = None,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="md, csv or latex instead of a terminal table."),
+    ] = None,
+) -> None:
+    """Compare runs of one suite across machines or versions, case by case."""
+    if format is not None and format not in report.FORMATS:
+        raise UserError(unknown_name("format", format, report.FORMATS))
+    if mode not in ("fwd", "bwd", "fwd_bwd"):
+        raise UserError(unknown_name("mode", mode, ("fwd", "bwd", "fwd_bwd")))
+    folders = []
+    for path in runs:
+        if not path.is_dir():
+            raise UserError(f"{path}: run folder not found")
+        folder = store.RunFolder(path)
+        folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
+        folders.append(folder)
+    results = compare_mod.compare_many(
+        folders, min_effect=min_effect, mode=mode, baseline=baseline, device=(device or [None])[0]
+    )
+    console = out_console()
+    for result in results:
+        frame = comparison_frame(result)
+        title = f"B = {result.b}\nA = {result.a}"
+        if format == "csv":
+            print(frame.to_csv(index=False))
+        elif format is not None:
+            fmt = "github" if format == "md" else "latex_booktabs"
+            print(
+                tabulate(
+                    frame.values.tolist(),
+                    headers=list(frame.columns),
+                    tablefmt=fmt,
+                    disable_numparse=True,
+                )
+            )
+        else:
+            table = RichTable(title=escape(title), title_justify="left")
+            for column in frame.columns:
+                table.add_column(escape(column), no_wrap=column != "case")
+            for values in frame.itertuples(index=False):
+                style = {"slower": "red", "worse": "red", "faster": "green", "better": "green"}.get(
+                    values.verdict
+                )
+                table.add_row(*(escape(str(v)) for v in values), style=style)
+            console.print(table)
+        lines = [
+            f"geometric mean of time ratios B/A ({result.mode}"
+            + (f", relative to {result.baseline}" if result.baseline else "")
+            + "): "
+            + ", ".join(f"{m} {g:.3f}" for m, g in result.geomean.items())
+        ]
+        if result.only_a:
+            lines.append(f"only in A ({len(result.only_a)}): " + "; ".join(result.only_a[:10]))
+        if result.only_b:
+            lines.append(f"only in B ({len(result.only_b)}): " + "; ".join(result.only_b[:10]))
+        print("\n".join(lines))
+
+
+@app.command("report")
+@handles_errors
+def report_(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders; with two or more, the page also compares each with the first."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="The HTML file (default: report.html in the first run folder)."
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Compare speed-ups over this method instead of raw times."),
+    ] = None,
+) -> None:
+    """Write a self-contained HTML page: environment, every table and plot, comparisons."""
+    folders = []
+    for path in runs:
+        if not path.is_dir():
+            raise UserError(f"{path}: run folder not found")
+        folder = store.RunFolder(path)
+        folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
+        folders.append(folder)
+    comparisons = compare_mod.compare_many(folders, baseline=baseline) if len(folders) > 1 else []
+    target = out or folders[0].path / "report.html"
+    try:
+        target.write_text(html.page(folders, comparisons, comparison_frame))
+    except OSError as exc:
+        raise UserError(f"{target}: cannot write the report: {exc.strerror or exc}") from exc
+    print(f"report: {target}")
 
 
 @app.command()
@@ -584,6 +738,7 @@ def show(
     tables = report.tables_for(records, suite.tables, [m.name for m in suite.metrics])
     try:
         report.write(tables, folder.path / "tables")
+        plots.write(records, folder.path / "plots")
     except OSError as exc:
         print(f"matbench: warning: tables not written: {exc}", file=sys.stderr)
     if format is None:

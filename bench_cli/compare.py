@@ -1,0 +1,273 @@
+"""Compare runs across machines and versions, from their records alone.
+
+Runs align by case *excluding the device* (a CPU laptop and a GPU server run
+the same suite with ``device: auto``). Every later run is compared with the
+first, A:
+
+- **timings**: the ratio median(B)/median(A) of a timing mode, with a bootstrap
+  confidence interval of that median ratio from the raw samples. The verdict
+  is ``faster`` or ``slower`` only when the interval excludes 1 *and* the change
+  is at least ``min_effect`` (default 5%); otherwise ``~``.
+- **speed-up view** (``baseline``): each run's times are first divided by the
+  baseline method's median under the same other axes in that same run, so
+  machines compare by speed-ups, not raw times.
+- **accuracy and stability**: the difference B − A and the ratio; a changed
+  status (say ``ok`` -> ``nonfinite``) is called out first.
+- **summary**: the geometric mean of the time ratios per method, and the cases
+  present in one run only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench_cli.errors import UserError
+from bench_cli.report import metric_value
+from bench_cli.store import RunFolder
+
+ACCURACY_VIEWS = {
+    "forward_error": [],
+    "abs_error": [],
+    "grad_error": [],
+    "fd_check": ["min"],
+    "stability": ["grad_norm"],
+}
+
+
+def alignment_key(record: Mapping[str, Any]) -> str:
+    params = {k: v for k, v in record["params"].items() if k != "device"}
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def load_results(path) -> pd.DataFrame:
+    """A tidy DataFrame of a run folder's records: one row per case and metric.
+
+    Columns: case, metric, status, reason, value (as recorded), the case's axes
+    (method, dim, dtype, ...), and run (the folder) and machine_key.
+    """
+    folder = RunFolder(path)
+    meta = folder.meta
+    rows = []
+    for record in folder.records():
+        rows.append(
+            {
+                "case": record["case"],
+                "metric": record["metric"],
+                "status": record["status"],
+                "reason": record.get("reason"),
+                "value": record["value"],
+                **record["axes"],
+                "run": str(folder.path),
+                "machine_key": meta.get("machine_key"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class Row:
+    label: str  # the case, readable
+    method: str
+    metric: str
+    a: float | str
+    b: float | str
+    ratio: float | None
+    low: float | None = None
+    high: float | None = None
+    verdict: str = "~"
+    note: str = ""
+
+
+@dataclass
+class Comparison:
+    a: str
+    b: str
+    rows: list[Row] = field(default_factory=list)
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+    geomean: dict[str, float] = field(default_factory=dict)
+    mode: str = "fwd_bwd"
+    baseline: str | None = None
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([r.__dict__ for r in self.rows])
+
+
+def bootstrap_median_ratio(
+    a: np.ndarray, b: np.ndarray, *, rounds: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of median(b)/median(a), resampling each side."""
+    rng = np.random.default_rng(seed)
+    ma = np.median(rng.choice(a, size=(rounds, len(a)), replace=True), axis=1)
+    mb = np.median(rng.choice(b, size=(rounds, len(b)), replace=True), axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(mb / ma, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _time_verdict(ratio: float, low: float, high: float, min_effect: float) -> str:
+    if low <= 1 <= high or abs(ratio - 1) < min_effect:
+        return "~"
+    return "slower" if ratio > 1 else "faster"
+
+
+def _label(record: Mapping[str, Any]) -> str:
+    inputs = record["params"]["inputs"]
+    shown = ", ".join(f"{k}={v}" for k, v in inputs.items() if k != "kind")
+    return f"{inputs['kind']}({shown}) {record['axes']['dtype']}"
+
+
+def _by_alignment(folder: RunFolder) -> dict[tuple[str, str], Mapping[str, Any]]:
+    out: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for record in folder.records():
+        key = (alignment_key(record), record["metric"])
+        if key in out and out[key]["axes"]["device"] != record["axes"]["device"]:
+            raise UserError(
+                f"{folder.path}: holds the same case on several devices; "
+                "compare with --device to pick one"
+            )
+        out[key] = record
+    return out
+
+
+def _baseline_medians(records, baseline: str, mode: str) -> dict[str, float]:
+    """Median time of the baseline method per alignment key with the method left out."""
+    out = {}
+    for (key, metric), record in records.items():
+        if metric == "time" and record["axes"]["method"] == baseline and record["status"] == "ok":
+            out[_without_method(record)] = float(np.median(record["value"][mode]["samples"]))
+    return out
+
+
+def _without_method(record) -> str:
+    params = {
+        k: v
+        for k, v in record["params"].items()
+        if k not in ("device", "method", "layer", "impl", "options")
+    }
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def compare_runs(
+    a: RunFolder,
+    b: RunFolder,
+    *,
+    min_effect: float = 0.05,
+    mode: str = "fwd_bwd",
+    baseline: str | None = None,
+    device: str | None = None,
+) -> Comparison:
+    meta_a, meta_b = a.meta, b.meta
+    suite_a, suite_b = (m["suite"].removesuffix("-quick") for m in (meta_a, meta_b))
+    if suite_a != suite_b:
+        raise UserError(
+            f"{a.path} and {b.path} are runs of different suites "
+            f"('{meta_a['suite']}' and '{meta_b['suite']}')"
+        )
+    records_a, records_b = _by_alignment(a), _by_alignment(b)
+    if device is not None:
+        records_a = {k: r for k, r in records_a.items() if r["axes"]["device"] == device}
+        records_b = {k: r for k, r in records_b.items() if r["axes"]["device"] == device}
+    shared = sorted(set(records_a) & set(records_b), key=lambda k: (k[1], k[0]))
+    if not shared:
+        raise UserError(
+            f"{a.path} and {b.path} share no cases" + (f" on device {device}" if device else "")
+        )
+    result = Comparison(str(a.path), str(b.path), mode=mode, baseline=baseline)
+    result.only_a = sorted(
+        {
+            _label(records_a[k]) + " " + records_a[k]["axes"]["method"]
+            for k in set(records_a) - set(records_b)
+        }
+    )
+    result.only_b = sorted(
+        {
+            _label(records_b[k]) + " " + records_b[k]["axes"]["method"]
+            for k in set(records_b) - set(records_a)
+        }
+    )
+    base_a = _baseline_medians(records_a, baseline, mode) if baseline else {}
+    base_b = _baseline_medians(records_b, baseline, mode) if baseline else {}
+    if baseline and not base_a:
+        raise UserError(f"--baseline: no timings of method '{baseline}' in {a.path}")
+    log_ratios: dict[str, list[float]] = {}
+    for key in shared:
+        ra, rb = records_a[key], records_b[key]
+        method, metric = ra["axes"]["method"], key[1]
+        label = _label(ra)
+        if ra["status"] != "ok" or rb["status"] != "ok":
+            verdict = "~" if ra["status"] == rb["status"] else f"{ra['status']} -> {rb['status']}"
+            result.rows.append(
+                Row(label, method, metric, ra["status"], rb["status"], None, verdict=verdict)
+            )
+            continue
+        if metric == "time":
+            if mode not in ra["value"] or mode not in rb["value"]:
+                continue
+            sa = np.asarray(ra["value"][mode]["samples"], dtype=float)
+            sb = np.asarray(rb["value"][mode]["samples"], dtype=float)
+            note = ""
+            if baseline:
+                wa, wb = base_a.get(_without_method(ra)), base_b.get(_without_method(rb))
+                if wa is None or wb is None:
+                    continue
+                sa, sb, note = sa / wa, sb / wb, f"relative to {baseline}"
+            ratio = float(np.median(sb) / np.median(sa))
+            low, high = bootstrap_median_ratio(sa, sb)
+            verdict = _time_verdict(ratio, low, high, min_effect)
+            result.rows.append(
+                Row(
+                    label,
+                    method,
+                    f"time.{mode}",
+                    float(np.median(sa)),
+                    float(np.median(sb)),
+                    ratio,
+                    low,
+                    high,
+                    verdict,
+                    note,
+                )
+            )
+            log_ratios.setdefault(method, []).append(math.log(ratio))
+        elif metric in ACCURACY_VIEWS:
+            path = ACCURACY_VIEWS[metric]
+            va, vb = metric_value(ra, path), metric_value(rb, path)
+            name = ".".join([metric, *path])
+            if isinstance(va, str) or isinstance(vb, str):
+                verdict = "~" if va == vb else f"{va} -> {vb}"
+                result.rows.append(Row(label, method, name, va, vb, None, verdict=verdict))
+                continue
+            ratio = vb / va if va else (1.0 if vb == va else math.inf)
+            verdict = "~" if abs(ratio - 1) < min_effect else ("worse" if ratio > 1 else "better")
+            if metric == "stability":  # a norm, not an error: no better or worse
+                verdict = "~" if verdict == "~" else "changed"
+            result.rows.append(
+                Row(
+                    label,
+                    method,
+                    name,
+                    va,
+                    vb,
+                    ratio,
+                    verdict=verdict,
+                    note=f"B - A = {vb - va:.3g}",
+                )
+            )
+    result.geomean = {m: math.exp(sum(v) / len(v)) for m, v in log_ratios.items()}
+    # Changed statuses first: they matter more than any ratio.
+    result.rows.sort(key=lambda r: 0 if "->" in r.verdict else 1)
+    return result
+
+
+def compare_many(folders: Sequence[RunFolder], **options) -> list[Comparison]:
+    if len(folders) < 2:
+        raise UserError("compare needs at least two run folders")
+    return [compare_runs(folders[0], other, **options) for other in folders[1:]]

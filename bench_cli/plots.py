@@ -1,0 +1,201 @@
+"""Figures from records (never re-measured): one function per plot kind.
+
+Every figure labels its axes with units, uses a distinct colour *and* marker per
+method (readable with 8 or more, and in greyscale), and puts the legend outside
+the axes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench_cli.report import metric_value  # noqa: E402
+
+MARKERS = "osD^v<>phX*P"
+Figure = Any
+
+
+def _style(i: int) -> dict[str, Any]:
+    return {"color": plt.cm.tab10(i % 10), "marker": MARKERS[i % len(MARKERS)]}
+
+
+def _methods(records) -> list[str]:
+    return list(dict.fromkeys(r["axes"]["method"] for r in records))
+
+
+def _groups(records, axis: str) -> dict[str, list]:
+    """Records split by every axis that varies besides method and ``axis`` (one figure each)."""
+    varying = [
+        a
+        for a in ("dtype", "device", "batch", "dim", "condition", "gap", "samples")
+        if a not in (axis, "method") and len({str(r["axes"].get(a)) for r in records}) > 1
+    ]
+    groups: dict[str, list] = {}
+    for record in records:
+        key = ", ".join(f"{a}={record['axes'].get(a)}" for a in varying)
+        groups.setdefault(key, []).append(record)
+    return groups
+
+
+def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> Figure:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def time_vs_size(
+    records: Sequence[Mapping[str, Any]], axis: str = "dim", mode: str = "fwd_bwd"
+) -> list[tuple[str, Figure]]:
+    """Median time per call against a size axis, log-log, one line per method, IQR bands."""
+    timed = [
+        r
+        for r in records
+        if r["metric"] == "time"
+        and r["status"] == "ok"
+        and mode in r["value"]
+        and axis in r["axes"]
+    ]
+    if len({r["axes"][axis] for r in timed}) < 2:
+        return []
+    figures = []
+    for group, items in _groups(timed, axis).items():
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        for i, method in enumerate(_methods(items)):
+            points = sorted(
+                (r["axes"][axis], np.asarray(r["value"][mode]["samples"]) * 1e3)
+                for r in items
+                if r["axes"]["method"] == method
+            )
+            x = [p[0] for p in points]
+            q25, med, q75 = (
+                np.array([np.percentile(p[1], q) for p in points]) for q in (25, 50, 75)
+            )
+            ax.plot(x, med, label=method, **_style(i))
+            ax.fill_between(x, q25, q75, color=_style(i)["color"], alpha=0.2, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        sizes = sorted({r["axes"][axis] for r in items})
+        ax.set_xticks(sizes, [str(v) for v in sizes])  # the sizes measured, not powers of 10
+        ax.minorticks_off()
+        title = f"time per call ({mode}), median and IQR" + (f" - {group}" if group else "")
+        figures.append(
+            (f"time-vs-{axis}{_slug(group)}", _finish(fig, ax, title, axis, "time per call (ms)"))
+        )
+    return figures
+
+
+def metric_vs(
+    records: Sequence[Mapping[str, Any]], metric_path: str, axis: str, ylabel: str
+) -> list[tuple[str, Figure]]:
+    """A metric (e.g. forward_error, stability.grad_norm) against gap or condition, log-log."""
+    name, *path = metric_path.split(".")
+    chosen = [r for r in records if r["metric"] == name and r["axes"].get(axis) is not None]
+    if len({r["axes"][axis] for r in chosen}) < 2:
+        return []
+    figures = []
+    for group, items in _groups(chosen, axis).items():
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        skipped = 0
+        for i, method in enumerate(_methods(items)):
+            points = []
+            for r in items:
+                if r["axes"]["method"] != method:
+                    continue
+                value = metric_value(r, path)
+                if isinstance(value, float) and value > 0:
+                    points.append((float(r["axes"][axis]), value))
+                else:
+                    skipped += 1
+            if points:
+                points.sort()
+                ax.plot(*zip(*points, strict=True), label=method, **_style(i))
+        if not ax.lines:  # nothing numeric in this group (e.g. all unsupported)
+            plt.close(fig)
+            continue
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        title = f"{metric_path} against {axis}" + (f" - {group}" if group else "")
+        if skipped:
+            title += f" ({skipped} non-numeric cells not drawn)"
+        figures.append(
+            (
+                f"{metric_path.replace('.', '-')}-vs-{axis}{_slug(group)}",
+                _finish(fig, ax, title, axis, ylabel),
+            )
+        )
+    return figures
+
+
+def speedup_bars(geomeans: Mapping[str, Mapping[str, float]]) -> Figure:
+    """Speed-up of each run over the first, per method (1/geometric mean of time ratios)."""
+    runs = list(geomeans)
+    methods = list(dict.fromkeys(m for g in geomeans.values() for m in g))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(methods) + 3), 4.2))
+    width = 0.8 / max(len(runs), 1)
+    for i, run in enumerate(runs):
+        values = [1 / geomeans[run][m] if m in geomeans[run] else np.nan for m in methods]
+        ax.bar(
+            np.arange(len(methods)) + i * width,
+            values,
+            width,
+            label=run,
+            color=plt.cm.tab10(i % 10),
+            hatch="/\\\\.x"[i % 4],
+        )
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(
+        np.arange(len(methods)) + width * (len(runs) - 1) / 2, methods, rotation=30, ha="right"
+    )
+    return _finish(
+        fig,
+        ax,
+        "speed-up over the first run (geometric mean over shared cases)",
+        "method",
+        "speed-up (x)",
+    )
+
+
+def all_figures(records) -> list[tuple[str, Figure]]:
+    figures = time_vs_size(records, "dim")
+    for axis in ("gap", "condition"):
+        figures += metric_vs(records, "forward_error", axis, "relative forward error")
+        figures += metric_vs(records, "grad_error", axis, "relative gradient error")
+        figures += metric_vs(records, "stability.grad_norm", axis, "gradient norm")
+    return figures
+
+
+def write(records, folder: Path) -> list[Path]:
+    """Every applicable plot as PNG and SVG under ``folder`` (re-made each time)."""
+    written = []
+    for name, fig in all_figures(records):
+        folder.mkdir(parents=True, exist_ok=True)
+        for suffix in (".png", ".svg"):
+            path = folder / f"{name}{suffix}"
+            fig.savefig(path, dpi=120)
+            written.append(path)
+        plt.close(fig)
+    return written
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _slug(group: str) -> str:
+    return ("-" + "".join(c if c.isalnum() else "-" for c in group)).rstrip("-") if group else ""

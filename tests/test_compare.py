@@ -1,0 +1,218 @@
+"""matbench compare, plots, the HTML report and load_results."""
+
+import dataclasses
+import shutil
+import subprocess
+import time
+
+import pytest
+import torch
+
+import bench_cli
+from bench_cli import compare, plots, registry, store
+from bench_cli.layers import matfun
+from tests.test_bad_input import _check_one_line
+
+SUITE = """\
+name: cmp
+inputs: {kind: spd, batch: 4, dim: [6, 8]}
+methods:
+  dk: {layer: matrix_function, func: log, method: eig_dk}
+  ag: {layer: matrix_function, func: log, method: autograd}
+  victim: {layer: matrix_function, func: log, method: victim}
+metrics:
+  - time: {budget_s: 0.02, min_repeats: 15}
+  - forward_error
+"""
+
+
+@pytest.fixture
+def victim(monkeypatch):
+    """A method registered only here; `slow(True)` makes it sleep 20 ms per call."""
+    state = {"sleep": 0.0}
+
+    def victim(A, func, p=None):
+        """eig_dk, optionally made slow (test only)."""
+        if state["sleep"]:
+            time.sleep(state["sleep"])
+        return matfun.eig_dk_matrix_function(A, func, p)
+
+    monkeypatch.setitem(matfun.METHODS, "victim", victim)
+    layer = registry.LAYERS["matrix_function"]
+    methods = dict(layer.methods, victim=registry.Method("victim", victim, "test"))
+    monkeypatch.setitem(
+        registry.LAYERS, "matrix_function", dataclasses.replace(layer, methods=methods)
+    )
+    registry.options_model.cache_clear()
+    yield lambda on: state.update(sleep=0.02 if on else 0.0)
+    registry.options_model.cache_clear()
+
+
+def _verdicts(result):
+    return {(row.label, row.method, row.metric): row.verdict for row in result.rows}
+
+
+def test_a_run_compared_with_itself_is_all_tilde(cli, write_suite, tmp_path, victim):
+    assert cli("run", write_suite(SUITE), "--out", "a").exit_code == 0
+    folder = store.RunFolder(tmp_path / "a")
+    result = compare.compare_runs(folder, folder)
+    assert len(result.rows) == 12 and set(_verdicts(result).values()) == {"~"}
+    assert all(row.ratio == 1.0 for row in result.rows)
+    cli_result = cli("compare", "a", "a")
+    assert cli_result.exit_code == 0 and "slower" not in cli_result.stdout
+
+
+def test_the_slowed_method_and_only_it_is_flagged_slower(cli, write_suite, tmp_path, victim):
+    suite = write_suite(SUITE)
+    assert cli("run", suite, "--out", "fast").exit_code == 0
+    victim(True)
+    assert cli("run", suite, "--out", "slow").exit_code == 0
+    # A 20 ms sleep in a ~0.2 ms call: ~100x. This shared 2-core machine can move other
+    # timings by tens of percent between runs, so the minimum effect is set at 50%.
+    result = compare.compare_runs(
+        store.RunFolder(tmp_path / "fast"), store.RunFolder(tmp_path / "slow"), min_effect=0.5
+    )
+    flagged = {key[1] for key, verdict in _verdicts(result).items() if verdict == "slower"}
+    assert flagged == {"victim"}
+    assert result.geomean["victim"] > 20
+    assert all(v == "~" for k, v in _verdicts(result).items() if k[2] == "forward_error")
+    text = cli("compare", "fast", "slow", "--min-effect", "0.5", "--format", "md").stdout
+    assert "victim" in text and "slower" in text
+
+
+def test_speedup_view_divides_by_the_baseline_on_each_machine(cli, write_suite, tmp_path, victim):
+    assert cli("run", write_suite(SUITE), "--out", "a").exit_code == 0
+    folder = store.RunFolder(tmp_path / "a")
+    result = compare.compare_runs(folder, folder, baseline="dk")
+    rows = [r for r in result.rows if r.metric.startswith("time")]
+    assert all(r.note == "relative to dk" for r in rows)
+    assert all(r.a == pytest.approx(1.0) for r in rows if r.method == "dk")
+    _check_one_line(cli("compare", "a", "a", "--baseline", "nope"), ["no timings of method"])
+
+
+def test_bad_comparisons_exit_2(cli, write_suite, tmp_path, victim):
+    suite = write_suite(SUITE)
+    assert cli("run", suite, "--out", "six", "--filter", "dim=6").exit_code == 0
+    assert cli("run", suite, "--out", "eight", "--filter", "dim=8").exit_code == 0
+    _check_one_line(cli("compare", "six", "eight"), ["share no cases"])
+    other = write_suite(SUITE.replace("name: cmp", "name: other"), name="other.yaml")
+    assert cli("run", other, "--out", "other", "--filter", "dim=6").exit_code == 0
+    _check_one_line(cli("compare", "six", "other"), ["different suites"])
+    _check_one_line(cli("compare", "six"), ["at least two"])
+    _check_one_line(cli("compare", "six", "nowhere"), ["not found"])
+    _check_one_line(cli("compare", "six", "six", "--format", "html"), ["unknown format"])
+
+
+def test_changed_status_is_called_out_first(tmp_path):
+    def make(path, status, value):
+        folder = store.RunFolder(path)
+        env = {"machine_key": "m"}
+        with folder.open_for_run(
+            suite_name="s", fingerprint="f", suite_text="name: s\n", env=env
+        ) as writer:
+            for dim, st, val in ((4, "ok", 1e-6), (8, status, value)):
+                params = {
+                    "suite": "s",
+                    "method": "m",
+                    "inputs": {"kind": "spd", "dim": dim},
+                    "device": "cpu",
+                    "dtype": "float32",
+                }
+                writer.append(
+                    [
+                        {
+                            "case": str(dim),
+                            "metric": "forward_error",
+                            "status": st,
+                            "value": val,
+                            "reason": None,
+                            "params": params,
+                            "axes": {
+                                "method": "m",
+                                "dim": dim,
+                                "device": "cpu",
+                                "dtype": "float32",
+                            },
+                        }
+                    ]
+                )
+        return folder
+
+    a, b = make(tmp_path / "a", "ok", 2e-6), make(tmp_path / "b", "nonfinite", None)
+    result = compare.compare_runs(a, b)
+    assert result.rows[0].verdict == "ok -> nonfinite"
+    assert result.rows[1].verdict == "~" and result.rows[1].note.startswith("B - A")
+
+
+def test_bootstrap_interval_covers_the_ratio_and_excludes_one_for_a_real_shift():
+    rng = torch.Generator().manual_seed(0)
+    a = (1.0 + 0.05 * torch.rand(200, generator=rng)).numpy()
+    low, high = compare.bootstrap_median_ratio(a, a * 1.5)
+    assert low <= 1.5 <= high and low > 1.2
+    low, high = compare.bootstrap_median_ratio(a, a)
+    assert low <= 1.0 <= high
+
+
+def test_plots_label_axes_and_keep_eight_methods_apart():
+    records = []
+    for i in range(8):
+        for dim in (16, 32, 64):
+            records.append(
+                {
+                    "metric": "time",
+                    "status": "ok",
+                    "value": {"fwd_bwd": {"samples": [1e-6 * (i + 1) * dim**2] * 5}},
+                    "axes": {"method": f"m{i}", "dim": dim, "dtype": "float32", "device": "cpu"},
+                }
+            )
+    ((name, fig),) = plots.time_vs_size(records)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "dim" and ax.get_ylabel() == "time per call (ms)"
+    styles = {(tuple(line.get_color()), line.get_marker()) for line in ax.lines}
+    assert len(ax.get_legend().get_texts()) == 8 and len(styles) == 8
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64"]
+
+
+def test_load_results_is_tidy(cli, write_suite, tmp_path, victim):
+    assert cli("run", write_suite(SUITE), "--out", "a").exit_code == 0
+    frame = bench_cli.load_results(tmp_path / "a")
+    assert len(frame) == 12
+    assert {"case", "metric", "status", "value", "method", "dim", "machine_key"} <= set(frame)
+    assert (frame.groupby(["case", "metric"]).size() == 1).all()
+
+
+def test_html_report_renders_in_headless_chromium(cli, write_suite, tmp_path, victim):
+    assert cli("run", write_suite(SUITE), "--out", "a").exit_code == 0
+    assert cli("report", "a", "a", "--out", "report.html").exit_code == 0
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 2 and "<script" not in page
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip(
+            "chromium is not installed (Debian: apt-get install chromium); "
+            "the page was checked for inline plots only"
+        )
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1200,2000",
+            f"--screenshot={shot}",
+            (tmp_path / "report.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(str(shot))[..., :3]
+    dark = (pixels.mean(-1) < 0.5).mean()
+    assert pixels.std() > 0.05 and dark > 0.005  # text and plots, not a blank page
