@@ -140,7 +140,7 @@ def _by_alignment(folder: RunFolder) -> dict[tuple[str, str], Mapping[str, Any]]
 def _baseline_medians(records, baseline: str, mode: str) -> dict[str, float]:
     """Median time of the baseline method per alignment key with the method left out."""
     out = {}
-    for (key, metric), record in records.items():
+    for (_, metric), record in records.items():
         if metric == "time" and record["axes"]["method"] == baseline and record["status"] == "ok":
             out[_without_method(record)] = float(np.median(record["value"][mode]["samples"]))
     return out
