@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -28,6 +29,7 @@ from rich.table import Table as RichTable
 from tabulate import tabulate
 
 import bench_cli
+from bench_cli import advise as advise_mod
 from bench_cli import compare as compare_mod
 from bench_cli import env as env_mod
 from bench_cli import html, plots, registry, report, runner, spec, store
@@ -564,6 +566,144 @@ def report_(
     except OSError as exc:
         raise UserError(f"{target}: cannot write the report: {exc.strerror or exc}") from exc
     print(f"report: {target}")
+
+
+@app.command()
+@handles_errors
+def advise(
+    func: Annotated[str, typer.Option("--func", help="sqrt, invsqrt or log.")],
+    batch: Annotated[int, typer.Option("--batch", help="Matrices per call.")],
+    dim: Annotated[list[int], typer.Option("--dim", help="Matrix size (repeatable).")],
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float64.")] = "float32",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance", help="Largest acceptable relative forward and gradient error, in (0, 1]."
+        ),
+    ] = 1e-3,
+    need_grad: Annotated[
+        bool,
+        typer.Option(
+            "--need-grad/--no-grad",
+            help="Rank by forward+backward (default) or forward time; check gradients or not.",
+        ),
+    ] = True,
+    budget: Annotated[float, typer.Option("--budget", help="Seconds for the whole advice.")] = 60.0,
+    condition: Annotated[
+        float, typer.Option("--condition", help="Condition number of the spd probe.")
+    ] = 1e2,
+    samples: Annotated[
+        int | None,
+        typer.Option("--samples", help="Samples N of the covariance probe (default 2·dim)."),
+    ] = None,
+    rank: Annotated[
+        int | None,
+        typer.Option("--rank", help="Also consider truncated and low-rank methods of this rank."),
+    ] = None,
+    save: Annotated[
+        bool,
+        typer.Option(
+            "--save", help="Write the advice runs as ordinary run folders under --results."
+        ),
+    ] = False,
+    suite_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--suite-out",
+            help="Write the generated suites: FILE (timing) and FILE's siblings "
+            "<stem>-spd/-covariance/-stability.yaml.",
+        ),
+    ] = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Which method should I use for this function, at these sizes, on this hardware?"""
+    if dtype not in ("float32", "float64"):
+        raise UserError(f"--dtype must be float32 or float64, got '{dtype}'")
+    if not spec.DEVICE_PATTERN.match(device):
+        raise UserError(f"--device '{device}': expected cpu, cuda, cuda:N, mps or auto")
+    question = advise_mod.Question(
+        func=func,
+        batch=batch,
+        dims=list(dim),
+        dtype=dtype,
+        device=device,
+        tolerance=tolerance,
+        need_grad=need_grad,
+        budget_s=budget,
+        condition=condition,
+        samples=samples,
+        rank=rank,
+    )
+    question.check()
+    err = Console(stderr=True)
+    result = advise_mod.advise(question, reporter_factory=lambda: RichReporter(err))
+    console = out_console()
+    mode = "forward+backward" if need_grad else "forward"
+    if result.ranking:
+        best = result.ranking[0]
+        kind = "exact" if best["exact"] else "approximate"
+        console.print(
+            f"[bold]recommended:[/] {escape(best['method'])} ({kind}), "
+            f"{best['time_s'] * 1e3:.3g} ms {mode}"
+        )
+        if len(result.ranking) > 1:
+            second = result.ranking[1]
+            console.print(
+                f"runner-up:   {escape(second['method'])}, "
+                f"{second['time_s'] * 1e3:.3g} ms "
+                f"({second['time_s'] / best['time_s']:.2f}x)"
+            )
+    else:
+        console.print("[bold red]no method meets the tolerance on every probe[/]")
+    table = RichTable(
+        title=f"evidence: {func}, batch {batch}, d {', '.join(map(str, dim))}, "
+        f"{dtype}, tolerance {tolerance:g}",
+        title_justify="left",
+    )
+    for column in ("method", f"{mode} time", "forward error", "gradient error", "verdict"):
+        table.add_column(column)
+    for i, row in enumerate(result.ranking):
+        table.add_row(
+            escape(row["method"]),
+            f"{row['time_s'] * 1e3:.3g} ms",
+            f"{row['forward_error']:.1e}",
+            "" if row["grad_error"] is None else f"{row['grad_error']:.1e}",
+            "recommended" if i == 0 else f"#{i + 1}",
+        )
+    console.print(table)
+    for label, reason in result.excluded.items():
+        console.print(f"excluded {escape(label)}: {escape(reason)}")
+    for note in result.notes:
+        console.print(escape(note))
+    if suite_out is not None:
+        written = write_advice_suites(result, suite_out)
+        console.print(f"suites: {', '.join(str(p) for p in written)}")
+    if save:
+        machine = env_mod.machine_key()
+        env = env_mod.collect()
+        for role, records in result.records.items():
+            data = result.suites[role]
+            text = yaml.safe_dump(data, sort_keys=False)
+            suite = spec.loads(text, data["name"])
+            folder = store.RunFolder(new_run_folder(results, suite, machine))
+            with folder.open_for_run(
+                suite_name=suite.name, fingerprint=suite.fingerprint, suite_text=text, env=env
+            ) as writer:
+                writer.append(records)
+            console.print(f"saved: {folder.path}")
+
+
+def write_advice_suites(result, path: Path) -> list[Path]:
+    written = []
+    for role, data in result.suites.items():
+        target = path if role == "time" else path.with_name(f"{path.stem}-{role}{path.suffix}")
+        try:
+            target.write_text(yaml.safe_dump(data, sort_keys=False))
+        except OSError as exc:
+            raise UserError(f"{target}: cannot write: {exc.strerror or exc}") from exc
+        written.append(target)
+    return written
 
 
 @app.command()
