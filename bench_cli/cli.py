@@ -32,7 +32,7 @@ import bench_cli
 from bench_cli import advise as advise_mod
 from bench_cli import compare as compare_mod
 from bench_cli import env as env_mod
-from bench_cli import html, plots, registry, report, runner, spec, store
+from bench_cli import html, plots, registry, report, runner, shards, spec, store
 from bench_cli import reproduce as reproduce_mod
 from bench_cli.errors import UserError, unknown_name
 
@@ -157,8 +157,9 @@ def latest_unfinished(root: Path, suite: spec.Suite, machine: str) -> store.RunF
     return None
 
 
-def new_run_folder(root: Path, suite: spec.Suite, machine: str) -> Path:
-    base = root / suite.name / f"{store.utc_stamp()}_{machine}"
+def new_run_folder(root: Path, suite: spec.Suite, machine: str, shard: str | None = None) -> Path:
+    suffix = "" if shard is None else "_shard-" + shard.replace("/", "-of-")
+    base = root / suite.name / f"{store.utc_stamp()}_{machine}{suffix}"
     path, n = base, 1
     while path.exists():
         n += 1
@@ -263,16 +264,45 @@ def run(
         bool, typer.Option("--dry-run", help="List what would run; measure and write nothing.")
     ] = False,
     results: ResultsOpt = Path("results"),
+    isolate: Annotated[
+        bool,
+        typer.Option(
+            "--isolate",
+            help="Run cases in a spawned worker process: a crash or hang costs only its case.",
+        ),
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Run shard i/N of the cases (balanced, by case key); merge the shards "
+            "with `matbench merge`.",
+        ),
+    ] = None,
 ) -> None:
     """Run a suite and write records and tables to a run folder."""
-    execute(load_suite(suite_file), out, resume, device, filter, timeout, dry_run, results)
+    execute(
+        load_suite(suite_file),
+        out,
+        resume,
+        device,
+        filter,
+        timeout,
+        dry_run,
+        results,
+        isolate=isolate,
+        shard=shard,
+    )
 
 
 def execute(
-    suite, out, resume, device, filter, timeout, dry_run, results
+    suite, out, resume, device, filter, timeout, dry_run, results, *, isolate=False, shard=None
 ) -> store.RunFolder | None:
     """What `run` and `reproduce` share: choose the folder, run, print and write tables."""
     cases = select_cases(suite, device, filter)
+    if shard is not None:
+        index, count = shards.parse(shard)
+        cases = shards.select(cases, index, count)
     console, err = out_console(), Console(stderr=True)
     if out is not None and resume:
         raise UserError("--out and --resume both name the run folder; give one")
@@ -287,7 +317,7 @@ def execute(
                 f"under {results / suite.name}"
             )
     else:
-        folder = store.RunFolder(new_run_folder(results, suite, machine))
+        folder = store.RunFolder(new_run_folder(results, suite, machine, shard))
     if dry_run:
         done = folder.done() if (folder.path / "run.json").exists() else set()
         _print_plan(console, suite, cases, done)
@@ -299,9 +329,23 @@ def execute(
         suite_name=suite.name, fingerprint=suite.fingerprint, suite_text=suite.text, env=env
     ) as writer:
         err.print(f"run folder: {folder.path}")
+        if writer.dropped:
+            err.print(
+                escape(
+                    f"records.jsonl: dropped a torn last line ({len(writer.dropped)} bytes: "
+                    f"{writer.dropped[:60]!r}) left by an interrupted run; resuming from the last "
+                    "whole record"
+                )
+            )
         try:
             summary = runner.run(
-                suite, cases, writer, folder.done(), timeout=timeout, reporter=RichReporter(err)
+                suite,
+                cases,
+                writer,
+                folder.done(),
+                timeout=timeout,
+                reporter=RichReporter(err),
+                isolate=isolate,
             )
         except KeyboardInterrupt:
             done = len(folder.done())
@@ -704,6 +748,30 @@ def write_advice_suites(result, path: Path) -> list[Path]:
             raise UserError(f"{target}: cannot write: {exc.strerror or exc}") from exc
         written.append(target)
     return written
+
+
+@app.command()
+@handles_errors
+def merge(
+    runs: Annotated[list[Path], typer.Argument(help="Shard run folders of one suite.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The merged run folder (one per machine key beneath it if the shards differ).",
+        ),
+    ],
+) -> None:
+    """Combine shard runs into one run folder; refuses overlapping shards."""
+    folders = []
+    for path in runs:
+        if not path.is_dir():
+            raise UserError(f"{path}: run folder not found")
+        folders.append(store.RunFolder(path))
+    for target in shards.merge(folders, out):
+        folder = store.RunFolder(target)
+        print(f"merged: {target} ({len(folder.records())} records)")
 
 
 @app.command()

@@ -8,9 +8,12 @@ module: the catalogue below reads their method tables, so a method added to
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
 import inspect
 import math
+import os
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -430,6 +433,36 @@ def _np_gap_ratio(inputs) -> torch.Tensor:
     return eigvals[..., 0] / eigvals[..., 1]
 
 
+def register_method(layer_name: str, name: str, fn: Callable[..., Any]) -> None:
+    """Add a method to a layer, e.g. from a plugin module (see ``load_plugins``).
+
+    For ``matrix_function`` and ``o2p`` the function has the signature
+    ``fn(A, func, p=None, *, options...)`` and is added to both.
+    """
+    targets = (
+        ("matrix_function", "o2p") if layer_name in ("matrix_function", "o2p") else (layer_name,)
+    )
+    if layer_name in ("matrix_function", "o2p"):
+        matfun.METHODS[name] = fn
+    for target in targets:
+        layer = LAYERS[target]
+        methods = dict(layer.methods, **{name: Method(name, fn, _doc_summary(fn))})
+        LAYERS[target] = dataclasses.replace(layer, methods=methods)
+    options_model.cache_clear()
+
+
+def load_plugins() -> None:
+    """Import the modules named in MATBENCH_PLUGINS (comma-separated); they register
+    methods with ``register_method``. Runs in every process, isolated workers too."""
+    for module in filter(
+        None, (m.strip() for m in os.environ.get("MATBENCH_PLUGINS", "").split(","))
+    ):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UserError(f"MATBENCH_PLUGINS: cannot import '{module}': {exc}") from exc
+
+
 def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]) -> str | None:
     """A combination the option models cannot see, e.g. a method that computes sqrt only."""
     if layer_name in ("matrix_function", "o2p") and "func" in options:
@@ -568,3 +601,6 @@ def metric(name: str) -> _metrics.Metric:
     if name not in _metrics.METRICS:
         raise UserError(unknown("metric", name))
     return _metrics.METRICS[name]
+
+
+load_plugins()

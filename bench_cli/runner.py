@@ -218,6 +218,10 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
         finally:
             if case.device.startswith("cuda") and torch.cuda.is_available():
                 torch.cuda.empty_cache()
+    return _records(case, configs, outcomes)
+
+
+def _records(case: Case, configs, outcomes) -> list[dict]:
     finished = utc_now()
     return [
         {
@@ -239,6 +243,12 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
     ]
 
 
+def failed_records(case: Case, suite: Suite, metric_names: Sequence[str], reason: str):
+    """One failed record per metric, for a case whose worker died."""
+    configs = [m for m in suite.metrics if m.name in metric_names]
+    return _records(case, configs, {c.name: ("failed", None, reason[:1000], 0.0) for c in configs})
+
+
 def pending(cases: Sequence[Case], suite: Suite, done: set[tuple[str, str]]):
     """(case, metrics still to measure) for every case with work left."""
     names = [m.name for m in suite.metrics]
@@ -258,20 +268,36 @@ def run(
     *,
     timeout: float | None = None,
     reporter: Reporter | None = None,
+    isolate: bool = False,
 ) -> Summary:
     reporter = reporter or SilentReporter()
     work = pending(cases, suite, done)
     summary = Summary(planned=len(cases), already_done=len(cases) - len(work))
     reporter.start(len(work))
+    worker = None
     try:
         for case, todo in work:
             reporter.case_started(case)
-            records = run_case(case, suite, todo, timeout or suite.timeout)
+            limit = timeout or suite.timeout
+            if isolate:
+                from bench_cli.isolate import Worker, WorkerDied
+
+                worker = worker or Worker()
+                try:
+                    records = worker.run(case, suite, todo, limit)
+                except WorkerDied as exc:  # only this case is lost; the next gets a new worker
+                    records = failed_records(case, suite, todo, str(exc))
+                    worker.close()
+                    worker = None
+            else:
+                records = run_case(case, suite, todo, limit)
             writer.append(records)
             summary.ran += 1
             for record in records:
                 summary.statuses[record["status"]] += 1
             reporter.case_finished(case, records)
     finally:
+        if worker is not None:
+            worker.close()
         reporter.finish()
     return summary

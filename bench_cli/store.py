@@ -155,15 +155,19 @@ class RunWriter:
 
     def __init__(self, file: Path):
         self.file = file
-        self._drop_torn_tail()
+        self.dropped = self._drop_torn_tail()
 
-    def _drop_torn_tail(self) -> None:
+    def _drop_torn_tail(self) -> bytes:
+        """Remove a torn last line (a kill during a write); return what was removed."""
         if not self.file.exists():
-            return
+            return b""
         with self.file.open("rb+") as handle:
             data = handle.read()
             if data and not data.endswith(b"\n"):
-                handle.truncate(data.rfind(b"\n") + 1)
+                keep = data.rfind(b"\n") + 1
+                handle.truncate(keep)
+                return data[keep:]
+        return b""
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r, default=str, allow_nan=False) + "\n" for r in records)

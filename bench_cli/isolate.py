@@ -1,0 +1,126 @@
+"""Run cases in a worker process, so a crash costs only the case that caused it.
+
+The worker is started with *spawn*, never fork (a forked CUDA context is
+unusable), imports matbench afresh (plugins from MATBENCH_PLUGINS included),
+and is reused from case to case. The parent waits for each case with a hard
+deadline: the case's own time limit plus a grace period for start-up. A
+worker that dies (a signal such as SIGSEGV, the OOM killer) or misses the
+deadline (a native call that never returns) is killed and replaced; its case
+is recorded as failed, with the signal name or the timeout and the last
+lines the worker wrote to stderr.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import multiprocessing
+import os
+import signal
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+STARTUP_S = 300.0  # importing torch in a fresh worker can take a while on a busy machine
+
+
+def grace_s() -> float:
+    """Seconds past a case's own limit before its worker is killed."""
+    return float(os.environ.get("MATBENCH_WORKER_GRACE_S", "10"))
+
+
+STDERR_LINES = 5
+
+
+class WorkerDied(Exception):
+    """The worker crashed or was killed; the message is the reason."""
+
+
+def _worker_main(conn, stderr_path: str) -> None:
+    fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 2)  # native crashes write here too; the parent reads the tail
+    faulthandler.enable()  # a fatal signal prints its Python traceback there first
+    from bench_cli import runner
+
+    conn.send("ready")  # imports done: the parent's deadline now covers cases only
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        case, suite, metric_names, timeout = message
+        conn.send(runner.run_case(case, suite, metric_names, timeout))
+
+
+class Worker:
+    def __init__(self):
+        descriptor, path = tempfile.mkstemp(prefix="matbench-worker-", suffix=".log")
+        os.close(descriptor)
+        self._stderr_path = path
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_worker_main, args=(child, self._stderr_path), daemon=True
+        )
+        self.process.start()
+        child.close()
+        if not self.conn.poll(STARTUP_S) or self._receive_ready() != "ready":
+            self.kill()
+            raise WorkerDied(f"worker did not start within {STARTUP_S:g} s{self._stderr_tail()}")
+
+    def _receive_ready(self):
+        try:
+            return self.conn.recv()
+        except (EOFError, ConnectionResetError):
+            self.process.join(5)
+            raise WorkerDied(self._death_reason()) from None
+
+    def run(self, case, suite, metric_names: Sequence[str], timeout: float) -> list[dict]:
+        self.conn.send((case, suite, list(metric_names), timeout))
+        deadline = timeout + grace_s()
+        if not self.conn.poll(deadline):
+            self.kill()
+            raise WorkerDied(f"timeout: worker killed after {deadline:g} s{self._stderr_tail()}")
+        try:
+            return self.conn.recv()
+        except (EOFError, ConnectionResetError):
+            self.process.join(5)
+            raise WorkerDied(self._death_reason()) from None
+
+    def _death_reason(self) -> str:
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"crashed: {name}{self._stderr_tail()}"
+        return f"worker exited with code {code}{self._stderr_tail()}"
+
+    def _stderr_tail(self) -> str:
+        try:
+            lines = Path(self._stderr_path).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        fatal = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
+        if fatal:  # faulthandler's dump: the error, then the innermost frames
+            start = fatal[-1]
+            frames = [line for line in lines[start + 1 :] if line.strip().startswith("File")]
+            chosen = [lines[start], *frames[:2]]
+        else:
+            chosen = lines[-STDERR_LINES:]
+        tail = " | ".join(line.strip() for line in chosen if line.strip())
+        return f"; stderr: {tail}" if tail else ""
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+                self.process.join(5)
+            except (BrokenPipeError, OSError):
+                pass
+        self.kill()
+        Path(self._stderr_path).unlink(missing_ok=True)

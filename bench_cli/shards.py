@@ -1,0 +1,76 @@
+"""Sharding a run and merging the shards back into one run folder.
+
+A shard is a deterministic, balanced subset: the cases sorted by key, every
+N-th from position i − 1. Shard folders are ordinary run folders; merging
+checks they hold the same suite (by fingerprint), refuses duplicate records,
+and keeps runs from different machines apart, one merged run per machine key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench_cli.errors import UserError
+from bench_cli.store import RunFolder
+
+
+def parse(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise UserError(f"--shard '{text}': expected i/N with 1 <= i <= N, e.g. 2/4")
+    return int(match.group(1)), int(match.group(2))
+
+
+def select(cases: Sequence, index: int, count: int) -> list:
+    """Shard ``index`` (1-based) of ``count``: balanced to within one case, by key."""
+    ordered = sorted(cases, key=lambda case: case.key)
+    return ordered[index - 1 :: count]
+
+
+def merge(folders: Sequence[RunFolder], out: Path) -> list[Path]:
+    """Combine shard folders into run folders under ``out`` (one per machine key)."""
+    if not folders:
+        raise UserError("merge needs at least one run folder")
+    metas = [folder.meta for folder in folders]
+    fingerprints = {(m["suite"], m["fingerprint"]) for m in metas}
+    if len(fingerprints) > 1:
+        raise UserError(
+            "these folders hold different suites or suite versions: "
+            + ", ".join(sorted(f"{s} ({f})" for s, f in fingerprints))
+        )
+    machines: dict[str, list[RunFolder]] = {}
+    for folder, meta in zip(folders, metas, strict=True):
+        machines.setdefault(meta["machine_key"], []).append(folder)
+    written = []
+    for machine, group in machines.items():
+        target = out if len(machines) == 1 else out / machine
+        if target.exists() and any(target.iterdir()):
+            raise UserError(f"{target}: exists and is not empty; merge never overwrites")
+        seen: dict[tuple[str, str], str] = {}
+        records = []
+        for folder in group:
+            for record in folder.records():
+                key = (record["case"], record["metric"])
+                if key in seen:
+                    raise UserError(
+                        f"duplicate record {key[0]} {key[1]} in {folder.path} and "
+                        f"{seen[key]}: these shards overlap"
+                    )
+                seen[key] = str(folder.path)
+                records.append(record)
+        target.mkdir(parents=True, exist_ok=True)
+        first = group[0]
+        (target / "suite.yaml").write_text(first.suite_text)
+        env = first.env
+        (target / "env.json").write_text(json.dumps(env, indent=2, default=str) + "\n")
+        meta = dict(first.meta)
+        meta["merged_from"] = [str(folder.path) for folder in group]
+        (target / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        with (target / "records.jsonl").open("w") as handle:
+            for record in records:
+                handle.write(json.dumps(record, default=str, allow_nan=False) + "\n")
+        written.append(target)
+    return written

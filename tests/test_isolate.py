@@ -1,0 +1,140 @@
+"""Crash isolation, sharding and merging."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_bad_input import _check_one_line
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PLUGIN = '''\
+"""Methods that misbehave, registered for the isolation test only."""
+import os
+import signal
+import time
+
+from bench_cli import registry
+
+
+def segfault(A, func, p=None):
+    """Kills its own process with SIGSEGV (test only)."""
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def hang(A, func, p=None):
+    """Blocks SIGALRM, then sleeps: only a kill ends it (test only)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(3600)
+
+
+def boom(A, func, p=None):
+    """Raises (test only)."""
+    raise RuntimeError("boom from the plugin")
+
+
+for fn in (segfault, hang, boom):
+    registry.register_method("matrix_function", fn.__name__, fn)
+'''
+
+SUITE = """\
+name: hostile
+timeout: 2
+inputs: {kind: spd, batch: 2, dim: 4}
+methods:
+  first: {layer: matrix_function, func: log, method: eig_dk}
+  segfault: {layer: matrix_function, func: log, method: segfault}
+  hang: {layer: matrix_function, func: log, method: hang}
+  boom: {layer: matrix_function, func: log, method: boom}
+  last: {layer: matrix_function, func: log, method: autograd}
+metrics: [forward_error]
+"""
+
+
+def _matbench(tmp_path, *args, plugin=True):
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}",
+        "MATBENCH_WORKER_GRACE_S": "2",
+    }
+    if plugin:
+        env["MATBENCH_PLUGINS"] = "misbehaving"
+    return subprocess.run(
+        [sys.executable, "-m", "bench_cli", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_isolate_survives_a_segfault_a_hang_and_an_exception(tmp_path):
+    (tmp_path / "misbehaving.py").write_text(PLUGIN)
+    (tmp_path / "suite.yaml").write_text(SUITE)
+    result = _matbench(tmp_path, "run", "suite.yaml", "--isolate", "--out", "run")
+    assert result.returncode == 0, result.stderr
+    records = {
+        json.loads(line)["axes"]["method"]: json.loads(line)
+        for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()
+    }
+    assert records["first"]["status"] == records["last"]["status"] == "ok"
+    assert records["segfault"]["status"] == "failed"
+    assert records["segfault"]["reason"].startswith("crashed: SIGSEGV")
+    assert "Fatal Python error" in records["segfault"]["reason"]  # the worker's stderr tail
+    assert records["hang"]["status"] == "failed"
+    assert records["hang"]["reason"].startswith("timeout: worker killed after 4 s")
+    assert records["boom"]["status"] == "failed"
+    assert records["boom"]["reason"] == "RuntimeError: boom from the plugin"
+
+
+def _pairs(folder: Path) -> list[tuple[str, str]]:
+    return [
+        (json.loads(line)["case"], json.loads(line)["metric"])
+        for line in (folder / "records.jsonl").read_text().splitlines()
+    ]
+
+
+SHARDED = """\
+name: sharded
+inputs: {kind: spd, batch: 2, dim: [3, 4, 5, 6]}
+methods:
+  dk: {layer: matrix_function, func: log, method: eig_dk}
+  ag: {layer: matrix_function, func: sqrt, method: autograd}
+metrics: [forward_error]
+"""
+
+
+def test_three_shards_merge_into_exactly_the_unsharded_run(cli, write_suite, tmp_path):
+    suite = write_suite(SHARDED)
+    assert cli("run", suite, "--out", "full").exit_code == 0
+    sizes = []
+    for i in (1, 2, 3):
+        assert cli("run", suite, "--shard", f"{i}/3", "--out", f"s{i}").exit_code == 0
+        sizes.append(len(_pairs(tmp_path / f"s{i}")))
+    assert sorted(sizes) == [2, 3, 3]  # 8 cases, balanced to within one
+    result = cli("merge", "s1", "s2", "s3", "--out", "merged")
+    assert result.exit_code == 0, result.output
+    merged, full = _pairs(tmp_path / "merged"), _pairs(tmp_path / "full")
+    assert sorted(merged) == sorted(full) and len(set(merged)) == len(merged) == 8
+    assert cli("show", "merged").exit_code == 0
+    _check_one_line(cli("merge", "s1", "s1", "--out", "twice"), ["duplicate record"])
+    _check_one_line(cli("merge", "s1", "s2", "--out", "merged"), ["not empty"])
+    other = write_suite(SHARDED.replace("dim: [3, 4, 5, 6]", "dim: [7]"), name="other.yaml")
+    assert cli("run", other, "--out", "o").exit_code == 0
+    _check_one_line(cli("merge", "s1", "o", "--out", "mixed"), ["different suites"])
+    _check_one_line(cli("run", suite, "--shard", "4/3"), ["--shard '4/3'"])
+
+
+def test_a_torn_records_file_is_reported_and_the_run_resumes(cli, write_suite, tmp_path):
+    suite = write_suite(SHARDED)
+    assert cli("run", suite, "--out", "run", "--filter", "dim=3").exit_code == 0
+    with (tmp_path / "run" / "records.jsonl").open("a") as handle:
+        handle.write('{"case": "torn", "met')
+    result = cli("run", suite, "--out", "run")
+    assert result.exit_code == 0
+    assert "dropped a torn last line" in result.stderr
+    pairs = _pairs(tmp_path / "run")
+    assert len(pairs) == 8 and len(set(pairs)) == 8
