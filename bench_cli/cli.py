@@ -53,8 +53,13 @@ def out_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=400)
 
 
+def printable(text: str) -> str:
+    """Escape control characters (a key may hold any), so an error stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    print(f"matbench: error: {message}", file=sys.stderr)
+    print(f"matbench: error: {printable(message)}", file=sys.stderr)
     return typer.Exit(code)
 
 

@@ -101,8 +101,9 @@ def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], source: str) 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML text; return the data and a map from key path to line number."""
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader rejects some control characters right here
         node = loader.get_single_node()
         lines: dict[Loc, int] = {}
         if node is not None:
@@ -115,7 +116,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     except yaml.YAMLError as exc:
         raise SuiteError(source, None, (), f"malformed YAML: {exc}") from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 
@@ -472,6 +474,9 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
     family = None
     if kind is None:
         errors.add(("inputs",), "required key 'kind' is missing")
+    elif not isinstance(kind, str):
+        errors.add(("inputs", "kind"), f"expected the name of an input kind, got {kind!r}")
+        kind = None
     elif kind not in registry.input_families():
         errors.add(("inputs", "kind"), registry.unknown("input kind", kind))
     else:
@@ -495,6 +500,11 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
         layer_name, method_name = raw.pop("layer", None), raw.pop("method", None)
         if layer_name is None:
             errors.add(loc, "required key 'layer' is missing")
+            continue
+        for key, value in (("layer", layer_name), ("method", method_name)):
+            if value is not None and not isinstance(value, str):
+                errors.add(loc + (key,), f"expected a name, got {value!r}")
+        if not isinstance(layer_name, str) or not isinstance(method_name, str | None):
             continue
         if layer_name not in registry.layers():
             errors.add(loc + ("layer",), registry.unknown("layer", layer_name))

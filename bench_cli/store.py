@@ -49,14 +49,14 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         return []
     records = []
     with file.open("rb") as handle:
-        for raw in handle:
+        for number, raw in enumerate(handle, start=1):
             if not raw.endswith(b"\n"):
                 break  # torn write of the last case: that case will be re-run
             try:
-                records.append(json.loads(raw))
-            except json.JSONDecodeError as exc:
+                records.append(json.loads(raw.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise UserError(
-                    f"{file}: corrupt record ({exc}); the file was edited by hand?"
+                    f"{file}:{number}: corrupt record ({exc}); was the file edited by hand?"
                 ) from exc
     return records
 
