@@ -32,6 +32,7 @@ import bench_cli
 from bench_cli import advise as advise_mod
 from bench_cli import compare as compare_mod
 from bench_cli import env as env_mod
+from bench_cli import executor as executor_mod
 from bench_cli import html, plots, registry, report, runner, shards, spec, store
 from bench_cli import reproduce as reproduce_mod
 from bench_cli.errors import UserError, unknown_name
@@ -186,6 +187,31 @@ def measured_peaks(cases) -> dict[str, float]:
     return peaks
 
 
+class JobReporter:
+    """Progress of submitted array tasks."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("array tasks", total=total)
+
+    def progress_job(self, job) -> None:
+        self.progress.update(self.task, description=f"task {job.job_id} done")
+        self.progress.advance(self.task)
+
+    def finish(self) -> None:
+        self.progress.stop()
+
+
 class RichReporter:
     """A rich progress bar: cases done, ETA, and the case in flight."""
 
@@ -284,10 +310,51 @@ def run(
             "with `matbench merge`.",
         ),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor", help="local or slurm: run shards as a submitit job array, wait, merge."
+        ),
+    ] = None,
+    shards_count: Annotated[
+        int | None,
+        typer.Option(
+            "--shards", min=1, help="Array tasks for --executor (default: the suite's, or 2)."
+        ),
+    ] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="Slurm partition.")] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", min=0, help="GPUs per task.")] = None,
+    time_min: Annotated[
+        int | None, typer.Option("--time-min", min=1, help="Minutes per task.")
+    ] = None,
+    array_parallelism: Annotated[
+        int | None, typer.Option("--array-parallelism", min=1, help="Slurm tasks running at once.")
+    ] = None,
 ) -> None:
     """Run a suite and write records and tables to a run folder."""
+    suite = load_suite(suite_file)
+    scale_out = None
+    if executor is not None:
+        if executor not in ("local", "slurm"):
+            raise UserError(unknown_name("executor", executor, ("local", "slurm")))
+        if isolate or shard:
+            raise UserError("--executor runs its own shards: drop --isolate and --shard")
+        executor_mod.require_submitit()  # before any folder is made
+        settings = executor_mod.parse_settings(suite.executor, suite.source)
+        overrides = {
+            k: v
+            for k, v in {
+                "shards": shards_count,
+                "partition": partition,
+                "gpus": gpus,
+                "time_min": time_min,
+                "array_parallelism": array_parallelism,
+            }.items()
+            if v is not None
+        }
+        scale_out = (executor, settings.model_copy(update=overrides))
     execute(
-        load_suite(suite_file),
+        suite,
         out,
         resume,
         device,
@@ -297,11 +364,23 @@ def run(
         results,
         isolate=isolate,
         shard=shard,
+        scale_out=scale_out,
     )
 
 
 def execute(
-    suite, out, resume, device, filter, timeout, dry_run, results, *, isolate=False, shard=None
+    suite,
+    out,
+    resume,
+    device,
+    filter,
+    timeout,
+    dry_run,
+    results,
+    *,
+    isolate=False,
+    shard=None,
+    scale_out=None,
 ) -> store.RunFolder | None:
     """What `run` and `reproduce` share: choose the folder, run, print and write tables."""
     cases = select_cases(suite, device, filter)
@@ -343,15 +422,35 @@ def execute(
                 )
             )
         try:
-            summary = runner.run(
-                suite,
-                cases,
-                writer,
-                folder.done(),
-                timeout=timeout,
-                reporter=RichReporter(err),
-                isolate=isolate,
-            )
+            if scale_out is not None:
+                kind, settings = scale_out
+                todo = [case for case, _ in runner.pending(cases, suite, folder.done())]
+                err.print(
+                    f"{kind} executor: {len(todo)} cases as job arrays, logs under "
+                    f"{folder.path / 'submitit'}"
+                )
+                executor_mod.submit_and_merge(
+                    suite,
+                    todo,
+                    folder,
+                    writer,
+                    kind,
+                    settings,
+                    device or None,
+                    timeout,
+                    JobReporter(err),
+                )
+                summary = runner.Summary(planned=len(cases), already_done=len(cases) - len(todo))
+            else:
+                summary = runner.run(
+                    suite,
+                    cases,
+                    writer,
+                    folder.done(),
+                    timeout=timeout,
+                    reporter=RichReporter(err),
+                    isolate=isolate,
+                )
         except KeyboardInterrupt:
             done = len(folder.done())
             err.print(

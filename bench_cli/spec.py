@@ -189,6 +189,7 @@ class _SuiteShape(_Strict):
     tables: list[TableSpec] = []
     reference: ReferenceSpec | None = None
     quick: QuickSpec | None = None
+    executor: dict[str, Any] | None = None  # validated by bench_cli.executor
 
 
 SUITE_KEYS = tuple(_SuiteShape.model_fields)
@@ -288,6 +289,7 @@ class Suite:
     source: str = "<suite>"
     text: str = ""
     reference: ReferenceSpec | None = None
+    executor: dict[str, Any] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -615,6 +617,7 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
         tables=tuple(shape.tables),
         source=source,
         reference=shape.reference,
+        executor=shape.executor,
     )
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.test_bad_input import _check_one_line
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,3 +140,61 @@ def test_a_torn_records_file_is_reported_and_the_run_resumes(cli, write_suite, t
     assert "dropped a torn last line" in result.stderr
     pairs = _pairs(tmp_path / "run")
     assert len(pairs) == 8 and len(set(pairs)) == 8
+
+
+EXECUTOR_SUITE = (
+    SHARDED
+    + """\
+executor:
+  shards: 2
+  time_min: 5
+  resources:
+    ag: {time_min: 10}
+"""
+)
+
+
+def test_local_executor_runs_a_two_task_array_end_to_end(cli, write_suite, tmp_path):
+    pytest.importorskip("submitit")
+    suite = write_suite(SHARDED)
+    assert cli("run", suite, "--out", "full").exit_code == 0
+    result = cli("run", suite, "--executor", "local", "--shards", "2", "--out", "array")
+    assert result.exit_code == 0, result.output
+    shard_dirs = sorted(p.name for p in (tmp_path / "array" / "shards").iterdir())
+    assert shard_dirs == ["all-1-of-2", "all-2-of-2"]
+    assert sorted(_pairs(tmp_path / "array")) == sorted(_pairs(tmp_path / "full"))
+    # Running again adds nothing: the run is complete.
+    again = cli("run", suite, "--executor", "local", "--out", "array")
+    assert again.exit_code == 0 and len(_pairs(tmp_path / "array")) == 8
+
+
+def test_per_method_resources_form_their_own_array(cli, write_suite, tmp_path):
+    pytest.importorskip("submitit")
+    result = cli("run", write_suite(EXECUTOR_SUITE), "--executor", "local", "--out", "run")
+    assert result.exit_code == 0, result.output
+    shard_dirs = sorted(p.name for p in (tmp_path / "run" / "shards").iterdir())
+    assert shard_dirs == ["-1-of-2", "-2-of-2", "ag-1-of-2", "ag-2-of-2"] or shard_dirs == [
+        "ag-1-of-2",
+        "ag-2-of-2",
+        "all-1-of-2",
+        "all-2-of-2",
+    ]
+    assert len(_pairs(tmp_path / "run")) == 8
+
+
+def test_executor_bad_input(cli, write_suite, monkeypatch):
+    suite = write_suite(SHARDED)
+    _check_one_line(cli("run", suite, "--executor", "pbs"), ["unknown executor 'pbs'"])
+    bad = write_suite(SHARDED + "executor: {shards: 0}\n", name="bad.yaml")
+    _check_one_line(cli("run", bad, "--executor", "local"), ["executor.shards"])
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_submitit(name, *args, **kwargs):
+        if name == "submitit":
+            raise ImportError("no submitit here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_submitit)
+    _check_one_line(cli("run", suite, "--executor", "local"), ["pip install 'bench_cli[slurm]'"])
