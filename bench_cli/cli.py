@@ -187,18 +187,24 @@ def measured_peaks(cases) -> dict[str, float]:
     return peaks
 
 
+def progress_bar(console: Console, eta: bool) -> Progress:
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    if eta:
+        columns += [TextColumn("eta"), TimeRemainingColumn()]
+    return Progress(*columns, console=console)
+
+
 class JobReporter:
     """Progress of submitted array tasks."""
 
     def __init__(self, console: Console):
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
+        self.progress = progress_bar(console, eta=False)
 
     def start(self, total: int) -> None:
         self.progress.start()
@@ -216,16 +222,7 @@ class RichReporter:
     """A rich progress bar: cases done, ETA, and the case in flight."""
 
     def __init__(self, console: Console):
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-        )
+        self.progress = progress_bar(console, eta=True)
         self.task = None
 
     def start(self, total: int) -> None:
