@@ -127,6 +127,25 @@ def generate_ratio(params: RatioParams, generator: torch.Generator) -> dict[str,
     return {"eigvals": torch.tensor([[params.x, 1.0]], dtype=torch.float64)}
 
 
+class MosaicParams(FamilyParams):
+    train: PositiveInt = Field(48, description="training mosaics")
+    test: PositiveInt = Field(24, description="test mosaics")
+    size: PositiveInt = Field(48, description="pixels per side")
+    regions: PositiveInt = Field(5, description="Voronoi regions per mosaic")
+
+
+def generate_mosaics(params: MosaicParams, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Texture mosaics with region masks and labels (bench_cli.data.textures), train and test."""
+    from bench_cli.data.textures import region_dataset
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    out = {}
+    for split, count, offset in (("train", params.train, 0), ("test", params.test, 1)):
+        data = region_dataset(count, params.size, params.regions, seed + offset)
+        out.update({f"{split}_{name}": tensor for name, tensor in data.items()})
+    return out
+
+
 FAMILIES: dict[str, InputFamily] = {
     "spd": InputFamily(
         "spd",
@@ -145,6 +164,12 @@ FAMILIES: dict[str, InputFamily] = {
         RatioParams,
         generate_ratio,
         "an eigenvalue pair (x, 1), for the gap term 1/(1 − x) and its approximations",
+    ),
+    "mosaic": InputFamily(
+        "mosaic",
+        MosaicParams,
+        generate_mosaics,
+        "texture mosaics (brick/grass/gravel x 2 orientations) with region masks and labels",
     ),
     "covariance": InputFamily(
         "covariance",

@@ -271,6 +271,12 @@ class O2POptions(_FuncOptions):
     p: float | None = None
     center: bool = True
     eps: PositiveFloat = Field(1e-3, description="the regularizer εI added to the covariance")
+    hidden: int = Field(
+        0,
+        ge=0,
+        description="task benchmarks only: a hidden FC layer of this "
+        "width before the classifier (DeepO2P-FC); the layer ignores it",
+    )
 
 
 class NcutOptions(_Options):
@@ -297,6 +303,7 @@ def _build_matrix_function(method: str, options: Mapping[str, Any]) -> Forward:
 
 def _build_o2p(method: str, options: Mapping[str, Any]) -> Forward:
     own, rest = _split(options, O2POptions)
+    own.pop("hidden", None)
     return lambda inputs: pooling.o2p(inputs["X"], method=method, **own, **rest)
 
 
@@ -338,7 +345,7 @@ def _direct_layer(name, fn, reference, summary) -> Layer:
         name,
         _Options,
         _methods({"direct": fn}),
-        ("features",),
+        ("features", "mosaic"),
         _build_direct(fn),
         reference,
         summary,
@@ -381,7 +388,7 @@ LAYERS: dict[str, Layer] = {
         "o2p",
         O2POptions,
         _methods(matfun.METHODS),
-        ("features",),
+        ("features", "mosaic"),
         _build_o2p,
         _ref_o2p,
         "second-order pooling: f(covariance + εI) of features, upper triangle",

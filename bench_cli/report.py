@@ -154,6 +154,10 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
         index = pd.MultiIndex.from_tuples(list(cells), names=index_axes) if index_axes else None
     frame = pd.DataFrame(list(cells.values()), index=index, columns=col_labels, dtype=object)
     unit = METRICS[name].unit if name in METRICS else (chosen[0]["unit"] if chosen else "")
+    if any(part.endswith("_s") for part in path):  # e.g. task.epoch_time_s.median
+        unit = "s"
+    if path and path[0] == "accuracy" and path[-1] != "n":  # a fraction, shown in %
+        unit = "fraction"
     if path and path[-1] in THROUGHPUT:
         unit = "FLOP/s" if path[-1] == "flops_per_s" else "fraction"
     return Table(spec.title, spec.metric, unit, frame, spec.stem)

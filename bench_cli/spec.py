@@ -174,6 +174,7 @@ class QuickSpec(_Strict):
 
     inputs: dict[str, Any] = {}
     budget_s: PositiveFloat | None = None
+    metric_options: dict[str, dict[str, Any]] = {}  # e.g. {task: {epochs: 2}}
 
 
 class _SuiteShape(_Strict):
@@ -641,6 +642,14 @@ def quick_text(text: str, source: str) -> str:
     quick = data.pop("quick")
     data["name"] = f"{data.get('name')}-quick"
     data.setdefault("inputs", {}).update(quick.get("inputs", {}))
+    for name, overrides in (quick.get("metric_options") or {}).items():
+        metrics = []
+        for entry in data.get("metrics", []):
+            if entry == name or (isinstance(entry, dict) and name in entry):
+                options = dict((entry.get(name) or {}) if isinstance(entry, dict) else {})
+                entry = {name: {**options, **overrides}}
+            metrics.append(entry)
+        data["metrics"] = metrics
     if quick.get("budget_s") is not None:
         metrics = []
         for entry in data.get("metrics", []):

@@ -301,3 +301,15 @@ def test_ncut_top_k_alternatives_match_the_exact_projector(method, options):
     Xg = X.clone().requires_grad_(True)
     normalized_cuts(Xg, 3, sigma=1.0, method=method, **options).sum().backward()
     assert torch.isfinite(Xg.grad).all()
+
+
+@pytest.mark.parametrize("method", ["mtp_lya", "mpa_lya", "newton_schulz"])
+def test_extra_batch_dimensions_forward_and_backward(method):
+    # (batch, regions, d, d), as O2P with region masks produces.
+    A = spd_with(geometric(10.0, 4), batch=6).reshape(2, 3, 4, 4).requires_grad_(True)
+    out = matrix_function(A, "sqrt", method)
+    assert out.shape == A.shape
+    out.sum().backward()
+    flat = A.detach().reshape(6, 4, 4).requires_grad_(True)
+    matrix_function(flat, "sqrt", method).sum().backward()
+    torch.testing.assert_close(A.grad.reshape(6, 4, 4), flat.grad)

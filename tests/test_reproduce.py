@@ -9,9 +9,10 @@ from tests.test_bad_input import _check_one_line
 NAMES = sorted(paper_suites())
 
 
-def test_the_five_paper_suites_are_bundled():
+def test_the_paper_suites_are_bundled():
     assert NAMES == [
         "gcp-cost",
+        "ionescu2015-deepo2p",
         "ionescu2015-gradient-check",
         "song2021-truncation",
         "song2022-fast-matsqrt",

@@ -260,6 +260,8 @@ def lyapunov_sign(S: torch.Tensor, G: torch.Tensor, iters: int) -> torch.Tensor:
 
         B ← ½ B (3I − B²),   C ← ½ (−B² C + B C B + 3C − C B²).
     """
+    shape = G.shape
+    S, G = _flat(S), _flat(G)  # any batch dimensions, as one batch for bmm
     norm = torch.linalg.matrix_norm(S).unsqueeze(-1).unsqueeze(-1)
     B, C = S / norm, G / norm
     three = _eye_like(B, 3.0)
@@ -268,7 +270,7 @@ def lyapunov_sign(S: torch.Tensor, G: torch.Tensor, iters: int) -> torch.Tensor:
         BC = torch.bmm(B, C)
         C = 0.5 * (-torch.bmm(B2, C) + torch.bmm(BC, B) + 3 * C - torch.bmm(C, B2))
         B = 0.5 * torch.bmm(B, three - B2)
-    return 0.5 * C
+    return (0.5 * C).reshape(shape)
 
 
 class _LyapunovSqrt(torch.autograd.Function):

@@ -86,7 +86,7 @@ STATS: dict[str, Callable[[Sequence[float]], float]] = {
 
 
 def _registry() -> dict[str, Metric]:
-    from bench_cli.metrics import accuracy, stability, timing
+    from bench_cli.metrics import accuracy, stability, task, timing
 
     return {
         m.name: m
@@ -97,6 +97,7 @@ def _registry() -> dict[str, Metric]:
             accuracy.GRAD_ERROR,
             accuracy.FD_CHECK,
             stability.METRIC,
+            task.METRIC,
         )
     }
 

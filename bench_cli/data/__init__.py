@@ -1,0 +1,1 @@
+"""Real-image data for task benchmarks: bundled textures and seeded mosaics (no downloads)."""

@@ -1,0 +1,70 @@
+"""The ``task`` metric: train a network with the case's layer as its head, report accuracy.
+
+The case's layer and method are the head (avg_pool, bilinear, or o2p with its
+func and method); its input family supplies train and test data (``mosaic``).
+Each of ``seeds`` runs trains from its own seed; a non-finite loss ends that run
+and is counted in ``diverged``, never hidden. Deterministic for a seed on the CPU.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+
+from bench_cli.metrics import Metric, NotApplicable, Probe
+
+HEADS = ("avg_pool", "bilinear", "o2p")
+
+
+class TaskOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seeds: PositiveInt = 3
+    epochs: PositiveInt = 15
+    batch: PositiveInt = 8
+    lr: PositiveFloat = 3e-3
+
+
+def task(probe: Probe, options: TaskOptions) -> dict:
+    from bench_cli.data.textures import CLASSES
+    from bench_cli.tasks.regions import train_and_test
+
+    if probe.layer not in HEADS or "train_images" not in probe.inputs:
+        raise NotApplicable("the task metric trains avg_pool, bilinear or o2p heads on mosaics")
+    data = {name: tensor.detach() for name, tensor in probe.inputs.items()}
+    head_options = (
+        {k: v for k, v in probe.options.items() if k not in ("eps",)}
+        if probe.layer == "bilinear"
+        else dict(probe.options)
+    )
+    runs = [
+        train_and_test(
+            probe.layer,
+            probe.method,
+            head_options,
+            data,
+            seed=int(probe.generator.initial_seed()) + 1000 * i,
+            epochs=options.epochs,
+            batch=options.batch,
+            lr=options.lr,
+            classes=len(CLASSES),
+        )
+        for i in range(options.seeds)
+    ]
+    accuracies = [r["accuracy"] for r in runs if r["accuracy"] is not None]
+    return {
+        "accuracy": {"samples": accuracies} if accuracies else None,
+        "diverged": sum(r["diverged"] for r in runs),
+        "runs": len(runs),
+        "epoch_time_s": {"samples": [round(t, 6) for r in runs for t in r["epoch_times"]]},
+        "final_loss": [r["loss"] if r["accuracy"] is not None else None for r in runs],
+    }
+
+
+METRIC = Metric(
+    name="task",
+    options=TaskOptions,
+    measure=task,
+    unit="",
+    summary="end-to-end training with the layer as head: test accuracy over seeds, diverged "
+    "runs, seconds per epoch",
+    default_view="accuracy.mean",
+)

@@ -1,0 +1,1 @@
+"""End-to-end task benchmarks: networks with structured layers, trained on real images."""
