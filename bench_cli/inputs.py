@@ -146,6 +146,42 @@ def generate_mosaics(params: MosaicParams, generator: torch.Generator) -> dict[s
     return out
 
 
+class SegmentationParams(FamilyParams):
+    train: PositiveInt = Field(16, description="training images")
+    test: PositiveInt = Field(8, description="test images")
+    size: PositiveInt = Field(48, description="pixels per side")
+    regions: PositiveInt = Field(5, description="mosaic regions (ground-truth segments)")
+    superpixels: PositiveInt = Field(60, description="SLIC superpixels per image (about)")
+    data_root: str | None = Field(None, description="a BSDS500 folder: use its images instead")
+
+    @model_validator(mode="after")
+    def _root_exists(self):
+        if self.data_root is not None:
+            from pathlib import Path
+
+            if not Path(self.data_root).is_dir():
+                raise ValueError(f"data_root {self.data_root}: folder not found")
+        return self
+
+
+def generate_segmentation(
+    params: SegmentationParams, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Images, superpixel maps, ground-truth segments (and texture classes for mosaics)."""
+    from bench_cli.data.segmentation import examples
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    out: dict[str, torch.Tensor] = {}
+    for split, count, offset in (("train", params.train, 0), ("test", params.test, 1)):
+        items = examples(
+            count, params.size, params.regions, params.superpixels, seed + offset, params.data_root
+        )
+        for name in items[0]:
+            key = "images" if name == "image" else name
+            out[f"{split}_{key}"] = torch.stack([item[name] for item in items])
+    return out
+
+
 FAMILIES: dict[str, InputFamily] = {
     "spd": InputFamily(
         "spd",
@@ -170,6 +206,12 @@ FAMILIES: dict[str, InputFamily] = {
         MosaicParams,
         generate_mosaics,
         "texture mosaics (brick/grass/gravel x 2 orientations) with region masks and labels",
+    ),
+    "segmentation": InputFamily(
+        "segmentation",
+        SegmentationParams,
+        generate_segmentation,
+        "images with SLIC superpixels and ground-truth segments: texture mosaics, or BSDS500",
     ),
     "covariance": InputFamily(
         "covariance",

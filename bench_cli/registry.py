@@ -283,6 +283,9 @@ class NcutOptions(_Options):
     k: PositiveInt
     affinity: Literal["gaussian", "cosine"] = "gaussian"
     sigma: PositiveFloat = 1.0
+    mode: Literal["nc", "untrained", "raw", "kmeans"] = Field(
+        "nc", description="task benchmarks only: what the segmentation task compares"
+    )
 
 
 # ---------------------------------------------------------------- builders
@@ -309,6 +312,7 @@ def _build_o2p(method: str, options: Mapping[str, Any]) -> Forward:
 
 def _build_ncut(method: str, options: Mapping[str, Any]) -> Forward:
     own, rest = _split(options, NcutOptions)
+    own.pop("mode", None)
     return lambda inputs: ncut.normalized_cuts(
         inputs["X"],
         own["k"],
@@ -398,7 +402,7 @@ LAYERS: dict[str, Layer] = {
         "ncut",
         NcutOptions,
         _methods(ncut.METHODS),
-        ("features",),
+        ("features", "segmentation"),
         _build_ncut,
         _ref_ncut,
         "normalized cuts: projector onto the top-k eigenvectors of D^-1/2 W D^-1/2",

@@ -12,6 +12,7 @@ NAMES = sorted(paper_suites())
 def test_the_paper_suites_are_bundled():
     assert NAMES == [
         "gcp-cost",
+        "ionescu2015-deepnc",
         "ionescu2015-deepo2p",
         "ionescu2015-gradient-check",
         "song2021-truncation",

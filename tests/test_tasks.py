@@ -78,3 +78,77 @@ def test_unstructured_heads_have_their_own_widths(layer):
 
     model = RegionClassifier(layer, {}, 6)
     assert model.classifier[-1].in_features == pooled_size(layer, 8)
+
+
+def _bsds_fixture(root, count=2, size=24):
+    """A tiny BSDS500-shaped folder: images/<split>/*.jpg and groundTruth/<split>/*.mat."""
+    from scipy.io import savemat
+    from skimage import io
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "groundTruth" / split).mkdir(parents=True)
+        for i in range(count):
+            image = (rng.uniform(0, 255, (size, size, 3))).astype(np.uint8)
+            io.imsave(root / "images" / split / f"{i}.jpg", image, check_contrast=False)
+            truth = np.zeros((size, size), dtype=np.uint16)
+            truth[:, size // 2 :] = 1
+            cells = np.empty((1, 2), dtype=object)
+            for a in range(2):  # two annotators, as BSDS stores them
+                cells[0, a] = {"Segmentation": truth + a, "Boundaries": truth * 0}
+            savemat(root / "groundTruth" / split / f"{i}.mat", {"groundTruth": cells})
+
+
+def test_bsds_loader_reads_images_and_human_segmentations(tmp_path):
+    from bench_cli.data import bsds
+    from bench_cli.errors import UserError
+
+    _bsds_fixture(tmp_path)
+    items = bsds.load(tmp_path, "test")
+    assert [item[0] for item in items] == ["0", "1"]
+    _, grey, truth = items[0]
+    assert grey.shape == (24, 24) and grey.min() >= 0 and grey.max() <= 1
+    assert set(np.unique(truth)) == {0, 1}
+    (tmp_path / "groundTruth" / "test" / "1.mat").write_text("not a mat file")
+    with pytest.raises(UserError, match=r"1\.mat: not a BSDS ground-truth file"):
+        bsds.load(tmp_path, "test")
+    with pytest.raises(UserError, match="BSDS folder not found"):
+        bsds.load(tmp_path / "nowhere")
+
+
+def test_segmentation_suite_runs_on_bsds_when_given_a_path(cli, write_suite, tmp_path):
+    _bsds_fixture(tmp_path / "bsds")
+    text = (
+        "name: seg\ndtype: float32\n"
+        "inputs: {kind: segmentation, train: 2, test: 2, size: 24, superpixels: 20, "
+        f"data_root: {tmp_path / 'bsds'}}}\n"
+        "methods:\n  nc: {layer: ncut, method: eig, k: 2, affinity: cosine}\n"
+        "  raw: {layer: ncut, method: eig, k: 2, mode: raw}\n"
+        "metrics:\n  - task: {seeds: 1, epochs: 1}\n"
+    )
+    result = cli("run", write_suite(text), "--out", "run")
+    assert result.exit_code == 0, result.output
+    assert "2 records: 2 ok" in result.stderr
+    missing = text.replace(str(tmp_path / "bsds"), str(tmp_path / "missing"))
+    from tests.test_bad_input import _check_one_line
+
+    _check_one_line(
+        cli("validate", write_suite(missing, name="m.yaml")), ["data_root", "folder not found"]
+    )
+
+
+def test_segmentation_task_is_deterministic_and_scores_are_sane():
+    text = (
+        "name: seg\ndtype: float32\n"
+        "inputs: {kind: segmentation, train: 2, test: 2, size: 32, superpixels: 30}\n"
+        "methods:\n  nc: {layer: ncut, method: eig, k: 4, affinity: cosine}\n"
+        "metrics:\n  - task: {seeds: 1, epochs: 1}\n"
+    )
+    suite = spec.loads(text)
+    (case,) = suite.cases()
+    first, second = (runner.run_case(case, suite, ["task"], timeout=120)[0] for _ in range(2))
+    assert first["status"] == "ok", first["reason"]
+    assert first["value"] == second["value"] | {"epoch_time_s": first["value"]["epoch_time_s"]}
+    error = first["value"]["adapted_rand_error"]["samples"][0]
+    assert 0.0 <= error <= 1.0 and first["value"]["voi"]["samples"][0] >= 0.0

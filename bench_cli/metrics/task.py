@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
 from bench_cli.metrics import Metric, NotApplicable, Probe
 
-HEADS = ("avg_pool", "bilinear", "o2p")
+HEADS = ("avg_pool", "bilinear", "o2p", "ncut")
 
 
 class TaskOptions(BaseModel):
@@ -28,8 +28,26 @@ def task(probe: Probe, options: TaskOptions) -> dict:
     from bench_cli.tasks.regions import train_and_test
 
     if probe.layer not in HEADS or "train_images" not in probe.inputs:
-        raise NotApplicable("the task metric trains avg_pool, bilinear or o2p heads on mosaics")
+        raise NotApplicable(
+            "the task metric trains avg_pool, bilinear or o2p heads on mosaics, "
+            "or ncut on segmentation images"
+        )
     data = {name: tensor.detach() for name, tensor in probe.inputs.items()}
+    if probe.layer == "ncut":
+        from bench_cli.tasks import segments
+
+        runs = [
+            segments.run(
+                probe.method,
+                probe.options,
+                data,
+                seed=int(probe.generator.initial_seed()) + 1000 * i,
+                epochs=options.epochs,
+                lr=options.lr,
+            )
+            for i in range(options.seeds)
+        ]
+        return segments.summarise(runs)
     head_options = (
         {k: v for k, v in probe.options.items() if k not in ("eps",)}
         if probe.layer == "bilinear"
@@ -66,5 +84,5 @@ METRIC = Metric(
     unit="",
     summary="end-to-end training with the layer as head: test accuracy over seeds, diverged "
     "runs, seconds per epoch",
-    default_view="accuracy.mean",
+    default_view="runs",
 )
