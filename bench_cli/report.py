@@ -40,6 +40,8 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
         if isinstance(value, Mapping) and part in value:
             value = value[part]
         elif isinstance(value, Mapping) and "samples" in value and part in STATS:
+            if not value["samples"]:
+                return "n/a"  # e.g. epoch times of a method that does not train
             value = STATS[part](value["samples"])
         elif isinstance(value, Mapping) and "flops" in value and part in THROUGHPUT:
             rate = value["flops"] / STATS["median"](value["samples"])

@@ -29,7 +29,7 @@ def test_mosaics_are_seeded_and_standardised_per_region():
         pixels = image[region_map == r]
         if pixels.size > 1:  # first-order statistics say nothing about the class
             assert abs(pixels.mean()) < 1e-9 and abs(pixels.std() - 1) < 1e-6
-    assert set(classes) <= set(range(len(CLASSES))) and len(CLASSES) == 6
+    assert set(classes) <= set(range(len(CLASSES))) and len(CLASSES) == 8
 
 
 def test_training_is_deterministic_for_a_seed_and_other_layers_are_skipped():
@@ -65,9 +65,9 @@ def test_o2p_heads_differentiate_through_region_masks():
     from bench_cli.tasks.regions import RegionClassifier
 
     data = region_dataset(2, 16, 3, seed=1)
-    model = RegionClassifier("o2p", {"func": "log", "method": "eig_dk", "hidden": 8}, 6).double()
+    model = RegionClassifier("o2p", {"func": "log", "method": "eig_dk", "hidden": 8}, 8).double()
     logits = model(data["images"], data["masks"])
-    assert logits.shape == (2, 3, 6)
+    assert logits.shape == (2, 3, 8)
     logits.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 

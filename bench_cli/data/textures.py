@@ -1,6 +1,7 @@
 """Texture classes from scikit-image's bundled photographs, and Voronoi mosaics of them.
 
-Classes are (texture, orientation): brick, grass and gravel, each at 0° and 90°.
+Classes are (texture, orientation): brick, grass, gravel and the lunar surface
+of ``skimage.data.moon``, each at 0° and 90°.
 Every region of a mosaic is standardised to zero mean and unit variance, so
 first-order statistics (mean intensity, contrast) cannot tell the classes
 apart; the orientation survives only in second-order structure, which is what
@@ -14,7 +15,7 @@ import functools
 import numpy as np
 import torch
 
-TEXTURES = ("brick", "grass", "gravel")
+TEXTURES = ("brick", "grass", "gravel", "moon")  # moon: the lunar-surface photograph
 ORIENTATIONS = (0, 90)
 CLASSES = tuple(f"{t}-{o}" for t in TEXTURES for o in ORIENTATIONS)
 

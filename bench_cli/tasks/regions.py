@@ -102,7 +102,7 @@ def train_and_test(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         epoch_times.append(time.perf_counter() - start)
     with torch.no_grad():
         logits = model(data["test_images"], data["test_masks"])

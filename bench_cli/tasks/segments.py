@@ -98,7 +98,9 @@ def run(
     generator = torch.Generator().manual_seed(seed)
     dtype = data["train_images"].dtype
     backbone = Backbone().to(dtype)
-    classifier = nn.Linear(8, 6).to(dtype)
+    from bench_cli.data.textures import CLASSES
+
+    classifier = nn.Linear(8, len(CLASSES)).to(dtype)
     epoch_times, last_loss = [], 0.0
     if mode in ("nc", "kmeans"):
         if mode == "kmeans" and "train_classes" not in data:
@@ -138,7 +140,7 @@ def run(
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                last_loss = float(loss)
+                last_loss = float(loss.detach())
             epoch_times.append(time.perf_counter() - start)
     errors, vois = [], []
     for i in range(len(data["test_images"])):
