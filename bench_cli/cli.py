@@ -249,6 +249,18 @@ def _add_row(table: RichTable, *cells: str) -> None:
     table.add_row(*(escape(str(cell)) for cell in cells))
 
 
+def run_folders(paths) -> list[store.RunFolder]:
+    """Run folders from paths, or one clear error for the first that is not one."""
+    folders = []
+    for path in paths:
+        if not path.is_dir():
+            raise UserError(f"{path}: run folder not found")
+        folder = store.RunFolder(path)
+        folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
+        folders.append(folder)
+    return folders
+
+
 def print_tables(folder: store.RunFolder, console: Console) -> list[report.Table]:
     suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
     records = folder.records()
@@ -627,13 +639,7 @@ def compare(
         raise UserError(unknown_name("format", format, report.FORMATS))
     if mode not in ("fwd", "bwd", "fwd_bwd"):
         raise UserError(unknown_name("mode", mode, ("fwd", "bwd", "fwd_bwd")))
-    folders = []
-    for path in runs:
-        if not path.is_dir():
-            raise UserError(f"{path}: run folder not found")
-        folder = store.RunFolder(path)
-        folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
-        folders.append(folder)
+    folders = run_folders(runs)
     results = compare_mod.compare_many(
         folders, min_effect=min_effect, mode=mode, baseline=baseline, device=(device or [None])[0]
     )
@@ -697,13 +703,7 @@ def report_(
     ] = None,
 ) -> None:
     """Write a self-contained HTML page: environment, every table and plot, comparisons."""
-    folders = []
-    for path in runs:
-        if not path.is_dir():
-            raise UserError(f"{path}: run folder not found")
-        folder = store.RunFolder(path)
-        folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
-        folders.append(folder)
+    folders = run_folders(runs)
     comparisons = compare_mod.compare_many(folders, baseline=baseline) if len(folders) > 1 else []
     target = out or folders[0].path / "report.html"
     try:
@@ -865,11 +865,7 @@ def merge(
     ],
 ) -> None:
     """Combine shard runs into one run folder; refuses overlapping shards."""
-    folders = []
-    for path in runs:
-        if not path.is_dir():
-            raise UserError(f"{path}: run folder not found")
-        folders.append(store.RunFolder(path))
+    folders = run_folders(runs)
     for target in shards.merge(folders, out):
         folder = store.RunFolder(target)
         print(f"merged: {target} ({len(folder.records())} records)")

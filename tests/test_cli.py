@@ -165,8 +165,19 @@ def test_env(cli):
 
 
 def test_help_on_every_command(cli):
-    for command in ("run", "validate", "plan", "list", "show", "env", "reproduce", "compare",
-                    "report", "advise", "merge"):
+    for command in (
+        "run",
+        "validate",
+        "plan",
+        "list",
+        "show",
+        "env",
+        "reproduce",
+        "compare",
+        "report",
+        "advise",
+        "merge",
+    ):
         result = cli(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout
 
