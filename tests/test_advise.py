@@ -52,7 +52,8 @@ def test_slow_accurate_method_is_not_recommended_and_wrong_one_is_excluded(fakes
         result.excluded["sloppy"].startswith("forward error")
         and "> tolerance" in result.excluded["sloppy"]
     )
-    assert result.ranking[0]["exact"]  # at 1e-3 only exact routes qualify here
+    best = result.ranking[0]  # whichever is fastest, it meets the tolerance
+    assert best["forward_error"] <= 1e-3 and best["grad_error"] <= 1e-3
 
 
 def test_ranking_follows_the_measured_times_not_a_list():

@@ -32,7 +32,9 @@ def test_setup_runs_untimed():
     samples = timing.Timer("cpu").measure(
         seen.append, setup, budget_s=0.001, warmup=1, min_repeats=3, max_repeats=3
     )
-    assert len(samples) == 3 and max(samples) < 0.01
+    # The 10 ms setup is outside the timed window: the median call is far below it (a
+    # median, so one call preempted on a loaded machine cannot fail the test).
+    assert len(samples) == 3 and sorted(samples)[1] < 0.01
     assert set(seen) == {7}
 
 
