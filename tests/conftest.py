@@ -53,3 +53,15 @@ def cli(tmp_path: Path, monkeypatch):
         return result
 
     return invoke
+
+
+@pytest.fixture
+def register_method(monkeypatch):
+    """Register methods through registry.register_method for one test, then undo it."""
+    from bench_cli import registry
+    from bench_cli.layers import matfun
+
+    monkeypatch.setattr(matfun, "METHODS", dict(matfun.METHODS))
+    monkeypatch.setattr(registry, "LAYERS", dict(registry.LAYERS))
+    yield lambda fn, layer="matrix_function": registry.register_method(layer, fn.__name__, fn)
+    registry.options_model.cache_clear()

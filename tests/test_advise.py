@@ -1,17 +1,16 @@
 """matbench advise: the decision rule, exclusions, budget, outputs, bad input."""
 
-import dataclasses
 import time
 
 import pytest
 
-from bench_cli import advise, registry, spec
+from bench_cli import advise, spec
 from bench_cli.layers import matfun
 from tests.test_bad_input import _check_one_line
 
 
 @pytest.fixture
-def fakes(monkeypatch):
+def fakes(register_method):
     """Two methods registered only here: an accurate but slow one, and a fast wrong one."""
 
     def slowpoke(A, func, p=None):
@@ -23,17 +22,8 @@ def fakes(monkeypatch):
         """Returns A itself, whatever f is (test only)."""
         return A * 1.0
 
-    layer = registry.LAYERS["matrix_function"]
-    methods = dict(layer.methods)
     for fn in (slowpoke, sloppy):
-        monkeypatch.setitem(matfun.METHODS, fn.__name__, fn)
-        methods[fn.__name__] = registry.Method(fn.__name__, fn, "test")
-    monkeypatch.setitem(
-        registry.LAYERS, "matrix_function", dataclasses.replace(layer, methods=methods)
-    )
-    registry.options_model.cache_clear()
-    yield
-    registry.options_model.cache_clear()
+        register_method(fn)
 
 
 def _question(**kw):

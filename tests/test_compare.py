@@ -1,6 +1,5 @@
 """matbench compare, plots, the HTML report and load_results."""
 
-import dataclasses
 import shutil
 import subprocess
 import time
@@ -9,7 +8,7 @@ import pytest
 import torch
 
 import bench_cli
-from bench_cli import compare, plots, registry, store
+from bench_cli import compare, plots, store
 from bench_cli.layers import matfun
 from tests.test_bad_input import _check_one_line
 
@@ -27,7 +26,7 @@ metrics:
 
 
 @pytest.fixture
-def victim(monkeypatch):
+def victim(register_method):
     """A method registered only here; `slow(True)` makes it sleep 20 ms per call."""
     state = {"sleep": 0.0}
 
@@ -37,15 +36,8 @@ def victim(monkeypatch):
             time.sleep(state["sleep"])
         return matfun.eig_dk_matrix_function(A, func, p)
 
-    monkeypatch.setitem(matfun.METHODS, "victim", victim)
-    layer = registry.LAYERS["matrix_function"]
-    methods = dict(layer.methods, victim=registry.Method("victim", victim, "test"))
-    monkeypatch.setitem(
-        registry.LAYERS, "matrix_function", dataclasses.replace(layer, methods=methods)
-    )
-    registry.options_model.cache_clear()
-    yield lambda on: state.update(sleep=0.02 if on else 0.0)
-    registry.options_model.cache_clear()
+    register_method(victim)
+    return lambda on: state.update(sleep=0.02 if on else 0.0)
 
 
 def _verdicts(result):

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from bench_cli import inputs, registry, report, runner, spec
+from bench_cli import inputs, report, runner, spec
 from bench_cli.layers import matfun
 from bench_cli.spec import TableSpec
 
@@ -30,7 +30,7 @@ SPD = "{kind: spd, batch: 3, dim: 6, condition: 100.0}"
 
 
 @pytest.fixture
-def doubled_gradient(monkeypatch):
+def doubled_gradient(register_method):
     """A method whose backward is twice the true gradient: what the metrics must catch."""
 
     class Doubled(torch.autograd.Function):
@@ -57,17 +57,7 @@ def doubled_gradient(monkeypatch):
         """A deliberately wrong gradient (test only)."""
         return Doubled.apply(A, func, p)
 
-    monkeypatch.setitem(matfun.METHODS, "doubled", doubled)
-    layer = registry.LAYERS["matrix_function"]
-    methods = dict(layer.methods, doubled=registry.Method("doubled", doubled, "test"))
-    import dataclasses
-
-    monkeypatch.setitem(
-        registry.LAYERS, "matrix_function", dataclasses.replace(layer, methods=methods)
-    )
-    registry.options_model.cache_clear()
-    yield
-    registry.options_model.cache_clear()
+    register_method(doubled)
 
 
 def test_grad_error_exact_methods_at_rounding_and_a_wrong_gradient_caught(doubled_gradient):
