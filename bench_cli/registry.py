@@ -541,7 +541,8 @@ def flop_model(
         n, c = inputs["samples"], inputs["channels"]
         covariance = 2.0 * n * c * c
         forward, backward = matfun.method_flops(method, c, options)
-        forward, backward = forward + covariance, backward + covariance
+        forward = forward + covariance
+        backward = None if backward is None else backward + covariance
     elif layer_name == "ncut":
         n, c, k = inputs["samples"], inputs["channels"], options["k"]
         forward = 2.0 * n * n * c + 9.0 * n**3 + 2.0 * n * n * k
@@ -553,11 +554,17 @@ def flop_model(
             "fc": 2.0 * n * c * options.get("out_features", 0),
         }.get(layer_name, float(n * c))
         backward = 2 * forward
+    # A part with no model (None, e.g. a backward that iterates to a tolerance) makes the
+    # modes that contain it n/a rather than a guess.
     return {
-        "fwd": batch * forward,
-        "bwd": batch * backward,
-        "fwd_bwd": batch * (forward + backward),
+        "fwd": _times(batch, forward),
+        "bwd": _times(batch, backward),
+        "fwd_bwd": None if forward is None or backward is None else batch * (forward + backward),
     }
+
+
+def _times(batch: int, flops: float | None) -> float | None:
+    return None if flops is None else batch * flops
 
 
 @functools.cache

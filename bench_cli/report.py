@@ -44,6 +44,8 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
                 return "n/a"  # e.g. epoch times of a method that does not train
             value = STATS[part](value["samples"])
         elif isinstance(value, Mapping) and "flops" in value and part in THROUGHPUT:
+            if value["flops"] is None:
+                return "n/a"  # the method declares no FLOP model for this mode
             rate = value["flops"] / STATS["median"](value["samples"])
             value = rate if part == "flops_per_s" else rate / (top["peak_gflops"] * 1e9)
         else:
@@ -97,6 +99,8 @@ def format_number(value: float, unit: str) -> str:
         return "0"
     if unit == "exponent":
         return f"{value:.2f}"
+    if not unit and float(value).is_integer() and abs(value) < 1e7:
+        return str(int(value))  # counts: iterations, diverged runs
     exponent = math.floor(math.log10(abs(value)))
     if unit and -3 <= exponent < 5:
         return f"{value:.{max(0, 2 - exponent)}f}"

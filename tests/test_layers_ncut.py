@@ -69,11 +69,8 @@ def test_ties_inside_the_kept_block_do_not_matter_for_eig():
     assert torch.autograd.gradcheck(
         lambda X: normalized_cuts(X, 2, method="eig", sigma=0.5), (X.clone().requires_grad_(True),)
     )
-    # Recorded as it is: torch's backward divides by the tied pair's gap.
-    Xg = X.clone().requires_grad_(True)
-    labels = torch.tensor([[0] * 5 + [1] * 5])
-    projector_loss(normalized_cuts(Xg, 2, method="autograd", sigma=0.5), labels).backward()
-    assert not torch.isfinite(Xg.grad).all()
+    # torch's own backward divides by the tied pair's gap too; whether that gives NaN or a
+    # finite value depends on whether rounding splits the tie, so it is not asserted here.
 
 
 def test_projector_loss_is_zero_at_the_ground_truth_and_counts_segments():

@@ -21,8 +21,8 @@
   polynomial of degree ``degree`` (MTP) or its [degree/degree] Padé
   approximant P(Z) Q(Z)⁻¹ (MPA). The backward solves the Lyapunov equation
   S X + X S = ∂L/∂S for X = ∂L/∂A with the matrix-sign iteration on
-  [[S, −∂L/∂S], [0, −S]] (``lya_iters`` steps). Normalising each matrix by its
-  own norm keeps the samples of a batch independent.
+  [[S, −∂L/∂S], [0, −S]], to a tolerance by default or for ``lya_iters`` steps.
+  Normalising each matrix by its own norm keeps the samples of a batch independent.
 
 Batch dimensions stay implicit; matmuls run as one batched call each.
 """
@@ -251,7 +251,10 @@ def _polynomial(Z: torch.Tensor, coefficients) -> torch.Tensor:
     return result
 
 
-def lyapunov_sign(S: torch.Tensor, G: torch.Tensor, iters: int) -> torch.Tensor:
+LYA_MAX_ITERS = 100  # the cap when iterating to a tolerance
+
+
+def lyapunov_sign(S: torch.Tensor, G: torch.Tensor, iters: int | None = None) -> torch.Tensor:
     """X with S X + X S = G (S symmetric positive definite), by the matrix-sign iteration.
 
     sign([[B, C], [0, −B]]) = [[I, 2X], [0, −I]] for B X + X B = C. Scaling B and C
@@ -259,18 +262,40 @@ def lyapunov_sign(S: torch.Tensor, G: torch.Tensor, iters: int) -> torch.Tensor:
     Newton–Schulz sign step on the block matrix reads
 
         B ← ½ B (3I − B²),   C ← ½ (−B² C + B C B + 3C − C B²).
+
+    Its smallest eigenvalue grows only by 1.5× a step until it nears 1, so the
+    number of steps grows with log cond(S): a fixed count stops short on
+    ill-conditioned input. With ``iters`` None it iterates until the largest
+    relative change of B and C in the batch is below √ε of the dtype, then takes
+    one more step (convergence is quadratic there, so that step reaches ε), at
+    most ``LYA_MAX_ITERS`` steps. An int runs exactly that many steps.
     """
     shape = G.shape
     S, G = _flat(S), _flat(G)  # any batch dimensions, as one batch for bmm
     norm = torch.linalg.matrix_norm(S).unsqueeze(-1).unsqueeze(-1)
     B, C = S / norm, G / norm
     three = _eye_like(B, 3.0)
-    for _ in range(iters):
+    tolerance = math.sqrt(torch.finfo(S.dtype).eps)
+    steps = LYA_MAX_ITERS if iters is None else iters
+    converged = False
+    for _ in range(steps):
         B2 = torch.bmm(B, B)
         BC = torch.bmm(B, C)
-        C = 0.5 * (-torch.bmm(B2, C) + torch.bmm(BC, B) + 3 * C - torch.bmm(C, B2))
-        B = 0.5 * torch.bmm(B, three - B2)
+        C_next = 0.5 * (-torch.bmm(B2, C) + torch.bmm(BC, B) + 3 * C - torch.bmm(C, B2))
+        B_next = 0.5 * torch.bmm(B, three - B2)
+        if iters is None:
+            if converged:  # the extra step after the change fell below √ε
+                B, C = B_next, C_next
+                break
+            change = torch.maximum(_relative_change(B_next, B), _relative_change(C_next, C))
+            converged = bool(change.max() <= tolerance)
+        B, C = B_next, C_next
     return (0.5 * C).reshape(shape)
+
+
+def _relative_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    scale = torch.linalg.matrix_norm(new).clamp_min(torch.finfo(new.dtype).tiny)
+    return torch.linalg.matrix_norm(new - old) / scale
 
 
 class _LyapunovSqrt(torch.autograd.Function):
@@ -298,7 +323,12 @@ def _normalised(A: torch.Tensor):
 
 
 def mtp_lya(
-    A: torch.Tensor, func: str, p: float | None = None, *, degree: int = 11, lya_iters: int = 8
+    A: torch.Tensor,
+    func: str,
+    p: float | None = None,
+    *,
+    degree: int = 11,
+    lya_iters: int | None = None,
 ) -> torch.Tensor:
     """Matrix Taylor polynomial of sqrt, Lyapunov backward (Song et al., ICLR 2022)."""
     if degree < 1:
@@ -309,7 +339,12 @@ def mtp_lya(
 
 
 def mpa_lya(
-    A: torch.Tensor, func: str, p: float | None = None, *, degree: int = 5, lya_iters: int = 8
+    A: torch.Tensor,
+    func: str,
+    p: float | None = None,
+    *,
+    degree: int = 5,
+    lya_iters: int | None = None,
 ) -> torch.Tensor:
     """Matrix Padé approximant [degree/degree] of sqrt, Lyapunov backward (Song et al. 2022)."""
     if degree < 1:

@@ -178,6 +178,8 @@ def half_loewner(eigvals: torch.Tensor, func: str, p: float | None = None) -> to
         return half
     if func not in ("log", "pow"):
         raise ValueError(f"unknown func '{func}'; known: {', '.join(FUNCS)}")
+    if func == "pow" and not needs_positive(func, p):
+        return 0.5 * _power_divided_difference(eigvals, int(p))
     # x = (λⱼ − λᵢ)/λᵢ ≥ 0 above the diagonal. Adding the smallest normal float makes an exact
     # tie (x = 0) give log1p(t)/t = expm1(t)/t = 1 exactly, the limit, and changes no other
     # x (every non-zero x is at least a rounding unit), so no tie mask is needed.
@@ -189,6 +191,24 @@ def half_loewner(eigvals: torch.Tensor, func: str, p: float | None = None) -> to
     else:  # (λⱼᵖ − λᵢᵖ)/(λⱼ − λᵢ) = λᵢᵖ⁻¹ expm1(p log1p(x))/x
         upper.mul_(p).expm1_().div_(x).mul_((0.5 * eigvals.pow(p - 1)).unsqueeze(-1))
     return torch.where(_upper_mask(eigvals.shape[-1], eigvals.device), upper, upper.mT)
+
+
+def _power_divided_difference(eigvals: torch.Tensor, p: int) -> torch.Tensor:
+    """(λⱼᵖ − λᵢᵖ)/(λⱼ − λᵢ) = Σₖ₌₀..p₋₁ λᵢᵏ λⱼᵖ⁻¹⁻ᵏ for an integer p ≥ 0, any real λ.
+
+    The log1p/expm1 form assumes λ > 0; an integer power is defined on indefinite
+    and singular matrices too, and this sum is its exact divided difference
+    (p λᵖ⁻¹ on ties, 0 for p = 0). Built by S ← λⱼ S + λᵢᵐ, m = 1 … p − 1.
+    """
+    lam_i, lam_j = eigvals.unsqueeze(-1), eigvals.unsqueeze(-2)
+    if p == 0:
+        return torch.zeros_like(lam_i * lam_j)
+    total = torch.ones_like(lam_i * lam_j)
+    power_i = torch.ones_like(lam_i)
+    for _ in range(p - 1):
+        power_i = power_i * lam_i
+        total = lam_j * total + power_i
+    return total
 
 
 @functools.lru_cache(maxsize=64)
@@ -419,13 +439,21 @@ approx.newton_schulz.flops = lambda d, o: (
     _MATMUL * d**3 * (1 if o["iters"] == 1 else 3 * o["iters"] - 3),
     2 * _MATMUL * d**3 * (1 if o["iters"] == 1 else 3 * o["iters"] - 3),
 )
-approx.mtp_lya.flops = lambda d, o: (
+
+
+def _lyapunov_backward_flops(d, options):
+    """6 products per sign step; None (n/a) when it iterates to a tolerance: data-dependent."""
+    steps = options["lya_iters"]
+    return None if steps is None else 6 * steps * _MATMUL * d**3
+
+
+approx.mtp_lya.flops = lambda d, o: (  # one Horner pass: degree products
     o["degree"] * _MATMUL * d**3,
-    6 * o["lya_iters"] * _MATMUL * d**3,
+    _lyapunov_backward_flops(d, o),
 )
-approx.mpa_lya.flops = lambda d, o: (
-    (o["degree"] - 1) * _MATMUL * d**3 + 8 * d**3 / 3,
-    6 * o["lya_iters"] * _MATMUL * d**3,
+approx.mpa_lya.flops = lambda d, o: (  # two Horner passes (P and Q), then one LU solve
+    2 * o["degree"] * _MATMUL * d**3 + 8 * d**3 / 3,
+    _lyapunov_backward_flops(d, o),
 )
 svd_matrix_function.flops = lambda d, o: ((_SVD + _MATMUL) * d**3, 6 * _MATMUL * d**3)
 lowrank.flops = _lowrank_flops

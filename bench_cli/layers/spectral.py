@@ -56,7 +56,7 @@ def gap_matrix(
     if gap == "exact":
         inverse = 1.0 / diff
     elif gap == "clamp":
-        floor = torch.full_like(diff, gap_eps).copysign(diff)
+        floor = gap_eps * _antisymmetric_sign(diff)
         inverse = 1.0 / torch.where(diff.abs() < gap_eps, floor, diff)
     elif gap == "mask":
         small = diff.abs() < gap_eps
@@ -65,7 +65,8 @@ def gap_matrix(
         inverse = _series_inverse_gap(eigvals, diff, degree, gap)
     elif gap == "clip":
         bound = 1.0 / gap_eps
-        inverse = (1.0 / diff).clamp(-bound, bound)
+        signed = torch.where(diff != 0, diff, 0.0 * _antisymmetric_sign(diff))  # ±0 by order
+        inverse = (1.0 / signed).clamp(-bound, bound)
     else:
         raise ValueError(f"unknown gap treatment '{gap}'; known: {', '.join(GAPS)}")
     return torch.where(off_diagonal, inverse, torch.zeros_like(inverse))
@@ -95,12 +96,19 @@ def _series_inverse_gap(
         numerator = (powers * (1 - k / degree)).sum(-1)
         denominator = 1 - powers[..., 1:].sum(-1) / degree
         series = numerator / denominator
-    n = eigvals.shape[-1]
-    index = torch.arange(n, device=eigvals.device)
-    # At an exact tie the sign is that of the ascending order eigh returns.
-    order = torch.sign(index.unsqueeze(0) - index.unsqueeze(1)).to(eigvals.dtype)
-    sign = torch.where(diff != 0, torch.sign(diff), order)
-    return sign * series / big
+    return _antisymmetric_sign(diff) * series / big
+
+
+def _antisymmetric_sign(diff: torch.Tensor) -> torch.Tensor:
+    """sign(λⱼ − λᵢ), and at an exact tie that of j − i (the ascending order eigh returns).
+
+    K̃ must stay antisymmetric at ties: sign(+0) alone would give both (i, j) and
+    (j, i) the same sign, so a floored or clipped entry would not cancel its mirror.
+    """
+    n = diff.shape[-1]
+    index = torch.arange(n, device=diff.device)
+    order = torch.sign(index.unsqueeze(0) - index.unsqueeze(1)).to(diff.dtype)
+    return torch.where(diff != 0, torch.sign(diff), order)
 
 
 def eigh_backward(

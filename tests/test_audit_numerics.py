@@ -1,0 +1,94 @@
+"""Numerical defects an independent audit found, each pinned by a test that failed before its fix.
+
+References here are computed without the code under test: closed-form matrix
+polynomials, central differences, and scipy's Lyapunov solver.
+"""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from bench_cli.layers import gap_matrix, matrix_function
+from bench_cli.layers.approx import mpa_lya, mtp_lya
+from bench_cli.layers.matfun import method_flops
+from bench_cli.registry import flop_model
+from tests.layer_helpers import F64
+
+
+def _rotated(eigvals, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(len(eigvals), len(eigvals), generator=g, dtype=F64))
+    A = (Q * torch.tensor(eigvals, dtype=F64)) @ Q.mT
+    return 0.5 * (A + A.mT)
+
+
+@pytest.mark.parametrize("method", ["eig_dk", "eig", "autograd"])
+@pytest.mark.parametrize("p", [0, 1, 2, 3, 5])
+def test_integer_power_gradient_on_indefinite_and_singular_input(method, p):
+    # d tr(G Aᵖ)/dA = Σₖ Aᵏ G Aᵖ⁻¹⁻ᵏ for symmetric A, G: a matrix polynomial, no eigensolver.
+    # eig_dk's Loewner matrix used log1p/expm1, which assume λ > 0: NaN here before the fix.
+    A = _rotated([-2.0, -0.5, 0.0, 1.0, 3.0])
+    G = _rotated([0.3, -1.0, 2.0, 0.7, -0.2], seed=1)
+    powers = [torch.linalg.matrix_power(A, k) for k in range(max(p, 1))]
+    expected = sum((powers[k] @ G @ powers[p - 1 - k] for k in range(p)), torch.zeros_like(A))
+    X = A.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad((matrix_function(X, "pow", method, p=p) * G).sum(), X)
+    # Eigenvalues up to 3 and p ≤ 5: entries up to ~1e3, rounding ~1e-13 relative.
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("gap", ["clamp", "clip"])
+def test_floored_gap_stays_antisymmetric_at_exact_ties(gap):
+    F = gap_matrix(torch.tensor([1.0, 1.0, 2.0], dtype=F64), gap, gap_eps=1e-6)
+    torch.testing.assert_close(F, -F.mT, rtol=0, atol=0)
+
+
+def test_clamp_gradient_at_exact_tie_is_bounded_and_exactly_what_flooring_implies():
+    # sqrt at diag(1, 1, 2), eigenvectors the identity. Daleckii-Krein, exact at ties:
+    # ∂L/∂A = L ∘ G with Lᵢⱼ the divided differences of sqrt, L₀₁ = f'(1) = ½. A floored K̃
+    # meets f(λ₀) − f(λ₁) = 0 on the tied pair, so it gives L₀₁ = 0 there and the exact
+    # value everywhere else. With both mirrored entries of the same sign (before the fix)
+    # they added up to 1/gap_eps instead: a relative error near 1e6.
+    eigvals = torch.tensor([1.0, 1.0, 2.0], dtype=F64)
+    roots = eigvals.sqrt()
+    L = 1.0 / (roots.unsqueeze(0) + roots.unsqueeze(1))  # (√λᵢ − √λⱼ)/(λᵢ − λⱼ)
+    L[0, 1] = L[1, 0] = 0.0
+    G = _rotated([0.5, -1.0, 2.0], seed=3)
+    X = torch.diag(eigvals).requires_grad_(True)
+    (grad,) = torch.autograd.grad(
+        (matrix_function(X, "sqrt", "eig", gap="clamp", gap_eps=1e-6) * G).sum(), X
+    )
+    torch.testing.assert_close(grad, L * G, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", [mtp_lya, mpa_lya])
+def test_lyapunov_backward_converges_by_default(method):
+    # d = 32, condition 1e4: 8 fixed sign steps left 11-70 % gradient error.
+    d = 32
+    A = _rotated(list(np.logspace(0, -4, d)), seed=5)
+    G = _rotated(list(np.linspace(-1, 1, d)), seed=6)
+    X = A.clone().requires_grad_(True)
+    S = method(X, "sqrt")
+    (grad,) = torch.autograd.grad((S * G).sum(), X)
+    # S X + X S = G for the S the forward returned, solved by Bartels-Stewart.
+    reference = scipy.linalg.solve_continuous_lyapunov(S.detach().numpy(), G.numpy())
+    assert np.abs(grad.numpy() - reference).max() < 1e-6
+    # The old default (8 steps) does not converge here: the test can tell the two apart.
+    (short,) = torch.autograd.grad((method(X, "sqrt", lya_iters=8) * G).sum(), X)
+    assert np.abs(short.numpy() - reference).max() > 1e-3
+
+
+def test_mpa_flops_count_both_horner_passes():
+    # Two polynomials of degree n by Horner: 2n products of 2d³ each, plus the LU solve.
+    d, degree = 16, 5
+    forward, _ = method_flops("mpa_lya", d, {"degree": degree, "lya_iters": 8})
+    assert forward == 2 * degree * 2 * d**3 + 8 * d**3 / 3
+
+
+def test_adaptive_backward_has_no_flop_model_rather_than_a_guess():
+    flops = flop_model(
+        "matrix_function", "mtp_lya", {"degree": 11, "lya_iters": None}, {"batch": 2, "dim": 8}
+    )
+    assert flops["fwd"] == 2 * 11 * 2 * 8**3
+    assert flops["bwd"] is None and flops["fwd_bwd"] is None
