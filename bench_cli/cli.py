@@ -506,10 +506,18 @@ def reproduce(
     name: Annotated[
         str | None,
         typer.Argument(
-            help="A suite under suites/paper, e.g. "
-            "song2021-truncation (see `matbench list suites`)."
+            help="A suite under suites/paper, e.g. song2021-truncation (see `matbench list "
+            "suites`), or the path of a suite file with a reference: block."
         ),
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 1 when any row does not reproduce (naming the rows), 0 when all do; "
+            "rows that are not evidence neither pass nor fail.",
+        ),
+    ] = False,
     quick: Annotated[
         bool,
         typer.Option("--quick", help="The suite's reduced size (for CI): runs as <name>-quick."),
@@ -543,15 +551,30 @@ def reproduce(
         return
     if name is None:
         raise UserError(f"name a paper suite: {', '.join(available)}")
-    if name not in available:
+    if name in available:
+        path = available[name]
+    elif name.endswith((".yaml", ".yml")) or Path(name).exists():
+        path = Path(name)
+        if not path.is_file():
+            raise UserError(f"{name}: suite file not found")
+    else:
         raise UserError(unknown_name("paper suite", name, available))
-    suite = spec.load(available[name], quick=quick)
+    suite = spec.load(path, quick=quick)
+    if suite.reference is None and check:
+        raise UserError(f"{path}: no reference: block, so --check has nothing to check")
     folder = execute(suite, out, resume, device, filter, timeout, dry_run, results)
-    if folder is not None and suite.reference is not None:
-        frame = reproduce_mod.compare(folder.records(), suite.reference)
-        text = reproduce_mod.render(frame, suite.reference)
-        (folder.path / "tables" / "reproduction.md").write_text(text)
-        out_console().print(escape(text))
+    if folder is None or suite.reference is None:
+        return
+    frame = reproduce_mod.compare(folder.records(), suite.reference)
+    text = reproduce_mod.render(frame, suite.reference)
+    (folder.path / "tables" / "reproduction.md").write_text(text)
+    out_console().print(escape(text))
+    failing = reproduce_mod.failing_rows(frame)
+    if check and failing:
+        for row in failing:
+            print(f"does not reproduce: {printable(row)}", file=sys.stderr)
+        print(f"matbench: {len(failing)} row(s) do not reproduce", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 def write_readme_section(readme: Path, results: Path, available: dict[str, Path]) -> None:

@@ -1,22 +1,39 @@
 """Published results beside measured ones: joins a run's records with its suite's reference.
 
 Published numbers come from the suite's ``reference:`` block and stay in their own
-column; measured numbers come from the records. Each row gets a verdict:
+column; measured numbers come from the records. Every verdict reads the
+measured value, and every row is one of three outcomes:
 
-- ``value``: a match when the measured value equals the published one at the
-  published precision (half a unit in its last digit) or within ``tolerance``;
-  ``rounding-dominated`` when both lie below ``rounding_floor``.
+- ``reproduces`` (evidence for the published result),
+- ``fails`` (evidence against it, or nothing measured),
+- ``not evidence``: the row cannot speak for or against the source (the
+  baseline of a speed-up, a value set by rounding on both sides, a value that
+  is exact by construction of our implementation). Such rows are still
+  checked, so that a wrong measurement fails them, but never counted as
+  support.
+
+Verdicts by ``compare``:
+
+- ``value``: ``matches`` when the measured value equals the published one at
+  the published precision (half a unit in its last digit) or within
+  ``tolerance``. Where the published value lies below ``rounding_floor``, the
+  measured one must be a non-negative magnitude below that floor too
+  (``rounding-dominated``). An entry with ``by_construction: <why>`` must
+  measure a non-negative magnitude below the floor (``exact by
+  construction``).
 - ``bound``: the measured value must not exceed the entry's ``max``.
-- ``speedup``: times are divided by the ``baseline`` method's time under the same
-  other axes, here and in the source; the claim holds when both speed-ups lie on
-  the same side of 1. Absolute times do not compare across machines.
-- ``power_iterations``: the entry's published k against the count matbench's
-  svd_pi gradient needs, ⌈log 0.05 / log x⌉ computed by the implementation,
-  exact integers; the measured metric of that (x, k) case is shown beside it.
+- ``speedup``: times are divided by the ``baseline`` method's time under the
+  same other axes, here and in the source. ``holds`` when the measured
+  speed-up is on the published side of 1 and within ``speedup_factor`` of
+  the published one; ``direction holds, magnitude does not`` when only the
+  side agrees; ``reversed`` otherwise. measured ÷ published is shown.
+- ``count``: a measured integer (e.g. the terms svd_pi needs, from the
+  ``terms_needed`` metric) must equal the published one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -27,7 +44,8 @@ from tabulate import tabulate
 from bench_cli.report import format_cell, metric_value
 from bench_cli.spec import ReferenceSpec
 
-RESERVED = {"value", "max", "ratio"}
+RESERVED = {"value", "max", "ratio", "by_construction"}
+REPRODUCES, FAILS, NOT_EVIDENCE = "reproduces", "fails", "not evidence"
 
 
 def _matches(record: Mapping[str, Any], axes: Mapping[str, Any]) -> bool:
@@ -47,17 +65,46 @@ def half_unit(published: str) -> float:
     return 0.5 * 10.0 ** Decimal(published).as_tuple().exponent
 
 
-def value_verdict(measured: float | str, published: str, ref: ReferenceSpec) -> str:
+def _under_floor(measured: float, floor: float) -> bool:
+    """A valid magnitude set by rounding: finite, non-negative, below the floor."""
+    return 0.0 <= measured < floor
+
+
+def value_verdict(
+    measured: float | str, published: str, ref: ReferenceSpec, by_construction: str | None = None
+) -> tuple[str, str]:
+    """(verdict, outcome) of one published value against the measured one."""
     if isinstance(measured, str):
-        return measured
+        return measured, FAILS
+    if not math.isfinite(measured):
+        return "invalid: not finite", FAILS
     target = float(published)
-    if measured < ref.rounding_floor and target < ref.rounding_floor:
-        return "rounding-dominated"
+    if by_construction:
+        if _under_floor(measured, max(ref.rounding_floor, 0.0)):
+            return "exact by construction", NOT_EVIDENCE
+        return "differs (not exact, though exact by construction)", FAILS
+    if target < ref.rounding_floor:
+        if _under_floor(measured, ref.rounding_floor):
+            return "rounding-dominated", NOT_EVIDENCE
+        if measured < 0:
+            return "invalid: a negative magnitude", FAILS
+        return f"differs (above the {ref.rounding_floor:g} floor)", FAILS
     if abs(measured - target) <= half_unit(published) or (
         target and abs(measured / target - 1) <= ref.tolerance
     ):
-        return "matches"
-    return f"differs ({measured / target:.3g}x)" if target else "differs"
+        return "matches", REPRODUCES
+    return (f"differs ({measured / target:.3g}x)" if target else "differs"), FAILS
+
+
+def speedup_verdict(measured: float, published: float, factor: float) -> tuple[str, str]:
+    """A measured speed-up against the published one (both: baseline time / method time)."""
+    ratio = measured / published
+    same_side = (measured > 1) == (published > 1) and (measured == 1) == (published == 1)
+    if same_side and 1 / factor <= ratio <= factor:
+        return f"holds ({ratio:.2g}x of published)", REPRODUCES
+    if same_side:
+        return f"direction holds, magnitude does not ({ratio:.2g}x of published)", FAILS
+    return f"reversed ({ratio:.2g}x of published)", FAILS
 
 
 def compare(records: Sequence[Mapping[str, Any]], ref: ReferenceSpec) -> pd.DataFrame:
@@ -70,20 +117,21 @@ def compare(records: Sequence[Mapping[str, Any]], ref: ReferenceSpec) -> pd.Data
         row: dict[str, Any] = {**axes}
         if ref.compare == "bound":
             row.update(bound=f"<= {entry['max']:g}", measured=measured)
-            row["verdict"] = (
-                measured
-                if isinstance(measured, str)
-                else "within bound"
-                if measured <= entry["max"]
-                else "exceeds"
-            )
-        elif ref.compare == "power_iterations":
-            from bench_cli.layers.approx import power_iterations_needed
-
+            if isinstance(measured, str):
+                verdict = (measured, FAILS)
+            elif math.isfinite(measured) and measured <= entry["max"]:
+                verdict = ("within bound", REPRODUCES)
+            else:
+                verdict = ("exceeds", FAILS)
+        elif ref.compare == "count":
             published = str(entry["value"])
-            count = power_iterations_needed(float(entry["ratio"]))
-            row.update(published=published, computed=count, measured=measured)
-            row["verdict"] = "matches" if count == int(published) else "differs"
+            row.update(published=published, measured=measured)
+            if isinstance(measured, str):
+                verdict = (measured, FAILS)
+            elif measured == int(published):
+                verdict = ("matches", REPRODUCES)
+            else:
+                verdict = (f"differs by {measured - int(published):+g}", FAILS)
         elif ref.compare == "speedup":
             published = str(entry["value"])
             base_axes = {**axes, "method": ref.baseline}
@@ -94,33 +142,66 @@ def compare(records: Sequence[Mapping[str, Any]], ref: ReferenceSpec) -> pd.Data
             published_speedup = float(base_entry["value"]) / float(published)
             row.update(published=published, measured=measured, published_speedup=published_speedup)
             if isinstance(measured, str) or isinstance(base_measured, str):
-                row["measured_speedup"], row["verdict"] = "n/a", str(measured)
+                row["measured_speedup"] = "n/a"
+                verdict = (str(measured if isinstance(measured, str) else base_measured), FAILS)
             else:
-                speedup = base_measured / measured
-                row["measured_speedup"] = speedup
-                same_side = (speedup > 1) == (published_speedup > 1) or published_speedup == 1
-                row["verdict"] = (
-                    "baseline"
+                row["measured_speedup"] = base_measured / measured
+                verdict = (
+                    ("baseline", NOT_EVIDENCE)
                     if axes.get("method") == ref.baseline
-                    else ("holds here" if same_side else "reversed here")
+                    else speedup_verdict(
+                        row["measured_speedup"], published_speedup, ref.speedup_factor
+                    )
                 )
         else:
             published = str(entry["value"])
             target = float(published)
             ratio = measured / target if isinstance(measured, float) and target else "n/a"
             row.update(published=published, measured=measured, ratio=ratio)
-            row["verdict"] = value_verdict(measured, published, ref)
+            verdict = value_verdict(measured, published, ref, entry.get("by_construction"))
+        row["verdict"], row["outcome"] = verdict
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def failing_rows(frame: pd.DataFrame) -> list[str]:
+    """'axis=value, ...: verdict' for every row whose outcome is ``fails``."""
+    axes = [c for c in frame.columns if c not in _RESULT_COLUMNS]
+    return [
+        ", ".join(f"{a}={row[a]}" for a in axes) + f": {row['verdict']}"
+        for _, row in frame.iterrows()
+        if row["outcome"] == FAILS
+    ]
+
+
+_RESULT_COLUMNS = {
+    "published",
+    "measured",
+    "ratio",
+    "bound",
+    "published_speedup",
+    "measured_speedup",
+    "verdict",
+    "outcome",
+}
+
+
+def counts(frame: pd.DataFrame) -> dict[str, int]:
+    """How many rows reproduce, fail, and are not evidence."""
+    outcomes = list(frame["outcome"])
+    return {o: outcomes.count(o) for o in (REPRODUCES, FAILS, NOT_EVIDENCE)}
+
+
 def summary(frame: pd.DataFrame) -> str:
-    verdicts = list(frame["verdict"])
-    good = sum(
-        v in ("matches", "rounding-dominated", "within bound", "holds here", "baseline")
-        for v in verdicts
-    )
-    return f"{good} of {len(verdicts)} rows reproduce ({', '.join(sorted(set(verdicts)))})"
+    """One sentence, computed from the rows: what reproduces, what fails, what is no evidence."""
+    n = counts(frame)
+    tested = n[REPRODUCES] + n[FAILS]
+    text = f"{n[REPRODUCES]} of {tested} tested rows reproduce"
+    if n[NOT_EVIDENCE]:
+        pairs = zip(frame["verdict"], frame["outcome"], strict=True)
+        kinds = sorted({verdict for verdict, outcome in pairs if outcome == NOT_EVIDENCE})
+        text += f"; {n[NOT_EVIDENCE]} more are not evidence ({', '.join(kinds)})"
+    return text
 
 
 def render(frame: pd.DataFrame, ref: ReferenceSpec, unit: str = "") -> str:

@@ -163,6 +163,7 @@ def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
         run=forward_inputs,
         more_inputs=lambda i: _inputs_for(case, case.seed + 7919 * i),
         reference_grad=reference_grad if layer.differentiable else None,
+        with_options=lambda changed: layer.build(case.config.method, {**options, **changed}),
         layer=case.config.layer,
         method=case.config.method,
         options=options,

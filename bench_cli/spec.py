@@ -158,8 +158,10 @@ class ReferenceSpec(_Strict):
     source: str  # table or figure
     hardware: str = ""
     metric: str  # the table path compared, e.g. abs_error or time.fwd_bwd.median
-    compare: Literal["value", "speedup", "bound", "power_iterations"] = "value"
+    compare: Literal["value", "speedup", "bound", "count"] = "value"
     baseline: str | None = None  # method label that speed-ups divide by
+    # A speed-up holds when measured / published lies within [1/factor, factor].
+    speedup_factor: float = Field(2.0, ge=1.0)
     tolerance: float = Field(0.1, ge=0.0)  # relative, beside the published precision
     rounding_floor: float = Field(0.0, ge=0.0)  # both below it: rounding-dominated
     measured_scale: PositiveFloat = 1.0  # e.g. 1000 to compare seconds with published ms

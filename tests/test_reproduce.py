@@ -33,39 +33,149 @@ def test_reproduce_quick(cli, tmp_path, name):
         assert "Verdict:" in text and ("published" in text or "bound" in text)
 
 
-def test_published_tables_2_and_3_reproduce(cli, tmp_path):
-    result = cli("reproduce", "song2021-truncation", "--quick", "--out", "a")
-    text = (tmp_path / "a" / "tables" / "reproduction.md").read_text()
-    rows = {
+def _rows(text: str) -> dict[tuple[str, str], str]:
+    return {
         tuple(cell.strip() for cell in line.split("|")[1:3]): line
         for line in text.splitlines()
         if line.startswith("| t") or line.startswith("| p")
     }
-    for x in ("0.9", "0.99", "0.999"):  # Taylor within 10% / the published precision
-        assert rows[("taylor", x)].rstrip(" |").endswith("matches")
-    assert "rounding-dominated" in rows[("pade", "0.999")]
-    assert result.exit_code == 0
-    cli("reproduce", "wang2019-power-iteration", "--quick", "--out", "b")
-    text = (tmp_path / "b" / "tables" / "reproduction.md").read_text()
-    assert "Verdict: 5 of 5 rows reproduce (matches)." in text
 
 
-def test_verdict_rules():
-    ref = spec.ReferenceSpec(
-        citation="c",
-        source="s",
-        metric="abs_error",
-        tolerance=0.1,
-        rounding_floor=1e-9,
-        entries=[{"value": "1"}],
+def test_published_tables_2_and_3_reproduce_and_check_exits_0(cli, tmp_path):
+    result = cli("reproduce", "song2021-truncation", "--check", "--out", "a")
+    assert result.exit_code == 0, result.output
+    rows = _rows((tmp_path / "a" / "tables" / "reproduction.md").read_text())
+    for x in ("0.9", "0.99", "0.999"):  # Taylor at the published precision
+        assert "| matches" in rows[("taylor", x)] and "| reproduces" in rows[("taylor", x)]
+    for x in ("0.1", "0.5"):
+        assert "rounding-dominated" in rows[("taylor", x)]
+    assert "exact by construction" in rows[("pade", "0.999")]
+    assert "| not evidence" in rows[("pade", "0.999")]
+    text = (tmp_path / "a" / "tables" / "reproduction.md").read_text()
+    assert "Verdict: 3 of 3 tested rows reproduce; 11 more are not evidence" in text
+
+
+def test_a_changed_degree_given_as_a_file_fails_check_naming_the_rows(cli, tmp_path):
+    # Degree 104 instead of 100: the errors at x = 0.99 and 0.999 move by 3% and 0.4%,
+    # past half a unit of the published 36 and 904.
+    original = paper_suites()["song2021-truncation"].read_text()
+    changed = tmp_path / "deg104.yaml"
+    changed.write_text(original.replace("degree: 100", "degree: 104"))
+    result = cli("reproduce", str(changed), "--check", "--out", "b")
+    assert result.exit_code == 1, result.output
+    assert "does not reproduce: method=taylor, x=0.99: differs" in result.stderr
+    assert "does not reproduce: method=taylor, x=0.999: differs" in result.stderr
+    assert "2 row(s) do not reproduce" in result.stderr
+    # Without --check the same run is reported, not judged: exit 0.
+    assert cli("reproduce", str(changed), "--out", "c").exit_code == 0
+
+
+def test_reproduce_bad_paths_and_suites_without_reference(cli, tmp_path):
+    _check_one_line(cli("reproduce", "missing.yaml", "--check"), ["missing.yaml", "not found"])
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(
+        "name: bare\ninputs: {kind: spd, dim: [2], batch: [1]}\n"
+        "methods: {e: {layer: matrix_function, func: sqrt, method: eig}}\n"
+        "metrics: [forward_error]\n"
     )
+    _check_one_line(cli("reproduce", str(bare), "--check"), ["no reference"])
+
+
+def test_power_iteration_counts_are_measured_from_svd_pi(cli, tmp_path):
+    result = cli("reproduce", "wang2019-power-iteration", "--check", "--out", "w")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "w" / "tables" / "reproduction.md").read_text()
+    assert "Verdict: 5 of 5 tested rows reproduce." in text
+    # A truncation one term longer than svd_pi's (iters - 1 = degree) is measured, not
+    # recomputed: every count moves and --check fails.
+    original = paper_suites()["wang2019-power-iteration"].read_text()
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(
+        original.replace("method: svd_pi}", "method: svd_taylor}").replace(
+            "option: iters", "option: degree"
+        )
+    )
+    result = cli("reproduce", str(wrong), "--check", "--out", "x")
+    assert result.exit_code == 1
+    assert result.stderr.count("differs by -1") == 5
+
+
+def _ref(**fields):
+    base = {"citation": "c", "source": "s", "metric": "m", "entries": [{"value": "1"}]}
+    return spec.ReferenceSpec(**{**base, **fields})
+
+
+def _records(values: dict[str, float], metric: str = "m") -> list[dict]:
+    return [
+        {"metric": metric, "status": "ok", "value": v, "axes": {"method": k}}
+        for k, v in values.items()
+    ]
+
+
+def test_value_verdicts_fail_on_wrong_measurements():
+    ref = _ref(tolerance=0.0, rounding_floor=1e-9)
     assert reproduce.half_unit("2e-4") == pytest.approx(5e-5)
     assert reproduce.half_unit("36") == 0.5
-    assert reproduce.value_verdict(2.39e-4, "2e-4", ref) == "matches"  # at 1 published digit
-    assert reproduce.value_verdict(36.24, "36", ref) == "matches"
-    assert reproduce.value_verdict(50.0, "36", ref).startswith("differs")
-    assert reproduce.value_verdict(5e-12, "3e-10", ref) == "rounding-dominated"
-    assert reproduce.value_verdict("failed", "3e-10", ref) == "failed"
+    ok, fail, none = reproduce.REPRODUCES, reproduce.FAILS, reproduce.NOT_EVIDENCE
+    assert reproduce.value_verdict(2.39e-4, "2e-4", ref) == ("matches", ok)
+    assert reproduce.value_verdict(36.24, "36", ref) == ("matches", ok)
+    assert reproduce.value_verdict(34.8, "36", ref)[1] == fail  # degree 104 at x = 0.99
+    assert reproduce.value_verdict(5e-12, "3e-10", ref) == ("rounding-dominated", none)
+    # Under the floor still means a valid magnitude under it.
+    assert reproduce.value_verdict(-1e6, "9e-19", ref)[1] == fail
+    assert reproduce.value_verdict(2e-9, "9e-19", ref)[1] == fail
+    assert reproduce.value_verdict(float("nan"), "9e-19", ref)[1] == fail
+    assert reproduce.value_verdict("failed", "3e-10", ref) == ("failed", fail)
+    why = "exact"
+    assert reproduce.value_verdict(5e-12, "3e-10", ref, why) == ("exact by construction", none)
+    assert reproduce.value_verdict(1e-3, "3e-10", ref, why)[1] == fail
+    assert reproduce.value_verdict(-1e-20, "3e-10", ref, why)[1] == fail
+    loose = _ref(tolerance=0.1)
+    assert reproduce.value_verdict(34.8, "36", loose)[1] == ok
+
+
+def test_speedup_verdicts_compare_magnitudes_not_only_directions():
+    ok, fail = reproduce.REPRODUCES, reproduce.FAILS
+    assert reproduce.speedup_verdict(20.0, 25.7, 2.0)[1] == ok
+    verdict, outcome = reproduce.speedup_verdict(1.02, 25.7, 2.0)  # the audit's example
+    assert outcome == fail and verdict.startswith("direction holds, magnitude does not (0.04")
+    assert reproduce.speedup_verdict(0.9, 1.5, 2.0)[0].startswith("reversed")
+    assert reproduce.speedup_verdict(0.99, 1.02, 2.0)[1] == fail  # within the factor, other side
+    entries = [{"method": "base", "value": "10"}, {"method": "fast", "value": "1"}]
+    ref = _ref(compare="speedup", baseline="base", speedup_factor=2.0, entries=entries)
+    frame = reproduce.compare(_records({"base": 10.0, "fast": 2.0}), ref)  # 5x, published 10x
+    assert list(frame["outcome"]) == [reproduce.NOT_EVIDENCE, ok]
+    frame = reproduce.compare(_records({"base": 10.0, "fast": 9.0}), ref)  # 1.1x
+    assert frame["outcome"][1] == fail and reproduce.failing_rows(frame) == [
+        "method=fast: direction holds, magnitude does not (0.11x of published)"
+    ]
+
+
+def test_bound_and_count_verdicts_fail_on_wrong_measurements():
+    bound = _ref(compare="bound", entries=[{"method": "a", "max": 1e-6}])
+    assert reproduce.compare(_records({"a": 1e-8}), bound)["verdict"][0] == "within bound"
+    assert reproduce.compare(_records({"a": 1e6}), bound)["outcome"][0] == reproduce.FAILS
+    assert reproduce.compare(_records({"a": float("nan")}), bound)["outcome"][0] == "fails"
+    count = _ref(compare="count", metric="m.count", entries=[{"method": "a", "value": "19"}])
+    right = _records({"a": {"count": 19}})
+    wrong = _records({"a": {"count": 1e6}})
+    assert reproduce.compare(right, count)["outcome"][0] == reproduce.REPRODUCES
+    assert reproduce.compare(wrong, count)["outcome"][0] == reproduce.FAILS
+    assert reproduce.compare([], count)["verdict"][0] == "missing"
+
+
+def test_summary_counts_come_from_the_rows():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "verdict": ["matches", "reversed (0.5x)", "baseline", "matches"],
+            "outcome": ["reproduces", "fails", "not evidence", "reproduces"],
+        }
+    )
+    assert reproduce.summary(frame) == (
+        "2 of 3 tested rows reproduce; 1 more are not evidence (baseline)"
+    )
 
 
 def test_unknown_name_lists_the_available_ones(cli):
@@ -83,7 +193,7 @@ def test_readme_section_is_generated_between_markers(cli, tmp_path):
     assert result.exit_code == 0, result.output
     text = readme.read_text()
     assert "old" not in text and text.startswith("intro") and text.endswith("end\n")
-    assert "### song2021-truncation" in text and "Verdict: 14 of 14" in text
+    assert "### song2021-truncation" in text and "Verdict: 3 of 3 tested rows" in text
     assert "No committed run" in text  # the other suites have none under res/
     bare = tmp_path / "bare.md"
     bare.write_text("no markers")

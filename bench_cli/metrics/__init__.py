@@ -50,6 +50,11 @@ class Probe:
     # float64 CPU gradients of <upstream, f(inputs)> w.r.t. each input, independent of the
     # method under test (Daleckii-Krein in NumPy, or central differences).
     reference_grad: Callable[[torch.Tensor], Mapping[str, torch.Tensor]] | None = None
+    # The same layer and method with some options changed, e.g. {"iters": 30}: a forward
+    # on any inputs (for metrics that sweep an option of the method under test).
+    with_options: (
+        Callable[[Mapping[str, Any]], Callable[[Mapping[str, torch.Tensor]], Any]] | None
+    ) = None
     # What the case is, for metrics that depend on it (FLOP models, K~ bounds).
     layer: str = ""
     method: str = ""
@@ -96,6 +101,7 @@ def _registry() -> dict[str, Metric]:
             accuracy.ABS_ERROR,
             accuracy.GRAD_ERROR,
             accuracy.FD_CHECK,
+            accuracy.TERMS_NEEDED,
             stability.METRIC,
             task.METRIC,
         )

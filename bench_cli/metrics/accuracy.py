@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bench_cli.metrics import Metric, NonFinite, NotApplicable, Probe
 
@@ -182,4 +183,66 @@ FD_CHECK = Metric(
     summary="the paper's gradient check: directional derivative vs central differences over "
     "steps 2^-1..2^-20; the error curve and its minimum",
     default_view="min",
+)
+
+
+# ---------------------------------------------------------------- iteration counts
+
+
+class TermsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    option: str = "iters"  # the method option swept: 1, 2, 3, ...
+    tolerance: float = Field(0.05, gt=0.0, lt=1.0)
+    limit: int = Field(10_000, ge=1)
+
+
+def terms_needed(probe: Probe, options: TermsOptions) -> dict:
+    """The smallest value of ``option`` at which the method's eigenpair-coupling gradient is
+    within ``tolerance`` of the float64 reference, found by trying 1, 2, 3, ... in turn.
+
+    The upstream gradient is V (11ᵀ − I) Vᵀ in the float64 eigenbasis V of the input:
+    it excites only the off-diagonal (λᵢ, λⱼ) coupling, the term that K̃ and its
+    truncations form, and not f′(λ) on the diagonal, which the truncations leave
+    exact. For a 2 × 2 input with eigenvalue ratio x and a truncated geometric series
+    of K terms, the relative error is exactly xᴷ: Wang et al.'s criterion xᴷ < 0.05.
+    """
+    if probe.with_options is None or probe.reference_grad is None or "A" not in probe.inputs:
+        raise NotApplicable("terms_needed sweeps an option of a matrix-function method")
+    if options.option not in probe.options:
+        raise NotApplicable(f"method '{probe.method}' has no option '{options.option}'")
+    A = probe.inputs["A"]
+    A64 = A.detach().to("cpu", torch.float64)
+    eigvecs = torch.from_numpy(np.linalg.eigh(A64.numpy())[1])
+    n = A64.shape[-1]
+    coupling = torch.ones(n, n, dtype=torch.float64) - torch.eye(n, dtype=torch.float64)
+    upstream = eigvecs @ coupling @ eigvecs.mT
+    reference = probe.reference_grad(upstream)["A"]
+    reference_norm = reference.flatten(1).norm(dim=1)
+    previous = None
+    for value in range(1, options.limit + 1):
+        forward = probe.with_options({options.option: value})
+        leaf = A.detach().clone().requires_grad_(True)
+        output = forward({**probe.inputs, "A": leaf})
+        (grad,) = torch.autograd.grad(output, leaf, upstream.to(output))
+        diff = (grad.detach().to("cpu", torch.float64) - reference).flatten(1).norm(dim=1)
+        error = float((diff / reference_norm).max())
+        if not math.isfinite(error):
+            raise NonFinite(f"the gradient is non-finite at {options.option}={value}")
+        if error < options.tolerance:
+            return {"count": value, "error": error, "error_before": previous}
+        previous = error
+    raise ValueError(
+        f"{options.option} up to {options.limit} never brought the error under "
+        f"{options.tolerance:g} (last {previous:.3g})"
+    )
+
+
+TERMS_NEEDED = Metric(
+    name="terms_needed",
+    options=TermsOptions,
+    measure=terms_needed,
+    unit="",
+    summary="smallest iteration count (or degree) whose eigenpair-coupling gradient error is "
+    "under a tolerance, against the float64 Daleckii-Krein reference",
+    default_view="count",
 )
