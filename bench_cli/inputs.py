@@ -19,6 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, m
 
 class FamilyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    data_seed: int = Field(
+        0,
+        ge=0,
+        description="which draw of the family: a grid axis of independent data sets, "
+        "each the same for every method",
+    )
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ def generate_mosaics(params: MosaicParams, generator: torch.Generator) -> dict[s
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     out = {}
     for split, count, offset in (("train", params.train, 0), ("test", params.test, 1)):
-        data = region_dataset(count, params.size, params.regions, seed + offset)
+        data = region_dataset(count, params.size, params.regions, seed + offset, split)
         out.update({f"{split}_{name}": tensor for name, tensor in data.items()})
     return out
 
@@ -152,7 +158,11 @@ class SegmentationParams(FamilyParams):
     size: PositiveInt = Field(48, description="pixels per side")
     regions: PositiveInt = Field(5, description="mosaic regions (ground-truth segments)")
     superpixels: PositiveInt = Field(60, description="SLIC superpixels per image (about)")
-    data_root: str | None = Field(None, description="a BSDS500 folder: use its images instead")
+    data_root: str | None = Field(
+        None,
+        description="a BSDS500 folder: use its images instead (train from images/train, "
+        "test from images/test)",
+    )
 
     @model_validator(mode="after")
     def _root_exists(self):
@@ -174,7 +184,13 @@ def generate_segmentation(
     out: dict[str, torch.Tensor] = {}
     for split, count, offset in (("train", params.train, 0), ("test", params.test, 1)):
         items = examples(
-            count, params.size, params.regions, params.superpixels, seed + offset, params.data_root
+            count,
+            params.size,
+            params.regions,
+            params.superpixels,
+            seed + offset,
+            params.data_root,
+            split,
         )
         for name in items[0]:
             key = "images" if name == "image" else name

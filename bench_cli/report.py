@@ -143,6 +143,8 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
             if len({str(r["axes"].get(axis)) for r in chosen}) > 1:
                 free.append(axis)
     index_axes = rows + free
+    if spec.paired is not None:
+        return _paired_table(spec, chosen, path)
     if spec.scaling:
         return _scaling_table(spec, chosen, path, index_axes, cols)
     cells: dict[tuple, dict[str, Any]] = {}
@@ -167,6 +169,52 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     if path and path[-1] in THROUGHPUT:
         unit = "FLOP/s" if path[-1] == "flops_per_s" else "fraction"
     return Table(spec.title, spec.metric, unit, frame, spec.stem)
+
+
+def _paired_table(spec: TableSpec, chosen, path) -> Table:
+    """Methods as rows: mean [95% CI] over the data draws, difference to the baseline."""
+    from bench_cli import paired
+
+    assert spec.paired is not None
+    values: dict[str, dict[tuple, float]] = {}
+    for record in chosen:
+        value = metric_value(record, path)
+        method = str(record["axes"]["method"])
+        values.setdefault(method, {})
+        if isinstance(value, float) and math.isfinite(value):
+            inputs = record["params"]["inputs"]
+            unit = tuple(sorted((k, str(v)) for k, v in inputs.items() if k != "kind"))
+            values[method][(*unit, record["params"]["device"], record["params"]["dtype"])] = value
+    percent = bool(path) and path[0] == "accuracy"
+
+    def number(x: float) -> str:
+        if not math.isfinite(x):
+            return "—"
+        return f"{100 * x:.1f} %" if percent else f"{x:.3g}"
+
+    def interval(i) -> str:
+        return f"{number(i.mean)} [{number(i.low)}, {number(i.high)}]"
+
+    base = spec.paired.baseline
+    rows = {}
+    if base in values:
+        for row in paired.paired_rows(values, base, spec.paired.better):
+            rows[row.method] = {
+                "n": row.value.n,
+                "mean [95% CI]": interval(row.value),
+                f"minus {base} [95% CI]": ""
+                if row.difference is None
+                else interval(row.difference),
+                "verdict": row.verdict
+                + (f" ({row.unpaired} unpaired left out)" if row.unpaired else ""),
+            }
+    frame = pd.DataFrame(
+        list(rows.values()), index=pd.Index(list(rows), name="method"), dtype=object
+    )
+    better = "higher" if spec.paired.better == "higher" else "lower"
+    return Table(
+        spec.title, f"{spec.metric}, paired by data draw ({better} is better)", "", frame, spec.stem
+    )
 
 
 def scaling_exponent(points: Sequence[tuple[float, float]]) -> float | None:

@@ -1,7 +1,9 @@
 """Runs cases: seeding, time limits, failure capture, resume, progress.
 
-Each case gets its own seed (derived from the suite seed and the case key),
-its own inputs, and one record per metric. A metric that raises is recorded
+Each case's seed derives from the suite seed and its inputs alone, so every
+method of a suite sees the same data for the same input parameters (paired
+comparisons); ``data_seed`` in the inputs draws independent data sets. Each
+case gets one record per metric. A metric that raises is recorded
 as ``failed`` with its message and the run goes on; a case past its time limit
 is recorded as ``failed`` with reason ``timeout``. The limit is enforced with
 SIGALRM between Python bytecodes and by the metrics between calls: a single

@@ -137,6 +137,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PairedSpec(_Strict):
+    """A paired table: each method against ``baseline`` on the same data draws."""
+
+    baseline: str  # a method label of the suite
+    better: Literal["higher", "lower"] = "higher"
+
+
 class TableSpec(_Strict):
     title: str
     metric: Annotated[str, StringConstraints(min_length=1)]
@@ -145,6 +152,10 @@ class TableSpec(_Strict):
     file: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
     # Fit log(value) against log(axis) along this axis: the empirical complexity exponent.
     scaling: str | None = None
+    # Mean and 95% t interval per method over the data draws, and the paired difference
+    # to a baseline method with its interval: a difference is claimed only where it
+    # excludes zero.
+    paired: PairedSpec | None = None
 
     @property
     def stem(self) -> str:
@@ -234,7 +245,10 @@ class Case:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", case_key(self.key_params()))
-        digest = hashlib.sha256(f"{self.suite_seed}:{self.key}".encode()).hexdigest()
+        # The seed of the data: from the suite seed and the inputs alone, never the method,
+        # device or dtype, so every method of a comparison sees the same draw (paired).
+        inputs = case_key({"seed": self.suite_seed, "inputs": self.inputs})
+        digest = hashlib.sha256(f"{self.suite_seed}:{inputs}".encode()).hexdigest()
         object.__setattr__(self, "seed", int(digest[:8], 16))
 
     def key_params(self) -> dict[str, Any]:
@@ -595,6 +609,14 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
             errors.add(
                 ("tables", i, "scaling"),
                 f"unknown axis '{table.scaling}'{did_you_mean(table.scaling, axis_names)}",
+            )
+        labels = [config.label for config in methods]
+        if table.paired is not None and table.paired.baseline not in labels:
+            base = table.paired.baseline
+            errors.add(
+                ("tables", i, "paired", "baseline"),
+                f"unknown method '{base}'{did_you_mean(base, labels)}; "
+                f"methods: {', '.join(labels)}",
             )
         for part in ("rows", "cols"):
             for j, axis in enumerate(getattr(table, part)):

@@ -24,7 +24,7 @@ def test_mosaics_are_seeded_and_standardised_per_region():
     b = region_dataset(3, 32, 4, seed=7)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["images"], region_dataset(3, 32, 4, seed=8)["images"])
-    image, region_map, classes = mosaic(48, 5, np.random.default_rng(0))
+    image, region_map, classes, _ = mosaic(48, 5, np.random.default_rng(0))
     for r in range(5):
         pixels = image[region_map == r]
         if pixels.size > 1:  # first-order statistics say nothing about the class
@@ -114,7 +114,7 @@ def test_bsds_loader_reads_images_and_human_segmentations(tmp_path):
     with pytest.raises(UserError, match=r"1\.mat: not a BSDS ground-truth file"):
         bsds.load(tmp_path, "test")
     with pytest.raises(UserError, match="BSDS folder not found"):
-        bsds.load(tmp_path / "nowhere")
+        bsds.load(tmp_path / "nowhere", "test")
 
 
 def test_segmentation_suite_runs_on_bsds_when_given_a_path(cli, write_suite, tmp_path):
@@ -152,3 +152,40 @@ def test_segmentation_task_is_deterministic_and_scores_are_sane():
     assert first["value"] == second["value"] | {"epoch_time_s": first["value"]["epoch_time_s"]}
     error = first["value"]["adapted_rand_error"]["samples"][0]
     assert 0.0 <= error <= 1.0 and first["value"]["voi"]["samples"][0] >= 0.0
+
+
+def test_mosaic_test_regions_share_no_pixel_with_training():
+    # The same seed for both splits, so any overlap could only come from the windows.
+    train = region_dataset(40, 48, 5, seed=3, split="train")["source"]
+    test = region_dataset(40, 48, 5, seed=3, split="test")["source"]
+    train_pixels = set(train[train >= 0].tolist())
+    test_pixels = set(test[test >= 0].tolist())
+    assert train_pixels and test_pixels and not train_pixels & test_pixels
+    # Sanity: two training sets do overlap, so the check can see an overlap.
+    other = region_dataset(40, 48, 5, seed=4, split="train")["source"]
+    assert train_pixels & set(other[other >= 0].tolist())
+
+
+def test_bsds_splits_read_their_own_folders(tmp_path, monkeypatch):
+    from bench_cli import inputs
+    from bench_cli.data import bsds
+
+    _bsds_fixture(tmp_path)
+    calls = []
+    real = bsds.load
+
+    def spy(root, split, limit=None):
+        calls.append(split)
+        return real(root, split, limit)
+
+    monkeypatch.setattr(bsds, "load", spy)
+    params = inputs.SegmentationParams(
+        train=2, test=1, size=24, superpixels=10, data_root=str(tmp_path)
+    )
+    data = inputs.generate_segmentation(params, torch.Generator().manual_seed(0))
+    assert calls == ["train", "test"]
+    assert data["train_images"].shape[0] == 2 and data["test_images"].shape[0] == 1
+    from bench_cli.errors import UserError
+
+    with pytest.raises(UserError, match="unknown BSDS split 'testing'"):
+        bsds.load(tmp_path, "testing")

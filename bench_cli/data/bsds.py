@@ -28,8 +28,16 @@ def segmentations(mat_file: Path) -> list[np.ndarray]:
         raise UserError(f"{mat_file}: not a BSDS ground-truth file ({exc})") from exc
 
 
-def load(root: str | Path, split: str = "test", limit: int | None = None):
-    """[(image id, greyscale image in [0, 1], first human segmentation)], sorted by id."""
+BSDS_SPLITS = ("train", "val", "test")
+
+
+def load(root: str | Path, split: str, limit: int | None = None):
+    """[(image id, greyscale image in [0, 1], first human segmentation)], sorted by id.
+
+    ``split`` is one of BSDS's own folders, so training never reads a test image.
+    """
+    if split not in BSDS_SPLITS:
+        raise UserError(f"unknown BSDS split '{split}'; known: {', '.join(BSDS_SPLITS)}")
     from skimage import color, io
 
     root = Path(root)

@@ -16,9 +16,19 @@ def superpixels(image: np.ndarray, count: int) -> np.ndarray:
 
 
 def examples(
-    images: int, size: int, regions: int, count: int, seed: int, data_root: str | None = None
+    images: int,
+    size: int,
+    regions: int,
+    count: int,
+    seed: int,
+    data_root: str | None = None,
+    split: str = "train",
 ) -> list[dict[str, torch.Tensor]]:
-    """Per image: image (1, S, S), superpixel map (S, S), ground-truth segments (S, S)."""
+    """Per image: image (1, S, S), superpixel map (S, S), ground-truth segments (S, S).
+
+    ``split`` picks BSDS's own folder (train, val or test) or, for mosaics, the half of
+    each texture photograph that split crops from: the splits never share a pixel.
+    """
     from skimage.transform import resize
 
     if data_root is not None:
@@ -31,7 +41,7 @@ def examples(
                     truth, (size, size), order=0, preserve_range=True, anti_aliasing=False
                 ).astype(np.int64),
             )
-            for _, grey, truth in load(data_root, limit=images)
+            for _, grey, truth in load(data_root, split=split, limit=images)
         ]
         pictures = [((g - g.mean()) / (g.std() + 1e-8), t) for g, t in pictures]
     else:
@@ -40,7 +50,7 @@ def examples(
         rng = np.random.default_rng(seed)
         pictures = []
         for _ in range(images):
-            image, region_map, classes = mosaic(size, regions, rng)
+            image, region_map, classes, _ = mosaic(size, regions, rng, split)
             pictures.append((image, region_map, classes[region_map]))
     out = []
     for picture in pictures:

@@ -11,6 +11,7 @@ covariance pooling captures. Everything is a function of the seed.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,17 +21,53 @@ ORIENTATIONS = (0, 90)
 CLASSES = tuple(f"{t}-{o}" for t in TEXTURES for o in ORIENTATIONS)
 
 
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Texture:
+    """One class's image and, per pixel, where it came from in the unrotated photograph."""
+
+    image: np.ndarray  # standardised globally (regions are standardised again)
+    origin: np.ndarray  # linear pixel index in the photograph, rotated along with the image
+    photo_rows: int
+
+    def window(self, split: str) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of the part of this image ``split`` may crop from.
+
+        Each photograph is cut in two along its own rows: the top half for training,
+        the bottom half for testing. Both orientations of a texture come from one
+        photograph, so the cut is made in the photograph's coordinates (through
+        ``origin``) and the halves stay disjoint across orientations too.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"unknown split '{split}'; known: {', '.join(SPLITS)}")
+        photo_row = self.origin // (self.origin.size // self.photo_rows)
+        half = self.photo_rows // 2
+        inside = photo_row < half if split == "train" else photo_row >= half
+        rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+        return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 @functools.cache
-def texture_bank() -> tuple[np.ndarray, ...]:
-    """One float64 image per class, standardised globally (regions are standardised again)."""
+def texture_bank() -> tuple[Texture, ...]:
+    """One texture per class, in CLASSES order."""
     import skimage.data
 
     bank = []
     for name in TEXTURES:
         image = getattr(skimage.data, name)().astype(np.float64)
         image = (image - image.mean()) / image.std()
+        origin = np.arange(image.size).reshape(image.shape)
         for angle in ORIENTATIONS:
-            bank.append(np.ascontiguousarray(np.rot90(image, k=angle // 90)))
+            turns = angle // 90
+            bank.append(
+                Texture(
+                    np.ascontiguousarray(np.rot90(image, k=turns)),
+                    np.ascontiguousarray(np.rot90(origin, k=turns)),
+                    image.shape[0],
+                )
+            )
     return tuple(bank)
 
 
@@ -42,37 +79,54 @@ def voronoi_labels(size: int, regions: int, rng: np.random.Generator) -> np.ndar
     return distance.argmin(-1)
 
 
-def mosaic(size: int, regions: int, rng: np.random.Generator):
+def mosaic(size: int, regions: int, rng: np.random.Generator, split: str = "train"):
     """An image tiled into Voronoi regions, each a crop of one class, standardised per region.
 
-    Returns (image (size, size), region map (size, size), class of each region (regions,)).
+    Crops come from the ``split``'s half of each photograph (:meth:`Texture.window`).
+    Returns (image (size, size), region map (size, size), class of each region (regions,),
+    source (size, size): the photograph pixel each pixel came from, as
+    class_texture_index * 2**32 + linear index, -1 where no region covers it).
     """
     bank = texture_bank()
     region_map = voronoi_labels(size, regions, rng)
     classes = rng.integers(0, len(CLASSES), regions)
     image = np.zeros((size, size))
+    source = np.full((size, size), -1, dtype=np.int64)
     for r in range(regions):
         inside = region_map == r
         if not inside.any():
             continue
-        source = bank[classes[r]]
-        y, x = rng.integers(0, source.shape[0] - size), rng.integers(0, source.shape[1] - size)
-        patch = source[y : y + size, x : x + size][inside]
+        texture = bank[classes[r]]
+        top, bottom, left, right = texture.window(split)
+        if bottom - top < size or right - left < size:
+            raise ValueError(f"mosaics of {size} px do not fit in half of a texture photograph")
+        y = int(rng.integers(top, bottom - size + 1))
+        x = int(rng.integers(left, right - size + 1))
+        patch = texture.image[y : y + size, x : x + size][inside]
         image[inside] = (patch - patch.mean()) / (patch.std() + 1e-8)
-    return image, region_map, classes
+        photo = classes[r] // len(ORIENTATIONS)  # both orientations share one photograph
+        source[inside] = photo * 2**32 + texture.origin[y : y + size, x : x + size][inside]
+    return image, region_map, classes, source
 
 
-def region_dataset(images: int, size: int, regions: int, seed: int) -> dict[str, torch.Tensor]:
-    """Mosaics with one mask per region: images (N, 1, S, S), masks (N, R, S, S), labels (N, R)."""
+def region_dataset(
+    images: int, size: int, regions: int, seed: int, split: str = "train"
+) -> dict[str, torch.Tensor]:
+    """Mosaics with one mask per region: images (N, 1, S, S), masks (N, R, S, S), labels (N, R).
+
+    ``source`` (N, S, S) traces each pixel to its photograph pixel (see :func:`mosaic`).
+    """
     rng = np.random.default_rng(seed)
-    pictures, masks, labels = [], [], []
+    pictures, masks, labels, sources = [], [], [], []
     for _ in range(images):
-        image, region_map, classes = mosaic(size, regions, rng)
+        image, region_map, classes, source = mosaic(size, regions, rng, split)
         pictures.append(image[None])
         masks.append(np.stack([region_map == r for r in range(regions)]).astype(np.float64))
         labels.append(classes)
+        sources.append(source)
     return {
         "images": torch.tensor(np.stack(pictures)),
         "masks": torch.tensor(np.stack(masks)),
         "labels": torch.tensor(np.stack(labels), dtype=torch.long),
+        "source": torch.tensor(np.stack(sources)),
     }

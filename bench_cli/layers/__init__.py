@@ -11,6 +11,7 @@ from bench_cli.layers.matfun import FUNCS, METHODS, loewner, matrix_function
 from bench_cli.layers.ncut import (
     NormalizedCuts,
     affinity,
+    graph_degrees,
     normalized_cuts,
     projector_loss,
     segment_projector,
@@ -31,6 +32,7 @@ __all__ = [
     "bilinear",
     "eigh",
     "gap_matrix",
+    "graph_degrees",
     "loewner",
     "matrix_function",
     "max_pool",

@@ -3,8 +3,9 @@
 Features X (B, N, C) -> affinity W -> M = D^{-1/2} W D^{-1/2} (D = diag(W1))
 -> the eigenvectors U of the k largest eigenvalues of M -> projector P = UUᵀ.
 The learning objective (Ionescu et al., Sec. 5) compares P with the projector
-Π onto the normalised indicator vectors of the ground-truth segments:
-J = ½ ‖P − Π‖²_F.
+Π onto span(D^1/2 E), the degree-weighted indicator vectors E of the
+ground-truth segments, which is what P equals for a perfectly block-diagonal
+affinity: J = ½ ‖P − Π‖²_F.
 
 P depends on U only through span(U): its gradient involves only the gaps
 between kept and discarded eigenvalues, so ``method='eig'`` keeps exactly those
@@ -100,11 +101,65 @@ def autograd_projector(M, k):
     return top @ top.mT
 
 
+class _RitzProjector(torch.autograd.Function):
+    """P = UUᵀ from Ritz pairs (λ, U) of symmetric M; backward by resolvent solves.
+
+    The Ritz pairs come from a subspace the forward found without gradient. The
+    backward is the exact derivative of the top-k projector at those pairs,
+    computed without the discarded eigenvectors (which a low-rank method never
+    forms): for P = Σᵢ uᵢuᵢᵀ over the kept i, with G = ∂L/∂P + (∂L/∂P)ᵀ,
+
+        ∂L/∂M = sym(Σᵢ yᵢ uᵢᵀ),   yᵢ = (λᵢ I − M)⁺ (I − P) G uᵢ,
+
+    the pseudo-inverse taken on the discarded eigenspace, i.e. Proposition 2's
+    kept × discarded K̃ entries Σⱼ uⱼuⱼᵀ/(λᵢ − λⱼ). yᵢ solves
+    (λᵢ I − M + αP) yᵢ = (I − P) G uᵢ: α = 1 + 2‖M‖_F makes the kept block
+    invertible, and on the discarded block the matrix is λᵢ − λⱼ > 0. It equals
+    the derivative of the forward whenever the subspace holds the top-k
+    eigenvectors, as it does for any M of rank ≤ q (range(M) is reached in one
+    product), whatever rank(M) is: there is no division by zero singular values.
+    """
+
+    @staticmethod
+    def forward(M, eigvals, eigvecs):
+        return eigvecs @ eigvecs.mT
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        M, eigvals, eigvecs = inputs
+        ctx.save_for_backward(M, eigvals, eigvecs, output)
+
+    @staticmethod
+    def backward(ctx, grad_P):
+        M, eigvals, eigvecs, P = ctx.saved_tensors
+        eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+        G = grad_P + grad_P.mT
+        rhs = (eye - P) @ (G @ eigvecs)  # (..., n, k)
+        alpha = 1 + 2 * torch.linalg.matrix_norm(M)
+        shifted = (alpha.unsqueeze(-1).unsqueeze(-1) * P - M).unsqueeze(-3)  # (..., 1, n, n)
+        systems = shifted + eigvals.unsqueeze(-1).unsqueeze(-1) * eye  # (..., k, n, n)
+        solved = torch.linalg.solve(systems, rhs.mT.unsqueeze(-1)).squeeze(-1)  # (..., k, n)
+        return sym(solved.mT @ eigvecs.mT), None, None
+
+
 def lowrank_projector(M, k, *, iters: int = 2, oversample: int = 8):
-    """Randomized subspace iteration (torch.svd_lowrank); M is positive semi-definite here."""
-    U, _, _ = torch.svd_lowrank(M, q=min(k + oversample, M.shape[-1]), niter=iters)
-    top = U[..., :k]
-    return top @ top.mT
+    """Randomized subspace iteration and Rayleigh-Ritz for the top-k eigenvectors of M.
+
+    q = k + ``oversample`` random vectors, ``iters`` products with M and
+    re-orthonormalisation, then the k largest Ritz pairs of QᵀMQ. The gradient is
+    :class:`_RitzProjector`'s, correct at any rank of M (torch.svd_lowrank's own
+    backward divides by zero singular values once q exceeds rank(M)).
+    """
+    n = M.shape[-1]
+    q = min(k + oversample, n)
+    with torch.no_grad():
+        start = torch.randn(*M.shape[:-1], q, dtype=M.dtype, device=M.device)
+        basis, _ = torch.linalg.qr(M @ start)
+        for _ in range(iters):
+            basis, _ = torch.linalg.qr(M @ basis)
+        ritz_values, ritz_vectors = torch.linalg.eigh(basis.mT @ M @ basis)
+        eigvals, eigvecs = ritz_values[..., -k:], basis @ ritz_vectors[..., -k:]
+    return _RitzProjector.apply(M, eigvals, eigvecs)
 
 
 def lobpcg_projector(M, k, *, iters: int = 20):
@@ -185,24 +240,55 @@ class NormalizedCuts(nn.Module):
 
 
 def segment_projector(
-    labels: torch.Tensor, num_segments: int | None = None, dtype: torch.dtype = torch.float32
+    labels: torch.Tensor,
+    num_segments: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    degrees: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Π = Σₛ eₛeₛᵀ/|s| from integer labels (B, N); empty segments add nothing."""
+    """Π, the projector onto span(D^1/2 E) for segment indicators E (B, N) and degrees d.
+
+    For a graph whose affinity is block-diagonal by segment, the top eigenvectors of
+    D^-1/2 W D^-1/2 span exactly D^1/2 E, not E (Ionescu et al., Sec. 5): this Π is the
+    target a perfect affinity reaches. The columns D^1/2 eₛ have disjoint supports, so
+    Π = Σₛ (√d ∘ eₛ)(√d ∘ eₛ)ᵀ / Σᵢ∈ₛ dᵢ. ``degrees`` None means all ones: the
+    projector onto span(E). Empty segments add nothing.
+    """
     if labels.ndim != 2 or labels.dtype not in (torch.int32, torch.int64):
         raise ValueError(
             f"labels must be an integer (B, N) tensor, got {labels.dtype} {tuple(labels.shape)}"
         )
     if bool((labels < 0).any()):
         raise ValueError("labels must be non-negative segment indices")
+    if degrees is not None and degrees.shape != labels.shape:
+        raise ValueError(
+            f"degrees {tuple(degrees.shape)} and labels {tuple(labels.shape)} do not match"
+        )
     count = int(labels.max()) + 1 if num_segments is None else num_segments
     E = nn.functional.one_hot(labels.long(), count).to(dtype)
-    sizes = E.sum(-2).clamp_min(1)
-    return (E / sizes.unsqueeze(-2)) @ E.mT
+    if degrees is None:
+        sizes = E.sum(-2).clamp_min(1)
+        return (E / sizes.unsqueeze(-2)) @ E.mT
+    weighted = E * degrees.to(dtype).sqrt().unsqueeze(-1)  # D^1/2 E
+    volumes = (weighted * weighted).sum(-2)
+    volumes = torch.where(volumes > 0, volumes, torch.ones_like(volumes))
+    return (weighted / volumes.unsqueeze(-2)) @ weighted.mT
 
 
-def projector_loss(P: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """½‖P − Π‖²_F averaged over the batch (the paper's normalized-cuts objective)."""
+def projector_loss(
+    P: torch.Tensor, labels: torch.Tensor, degrees: torch.Tensor | None = None
+) -> torch.Tensor:
+    """½‖P − Π‖²_F averaged over the batch: the paper's normalized-cuts objective.
+
+    Pass the graph's ``degrees`` (W.sum(-1), see :func:`graph_degrees`) for the paper's
+    target span(D^1/2 E); without them the target is span(E), which a perfect
+    affinity does not reach when segments' degrees differ.
+    """
     if P.shape[:-1] != labels.shape or P.shape[-1] != P.shape[-2]:
         raise ValueError(f"P {tuple(P.shape)} and labels {tuple(labels.shape)} do not match")
-    target = segment_projector(labels, dtype=P.dtype).to(P.device)
+    target = segment_projector(labels, dtype=P.dtype, degrees=degrees).to(P.device)
     return 0.5 * ((P - target) ** 2).sum((-2, -1)).mean()
+
+
+def graph_degrees(X: torch.Tensor, kind: Affinity = "gaussian", sigma: float = 1.0) -> torch.Tensor:
+    """d = W1 (B, N) of the affinity normalized_cuts builds from features X (B, N, C)."""
+    return affinity(X, kind, sigma).sum(-1)

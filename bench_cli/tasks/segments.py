@@ -7,9 +7,11 @@
 - ``untrained``: the same network, never trained;
 - ``raw``: normalized cuts on raw per-superpixel intensity statistics (mean,
   spread), the classic Shi-Malik setting, no network;
-- ``kmeans``: the backbone trained without the NC layer (a per-superpixel
-  texture classifier), then k-means on its features: the unstructured
-  counterpart.
+- ``kmeans``: the unstructured counterpart with the same supervision as NC,
+  segment membership and nothing else: the backbone trained so that the
+  affinity W of its superpixel features matches the same-segment indicator
+  (½ mean (Wᵢⱼ − [sᵢ = sⱼ])²), no eigendecomposition, then k-means on the
+  features.
 
 Segments come from k-means on the row-normalised top-k eigenvectors (k = the
 number of ground-truth segments of the image), scored with scikit-image's
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 
 from bench_cli.layers import normalized_cuts, projector_loss
-from bench_cli.layers.ncut import affinity, normalized_affinity
+from bench_cli.layers.ncut import affinity, graph_degrees, normalized_affinity
 from bench_cli.tasks.regions import Backbone
 
 MODES = ("nc", "untrained", "raw", "kmeans")
@@ -98,24 +100,18 @@ def run(
     generator = torch.Generator().manual_seed(seed)
     dtype = data["train_images"].dtype
     backbone = Backbone().to(dtype)
-    from bench_cli.data.textures import CLASSES
-
-    classifier = nn.Linear(8, len(CLASSES)).to(dtype)
     epoch_times, last_loss = [], 0.0
     if mode in ("nc", "kmeans"):
-        if mode == "kmeans" and "train_classes" not in data:
-            raise ValueError("mode 'kmeans' trains a texture classifier: it needs mosaics")
-        params = list(backbone.parameters()) + (
-            list(classifier.parameters()) if mode == "kmeans" else []
-        )
-        optimizer = torch.optim.Adam(params, lr=lr)
+        optimizer = torch.optim.Adam(backbone.parameters(), lr=lr)
         for _ in range(epochs):
             start = time.perf_counter()
             for i in torch.randperm(len(data["train_images"]), generator=generator).tolist():
                 sp = data["train_superpixels"][i]
+                if int(sp.max()) < 1:
+                    continue  # one superpixel: no pair to cut or to compare
                 feats = pool(backbone(data["train_images"][i : i + 1])[0], sp)
+                labels = majority(data["train_truth"][i], sp)
                 if mode == "nc":
-                    labels = majority(data["train_truth"][i], sp)
                     k = int(labels.max()) + 1
                     P = normalized_cuts(
                         feats[None],
@@ -125,11 +121,12 @@ def run(
                         method=method,
                         **extra,
                     )
-                    loss = projector_loss(P, labels[None])
+                    degrees = graph_degrees(feats[None], kind, sigma)
+                    loss = projector_loss(P, labels[None], degrees=degrees)
                 else:
-                    loss = nn.functional.cross_entropy(
-                        classifier(feats), majority(data["train_classes"][i], sp)
-                    )
+                    W = affinity(feats[None], kind, sigma)[0]
+                    same = (labels.unsqueeze(0) == labels.unsqueeze(1)).to(W.dtype)
+                    loss = 0.5 * ((W - same) ** 2).mean()
                 if not torch.isfinite(loss):
                     return {
                         "adapted_rand_error": None,
