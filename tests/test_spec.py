@@ -1,4 +1,5 @@
 import json
+
 import pytest
 
 from bench_cli import spec
