@@ -92,3 +92,31 @@ def test_adaptive_backward_has_no_flop_model_rather_than_a_guess():
     )
     assert flops["fwd"] == 2 * 11 * 2 * 8**3
     assert flops["bwd"] is None and flops["fwd_bwd"] is None
+
+
+@pytest.mark.parametrize("method", ["eig", "autograd"])
+def test_rank_deficient_covariance_gradients_are_finite_but_silently_wrong(method):
+    # What the README's method table states: on XcᵀXc/N + εI with N < C the eigenvalue ε
+    # repeats up to rounding; eig and autograd return *finite* gradients that are percent-level
+    # wrong (not NaN), while eig_dk is exact. The reference is Daleckii-Krein in NumPy.
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(4, 16, generator=g, dtype=F64)
+    X = X - X.mean(0)
+    A = X.mT @ X / 4 + 1e-3 * torch.eye(16, dtype=F64)
+    A = 0.5 * (A + A.mT)
+    G = _rotated(list(np.linspace(-1, 1, 16)), seed=7)
+    eigvals, eigvecs = np.linalg.eigh(A.numpy())
+    diff = eigvals[:, None] - eigvals[None, :]
+    same = np.abs(diff) < 1e-12 * eigvals.max()
+    log_diff = np.log(eigvals)[:, None] - np.log(eigvals)[None, :]
+    L = np.where(same, 1 / eigvals[:, None], log_diff / np.where(same, 1, diff))
+    reference = eigvecs @ (L * (eigvecs.T @ G.numpy() @ eigvecs)) @ eigvecs.T
+
+    def error(name):
+        Xg = A.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad((matrix_function(Xg, "log", name) * G).sum(), Xg)
+        return grad.numpy(), np.linalg.norm(grad.numpy() - reference) / np.linalg.norm(reference)
+
+    grad, wrong = error(method)
+    assert np.isfinite(grad).all() and wrong > 1e-2
+    assert error("eig_dk")[1] < 1e-8  # the reference and eig_dk agree: the test can tell
