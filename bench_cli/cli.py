@@ -489,10 +489,12 @@ def reproduction_markdown(folder: store.RunFolder) -> str:
     """A run's tables and, where its suite cites a source, published beside measured."""
     suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
     records = folder.records()
-    parts = [  # one heading level below the suite's
-        report.render(t, "md").replace("### ", "#### ", 1)
-        for t in report.tables_for(records, suite.tables, [m.name for m in suite.metrics])
-    ]
+    parts = []
+    for table in report.tables_for(records, suite.tables, [m.name for m in suite.metrics]):
+        parts.append(report.render(table, "md").replace("### ", "#### ", 1))  # one level down
+        claims = report.paired_claims(table)
+        if claims:
+            parts.append(claims + "\n")
     if suite.reference is not None:
         parts.append(
             reproduce_mod.render(reproduce_mod.compare(records, suite.reference), suite.reference)
@@ -583,7 +585,7 @@ def write_readme_section(readme: Path, results: Path, available: dict[str, Path]
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         raise UserError(f"{readme}: no '{README_START}' ... '{README_END}' markers")
-    sections = []
+    sections, verdicts = [], []
     for name in available:
         runs = store.runs_of(results, name)
         if not runs:
@@ -591,7 +593,12 @@ def write_readme_section(readme: Path, results: Path, available: dict[str, Path]
             continue
         folder = runs[-1]
         sections.append(f"### {name}\n\nRun `{folder.path}`.\n\n" + reproduction_markdown(folder))
-    body = "\n".join(sections)
+        suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
+        if suite.reference is not None:
+            frame = reproduce_mod.compare(folder.records(), suite.reference)
+            verdicts.append(f"- **{name}**: {reproduce_mod.summary(frame)}.")
+    overview = "Verdicts, counted from the tables below:\n\n" + "\n".join(verdicts) + "\n"
+    body = "\n".join([overview, *sections] if verdicts else sections)
     start, end = text.index(README_START) + len(README_START), text.index(README_END)
     readme.write_text(text[:start] + "\n" + body + "\n" + text[end:])
     print(f"{readme}: reproduced tables rewritten from {len(available)} suites")

@@ -217,6 +217,32 @@ def _paired_table(spec: TableSpec, chosen, path) -> Table:
     )
 
 
+def paired_claims(table: Table) -> str:
+    """The sentence a paired table supports, computed from its verdicts: nothing else is claimed."""
+    if "verdict" not in table.frame.columns or table.frame.empty:
+        return ""
+    groups: dict[str, list[str]] = {}
+    baseline = ""
+    for method, verdict in table.frame["verdict"].items():
+        kind = str(verdict).split(" (")[0]
+        if kind == "baseline":
+            baseline = str(method)
+        else:
+            groups.setdefault(kind, []).append(f"`{method}`")
+    parts = [
+        f"{label} than `{baseline}` (95% CI of the paired difference excludes 0): "
+        + ", ".join(groups[kind])
+        for kind, label in (("better", "Better"), ("worse", "Worse"))
+        if groups.get(kind)
+    ]
+    if groups.get("no difference shown"):
+        parts.append(
+            f"no difference from `{baseline}` shown (the CI includes 0): "
+            + ", ".join(groups["no difference shown"])
+        )
+    return "; ".join(parts) + "." if parts else ""
+
+
 def scaling_exponent(points: Sequence[tuple[float, float]]) -> float | None:
     """Least-squares slope of log(value) against log(size); None with under two sizes."""
     points = [(x, y) for x, y in points if x > 0 and y > 0]

@@ -128,3 +128,23 @@ def test_task_records_carry_identical_fingerprints_per_data_draw(cli, tmp_path):
     assert prints[0] != prints[1]  # another draw, other data
     (train0, test0), (train1, test1) = prints[0].pop(), prints[1].pop()
     assert len({train0, test0, train1, test1}) == 4
+
+
+def test_the_claims_sentence_names_only_differences_whose_interval_excludes_zero():
+    table_spec = spec.TableSpec(
+        title="t", metric="task.accuracy.mean", paired=spec.PairedSpec(baseline="avg")
+    )
+    records = _task_records(
+        {
+            "avg": [0.30, 0.40, 0.50, 0.60],
+            "o2p": [0.35, 0.46, 0.55, 0.66],  # +5..6 points on every data set
+            "flip": [0.50, 0.20, 0.70, 0.40],  # +20, -20, +20, -20: mean 0, CI wide
+        }
+    )
+    claims = report.paired_claims(report.build(records, table_spec))
+    better, _, rest = claims.partition(";")
+    assert "Better than `avg`" in better and "`o2p`" in better and "`flip`" not in better
+    assert "no difference from `avg` shown" in rest and "`flip`" in rest
+    # The same o2p numbers shifted onto the wrong data sets lose the pairing, and the claim.
+    shuffled = _task_records({"avg": [0.30, 0.40, 0.50, 0.60], "o2p": [0.66, 0.35, 0.55, 0.46]})
+    assert "Better" not in report.paired_claims(report.build(shuffled, table_spec))
