@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 BETTER, WORSE, NO_DIFFERENCE, BASELINE = "better", "worse", "no difference shown", "baseline"
+NO_VALUES = "no values (every record failed or is missing)"
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,6 @@ def paired_rows(
             continue
         shared = [u for u in own if u in base]
         difference = t_interval([own[u] - base[u] for u in shared])
-        rows.append(
-            PairedRow(
-                method, interval, difference, verdict(difference, better), len(own) - len(shared)
-            )
-        )
+        claim = verdict(difference, better) if shared else NO_VALUES
+        rows.append(PairedRow(method, interval, difference, claim, len(own) - len(shared)))
     return rows

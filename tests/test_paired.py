@@ -148,3 +148,9 @@ def test_the_claims_sentence_names_only_differences_whose_interval_excludes_zero
     # The same o2p numbers shifted onto the wrong data sets lose the pairing, and the claim.
     shuffled = _task_records({"avg": [0.30, 0.40, 0.50, 0.60], "o2p": [0.66, 0.35, 0.55, 0.46]})
     assert "Better" not in report.paired_claims(report.build(shuffled, table_spec))
+
+
+def test_a_method_without_values_is_not_called_equal():
+    base = {s: 0.5 for s in range(4)}
+    rows = paired.paired_rows({"base": base, "broken": {}}, "base", "lower")
+    assert rows[1].verdict == paired.NO_VALUES and rows[1].value.n == 0
