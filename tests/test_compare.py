@@ -67,7 +67,9 @@ def test_the_slowed_method_and_only_it_is_flagged_slower(cli, write_suite, tmp_p
     )
     flagged = {key[1] for key, verdict in _verdicts(result).items() if verdict == "slower"}
     assert flagged == {"victim"}
-    assert result.geomean["victim"] > 20
+    # The ratio itself depends on how long the un-slowed call takes on this machine (20 ms
+    # over 0.2-1 ms): assert only what "slower" at a 200% minimum effect implies.
+    assert result.geomean["victim"] > 3
     assert all(v == "~" for k, v in _verdicts(result).items() if k[2] == "forward_error")
     text = cli("compare", "fast", "slow", "--min-effect", "2", "--format", "md").stdout
     assert "victim" in text and "slower" in text
