@@ -140,3 +140,17 @@ def test_pending_skips_done_pairs_only():
     (case,) = suite.cases()
     assert runner.pending([case], suite, {(case.key, "time")}) == [(case, ["forward_error"])]
     assert runner.pending([case], suite, {(case.key, "time"), (case.key, "forward_error")}) == []
+
+
+def test_a_deadline_seen_between_calls_is_a_timeout_like_the_alarm():
+    # Under load the timer's own deadline check can run before SIGALRM fires; both paths
+    # must record the same kind of reason.
+    from bench_cli.metrics import CaseTimeout
+    from bench_cli.metrics.timing import _check
+
+    try:
+        _check(deadline=0.0)
+    except CaseTimeout as exc:
+        assert runner._reason(exc).startswith("timeout")
+    else:
+        raise AssertionError("a passed deadline must raise")

@@ -121,7 +121,7 @@ class Timer:
 
 def _check(deadline: float | None) -> None:
     if deadline is not None and time.monotonic() > deadline:
-        raise CaseTimeout("time limit reached while timing")
+        raise CaseTimeout("timeout: the case reached its time limit while timing")
 
 
 def labels(device: torch.device) -> dict[str, Any]:
