@@ -42,11 +42,17 @@ class Texture:
         """
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; known: {', '.join(SPLITS)}")
+        return self._windows[split]
+
+    @functools.cached_property
+    def _windows(self) -> dict[str, tuple[int, int, int, int]]:
         photo_row = self.origin // (self.origin.size // self.photo_rows)
         half = self.photo_rows // 2
-        inside = photo_row < half if split == "train" else photo_row >= half
-        rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
-        return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        out = {}
+        for split, inside in (("train", photo_row < half), ("test", photo_row >= half)):
+            rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+            out[split] = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+        return out
 
 
 @functools.cache
