@@ -487,6 +487,11 @@ def paper_suites() -> dict[str, Path]:
 
 def reproduction_markdown(folder: store.RunFolder) -> str:
     """A run's tables and, where its suite cites a source, published beside measured."""
+    return _reproduction(folder)[0]
+
+
+def _reproduction(folder: store.RunFolder) -> tuple[str, str | None]:
+    """(markdown, verdict sentence or None without a reference), loading the run once."""
     suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
     records = folder.records()
     parts = []
@@ -495,11 +500,12 @@ def reproduction_markdown(folder: store.RunFolder) -> str:
         claims = report.paired_claims(table)
         if claims:
             parts.append(claims + "\n")
+    verdict = None
     if suite.reference is not None:
-        parts.append(
-            reproduce_mod.render(reproduce_mod.compare(records, suite.reference), suite.reference)
-        )
-    return "\n".join(parts)
+        frame = reproduce_mod.compare(records, suite.reference)
+        parts.append(reproduce_mod.render(frame, suite.reference))
+        verdict = reproduce_mod.summary(frame)
+    return "\n".join(parts), verdict
 
 
 @app.command()
@@ -592,11 +598,10 @@ def write_readme_section(readme: Path, results: Path, available: dict[str, Path]
             sections.append(f"### {name}\n\nNo committed run under {results / name}.\n")
             continue
         folder = runs[-1]
-        sections.append(f"### {name}\n\nRun `{folder.path}`.\n\n" + reproduction_markdown(folder))
-        suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
-        if suite.reference is not None:
-            frame = reproduce_mod.compare(folder.records(), suite.reference)
-            verdicts.append(f"- **{name}**: {reproduce_mod.summary(frame)}.")
+        markdown, verdict = _reproduction(folder)
+        sections.append(f"### {name}\n\nRun `{folder.path}`.\n\n" + markdown)
+        if verdict is not None:
+            verdicts.append(f"- **{name}**: {verdict}.")
     overview = "Verdicts, counted from the tables below:\n\n" + "\n".join(verdicts) + "\n"
     body = "\n".join([overview, *sections] if verdicts else sections)
     start, end = text.index(README_START) + len(README_START), text.index(README_END)

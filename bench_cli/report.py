@@ -211,34 +211,34 @@ def _paired_table(spec: TableSpec, chosen, path) -> Table:
     frame = pd.DataFrame(
         list(rows.values()), index=pd.Index(list(rows), name="method"), dtype=object
     )
-    better = "higher" if spec.paired.better == "higher" else "lower"
-    return Table(
-        spec.title, f"{spec.metric}, paired by data draw ({better} is better)", "", frame, spec.stem
-    )
+    caption = f"{spec.metric}, paired by data draw ({spec.paired.better} is better)"
+    return Table(spec.title, caption, "", frame, spec.stem)
 
 
 def paired_claims(table: Table) -> str:
     """The sentence a paired table supports, computed from its verdicts: nothing else is claimed."""
     if "verdict" not in table.frame.columns or table.frame.empty:
         return ""
+    from bench_cli import paired
+
     groups: dict[str, list[str]] = {}
     baseline = ""
     for method, verdict in table.frame["verdict"].items():
-        kind = str(verdict).split(" (")[0]
-        if kind == "baseline":
+        kind = str(verdict).split(" (")[0]  # drop "(n unpaired left out)"
+        if kind == paired.BASELINE:
             baseline = str(method)
         else:
             groups.setdefault(kind, []).append(f"`{method}`")
     parts = [
         f"{label} than `{baseline}` (95% CI of the paired difference excludes 0): "
         + ", ".join(groups[kind])
-        for kind, label in (("better", "Better"), ("worse", "Worse"))
+        for kind, label in ((paired.BETTER, "Better"), (paired.WORSE, "Worse"))
         if groups.get(kind)
     ]
-    if groups.get("no difference shown"):
+    if groups.get(paired.NO_DIFFERENCE):
         parts.append(
             f"no difference from `{baseline}` shown (the CI includes 0): "
-            + ", ".join(groups["no difference shown"])
+            + ", ".join(groups[paired.NO_DIFFERENCE])
         )
     return "; ".join(parts) + "." if parts else ""
 

@@ -80,7 +80,7 @@ def value_verdict(
         return "invalid: not finite", FAILS
     target = float(published)
     if by_construction:
-        if _under_floor(measured, max(ref.rounding_floor, 0.0)):
+        if _under_floor(measured, ref.rounding_floor):
             return "exact by construction", NOT_EVIDENCE
         return "differs (not exact, though exact by construction)", FAILS
     if target < ref.rounding_floor:
@@ -164,16 +164,6 @@ def compare(records: Sequence[Mapping[str, Any]], ref: ReferenceSpec) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def failing_rows(frame: pd.DataFrame) -> list[str]:
-    """'axis=value, ...: verdict' for every row whose outcome is ``fails``."""
-    axes = [c for c in frame.columns if c not in _RESULT_COLUMNS]
-    return [
-        ", ".join(f"{a}={row[a]}" for a in axes) + f": {row['verdict']}"
-        for _, row in frame.iterrows()
-        if row["outcome"] == FAILS
-    ]
-
-
 _RESULT_COLUMNS = {
     "published",
     "measured",
@@ -184,6 +174,16 @@ _RESULT_COLUMNS = {
     "verdict",
     "outcome",
 }
+
+
+def failing_rows(frame: pd.DataFrame) -> list[str]:
+    """'axis=value, ...: verdict' for every row whose outcome is ``fails``."""
+    axes = [c for c in frame.columns if c not in _RESULT_COLUMNS]
+    return [
+        ", ".join(f"{a}={row[a]}" for a in axes) + f": {row['verdict']}"
+        for _, row in frame.iterrows()
+        if row["outcome"] == FAILS
+    ]
 
 
 def counts(frame: pd.DataFrame) -> dict[str, int]:
