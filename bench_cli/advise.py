@@ -26,8 +26,6 @@ import yaml
 from bench_cli import runner, spec
 from bench_cli.errors import UserError
 
-EXACT = ("eig_dk", "eig", "autograd", "svd")
-
 
 @dataclass
 class Question:
@@ -60,34 +58,34 @@ SHORT_BUDGET_S = 20.0
 SCREEN_BATCH = 4  # errors are per matrix (the worst over the batch): a few matrices suffice
 
 
-SETTINGS = {  # the iteration/degree settings tried, short budget first
-    "newton_schulz": ("iters", [10], [5, 10, 20]),
-    "mtp_lya": ("degree", [11], [11, 32]),
-    "mpa_lya": ("degree", [5], [5, 10]),
-}
-NEEDS_RANK = ("topk", "lowrank")
-
-
 def candidates(question: Question) -> dict[str, dict[str, Any]]:
-    """Every registered method that computes the function, at a few iteration/degree
-    settings (one each when the budget is short); truncated ones only with --rank."""
-    from bench_cli.layers import matfun
+    """Every registered matrix-function method that computes the function, at the settings
+    its declaration's ``tuning`` names (the short list when the budget is short); truncated
+    ones (a declared ``rank_option``) only with --rank."""
+    from bench_cli import registry
 
     short = question.budget_s < SHORT_BUDGET_S
     out: dict[str, dict[str, Any]] = {}
-    for method in matfun.METHODS:
-        if question.func not in matfun.supported_funcs(method):
+    for name, method in registry.layer("matrix_function").methods.items():
+        if question.func not in method.funcs:
             continue
-        config: dict[str, Any] = {"method": method}
-        if method in NEEDS_RANK:
+        config: dict[str, Any] = {"method": name}
+        if method.rank_option is not None:
             if question.rank is None:
                 continue
-            config["k"] = question.rank
-        if method in SETTINGS:
-            option, few, many = SETTINGS[method]
-            config[option] = few if short else many
-        out[method] = config
+            config[method.rank_option] = question.rank
+        if method.tuning is not None:
+            values = method.tuning.short if short else method.tuning.full
+            config[method.tuning.option] = list(values)
+        out[name] = config
     return out
+
+
+def is_exact(params: dict) -> bool:
+    """Whether the method behind a label is declared exact."""
+    from bench_cli import registry
+
+    return registry.layer("matrix_function").methods[params["impl"]].exact
 
 
 def _suite(
@@ -282,7 +280,7 @@ def advise(question: Question, reporter_factory=None) -> Advice:
                 "per_dim": times,
                 "forward_error": errors.get("forward_error"),
                 "grad_error": errors.get("grad_error"),
-                "exact": label in EXACT,
+                "exact": is_exact(configs[label]),
             }
         )
     advice.ranking.sort(key=lambda row: row["time_s"])
@@ -293,8 +291,3 @@ def advise(question: Question, reporter_factory=None) -> Advice:
 
 def _config_of(params: dict) -> dict:
     return {"method": params["impl"], **{k: v for k, v in params["options"].items() if k != "func"}}
-
-
-def suite_yaml(advice: Advice) -> str:
-    """The generated suites, as YAML documents, re-runnable with `matbench run`."""
-    return "\n---\n".join(yaml.safe_dump(data, sort_keys=False) for data in advice.suites.values())

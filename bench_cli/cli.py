@@ -34,8 +34,10 @@ from bench_cli import compare as compare_mod
 from bench_cli import env as env_mod
 from bench_cli import executor as executor_mod
 from bench_cli import html, plots, registry, report, runner, shards, spec, store
+from bench_cli import metrics as metrics_catalog
 from bench_cli import reproduce as reproduce_mod
 from bench_cli.errors import UserError, unknown_name
+from bench_cli.layers.declare import KTilde
 
 app = typer.Typer(
     name="matbench",
@@ -1006,7 +1008,7 @@ def list_(
         console.print(table)
     if "methods" in show:
         table = RichTable(title="methods", title_justify="left")
-        for col in ("layer", "method", "options", "summary"):
+        for col in ("layer", "method", "kind", "FLOPs", "K̃", "options", "summary"):
             table.add_column(col)
         for layer in registry.layers().values():
             for method in layer.methods.values():
@@ -1015,7 +1017,23 @@ def list_(
                     name if f.is_required() else f"{name}={f.default}"
                     for name, f in model.model_fields.items()
                 )
-                _add_row(table, layer.name, method.name, options, method.summary)
+                k_tilde = (
+                    "none"
+                    if method.k_tilde is None
+                    else method.k_tilde.gap
+                    if isinstance(method.k_tilde, KTilde)
+                    else "by options"
+                )
+                _add_row(
+                    table,
+                    layer.name,
+                    method.name,
+                    "exact" if method.exact else "approximate",
+                    "modelled" if registry.flops_modelled(layer.name, method.name) else "n/a",
+                    k_tilde,
+                    options,
+                    method.summary,
+                )
         console.print(table)
     if "inputs" in show:
         table = RichTable(title="input kinds", title_justify="left")
@@ -1032,7 +1050,7 @@ def list_(
         table = RichTable(title="metrics", title_justify="left")
         for col in ("metric", "unit", "options", "summary"):
             table.add_column(col)
-        for metric in registry.metrics().values():
+        for metric in metrics_catalog.METRICS.values():
             options = ", ".join(
                 f"{n}={f.get_default(call_default_factory=True)}"
                 for n, f in metric.options.model_fields.items()

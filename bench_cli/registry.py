@@ -1,25 +1,29 @@
-"""Name -> layer / method / input family / metric lookup.
+"""Name -> layer / method / input family lookup.
 
 Used by the suite schema (to validate names and options), the runner (to
 build what a case runs) and ``matbench list``. Layers never import this
-module: the catalogue below reads their method tables, so a method added to
-``bench_cli.layers`` is registered by that alone.
+module: each layer's ``METHODS`` table holds the :class:`Method` entries
+declared beside their functions (:mod:`bench_cli.layers.declare`), and a
+:class:`Layer` here holds that very table, so a method declared in
+``bench_cli.layers`` or registered by a plugin is seen everywhere at once.
+
+Float64 references live in :mod:`bench_cli.references`, metric lookups in
+:mod:`bench_cli.metrics`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
+import importlib.metadata
 import inspect
-import math
 import os
+import sys
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from pydantic import (
     BaseModel,
@@ -32,211 +36,41 @@ from pydantic import (
 )
 
 from bench_cli import inputs as _inputs
-from bench_cli import metrics as _metrics
+from bench_cli import references as ref
 from bench_cli.errors import UserError, unknown_name
 from bench_cli.layers import matfun, ncut, pooling, spectral
+from bench_cli.layers.declare import FUNCS, MATMUL, KTilde, Method, entry
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    impl: Callable[..., Any]
-    summary: str
+# (method entry, resolved options, resolved input parameters) -> per-item (forward,
+# backward) nominal FLOPs, either None where the method has no model.
+LayerFlops = Callable[[Method, Mapping[str, Any], Mapping[str, Any]], tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
 class Layer:
     name: str
     options: type[BaseModel]  # options every method of this layer shares
-    methods: Mapping[str, Method]
+    methods: MutableMapping[str, Method]  # the layer's own table: declarations and plugins
     input_kinds: tuple[str, ...]
     build: Callable[[str, Mapping[str, Any]], Forward]  # (method, options) -> forward
     reference: Callable[[Mapping[str, Any], Mapping[str, torch.Tensor]], torch.Tensor]
     summary: str
+    flops: LayerFlops
     # (options, float64 inputs, float64 upstream) -> float64 input gradients; None: use
     # central differences of ``reference``.
     reference_grad: Callable[..., dict[str, torch.Tensor]] | None = None
     differentiable: bool = True
+    # (options, inputs) -> the symmetric matrix whose eigendecomposition the backward
+    # differentiates (for the stability metric's K̃ bound); None: there is none.
+    decomposed: Callable[[Mapping[str, Any], Mapping[str, torch.Tensor]], torch.Tensor] | None = (
+        None
+    )
 
     @property
     def default_method(self) -> str | None:
         """The method a suite may leave out: the only one, where there is one."""
         return next(iter(self.methods)) if len(self.methods) == 1 else None
-
-
-# ---------------------------------------------------------------- references
-# Float64 NumPy re-implementations of each layer's forward: independent of the
-# torch code under test, so a shared mistake cannot cancel out.
-
-
-def _np(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float64).numpy()
-
-
-def _np_spectral(M: np.ndarray, func: str, p: float | None) -> np.ndarray:
-    eigvals, eigvecs = np.linalg.eigh(0.5 * (M + np.swapaxes(M, -1, -2)))
-    with np.errstate(all="ignore"):
-        f = {
-            "log": np.log,
-            "sqrt": np.sqrt,
-            "invsqrt": lambda w: 1.0 / np.sqrt(w),
-            "pow": lambda w: np.power(w, p),
-            "identity": lambda w: w,
-        }[func](eigvals)
-    return (eigvecs * f[..., None, :]) @ np.swapaxes(eigvecs, -1, -2)
-
-
-def _np_covariance(X: np.ndarray, center: bool) -> np.ndarray:
-    if center:
-        X = X - X.mean(-2, keepdims=True)
-    return np.swapaxes(X, -1, -2) @ X / X.shape[-2]
-
-
-def _ref_matrix_function(options, inputs) -> torch.Tensor:
-    return torch.from_numpy(_np_spectral(_np(inputs["A"]), options["func"], options.get("p")))
-
-
-def _ref_o2p(options, inputs) -> torch.Tensor:
-    C = _np_covariance(_np(inputs["X"]), options["center"])
-    pooled = _np_spectral(C + options["eps"] * np.eye(C.shape[-1]), options["func"], options["p"])
-    rows, cols = np.triu_indices(C.shape[-1])
-    scale = np.where(rows == cols, 1.0, np.sqrt(2.0))
-    return torch.from_numpy(pooled[..., rows, cols] * scale)
-
-
-def _ref_ncut(options, inputs) -> torch.Tensor:
-    X = _np(inputs["X"])
-    if options["affinity"] == "gaussian":
-        sq_dist = ((X[..., :, None, :] - X[..., None, :, :]) ** 2).sum(-1)
-        W = np.exp(-sq_dist / (2 * options["sigma"] ** 2))
-    else:
-        unit = X / np.linalg.norm(X, axis=-1, keepdims=True)
-        W = 0.5 * (1 + unit @ np.swapaxes(unit, -1, -2))
-    d = W.sum(-1)
-    M = W / np.sqrt(d[..., :, None] * d[..., None, :])
-    _, eigvecs = np.linalg.eigh(M)
-    top = eigvecs[..., -options["k"] :]
-    return torch.from_numpy(top @ np.swapaxes(top, -1, -2))
-
-
-def _ref_bilinear(options, inputs) -> torch.Tensor:
-    X = _np(inputs["X"])
-    M = (np.swapaxes(X, -1, -2) @ X / X.shape[-2]).reshape(X.shape[0], -1)
-    signed = np.sign(M) * np.sqrt(np.abs(M) + options["eps"])
-    return torch.from_numpy(signed / np.linalg.norm(signed, axis=-1, keepdims=True))
-
-
-def _fc_weights(out_features: int, in_features: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed float64 weights: the head is a fixed cost here, not what is measured."""
-    generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(out_features, in_features, generator=generator, dtype=torch.float64)
-    bias = torch.randn(out_features, generator=generator, dtype=torch.float64)
-    return weight / math.sqrt(in_features), bias
-
-
-def _ref_fc(options, inputs) -> torch.Tensor:
-    X = _np(inputs["X"])
-    weight, bias = _fc_weights(options["out_features"], X.shape[-1])
-    return torch.from_numpy(X @ weight.numpy().T + bias.numpy())
-
-
-# ---------------------------------------------------------------- reference gradients
-# ∂⟨G, f(x)⟩/∂x in float64, written apart from the layers they check.
-
-_DERIVATIVES = {
-    "log": lambda w, p: 1.0 / w,
-    "sqrt": lambda w, p: 0.5 / np.sqrt(w),
-    "invsqrt": lambda w, p: -0.5 * w**-1.5,
-    "pow": lambda w, p: p * w ** (p - 1),
-    "identity": lambda w, p: np.ones_like(w),
-}
-
-
-def _np_daleckii_krein(M: np.ndarray, G: np.ndarray, func: str, p: float | None) -> np.ndarray:
-    """U (L ∘ Uᵀ sym(G) U) Uᵀ with divided differences; f′ at the midpoint for gaps below
-    1e-5 relative (error ~ gap² f‴/24, below 1e-10; rounding of the plain quotient would be
-    ~1e-16/gap)."""
-    w, U = np.linalg.eigh(0.5 * (M + np.swapaxes(M, -1, -2)))
-    with np.errstate(all="ignore"):
-        f = _np_spectral_values(w, func, p)
-        wi, wj = w[..., :, None], w[..., None, :]
-        close = np.abs(wi - wj) <= 1e-5 * np.maximum(np.abs(wi), np.abs(wj))
-        divided = (f[..., :, None] - f[..., None, :]) / np.where(close, 1.0, wi - wj)
-        L = np.where(close, _DERIVATIVES[func](0.5 * (wi + wj), p), divided)
-    Gs = 0.5 * (G + np.swapaxes(G, -1, -2))
-    Ut = np.swapaxes(U, -1, -2)
-    return U @ (L * (Ut @ Gs @ U)) @ Ut
-
-
-def _np_spectral_values(w: np.ndarray, func: str, p: float | None) -> np.ndarray:
-    return {
-        "log": np.log,
-        "sqrt": np.sqrt,
-        "invsqrt": lambda w: 1.0 / np.sqrt(w),
-        "pow": lambda w: np.power(w, p),
-        "identity": lambda w: w,
-    }[func](w)
-
-
-def _ref_grad_matrix_function(options, inputs, upstream) -> dict[str, torch.Tensor]:
-    A = _np(inputs["A"])
-    grad = _np_daleckii_krein(A, upstream.numpy(), options["func"], options.get("p"))
-    return {"A": torch.from_numpy(grad)}
-
-
-def _ref_grad_o2p(options, inputs, upstream) -> dict[str, torch.Tensor]:
-    X = _np(inputs["X"])
-    Xc = X - X.mean(-2, keepdims=True) if options["center"] else X
-    n, c = X.shape[-2], X.shape[-1]
-    C = np.swapaxes(Xc, -1, -2) @ Xc / n + options["eps"] * np.eye(c)
-    # y = triu(F)·(1 on the diagonal, √2 off it) for symmetric F: ⟨g, dy⟩ = ⟨G_F, dF⟩ with
-    # G_F symmetric, g on the diagonal and g/√2 on both off-diagonal positions.
-    rows, cols = np.triu_indices(c)
-    G_F = np.zeros(X.shape[:-2] + (c, c))
-    g = upstream.numpy()
-    G_F[..., rows, cols] = np.where(rows == cols, g, g / np.sqrt(2.0))
-    G_F[..., cols, rows] = G_F[..., rows, cols]
-    G_C = _np_daleckii_krein(C, G_F, options["func"], options.get("p"))
-    # C = Xcᵀ Xc / n: ∂/∂X = (2/n) Xc G_C (centring is absorbed: Xc's columns sum to 0).
-    return {"X": torch.from_numpy(2.0 / n * Xc @ G_C)}
-
-
-def fd_reference_grad(reference, options, inputs, upstream, max_elements: int = 8192):
-    """Central differences of a float64 reference forward, h = 1e-6 · rms(x).
-
-    Perturbs one position of every batch item at once (the layers treat batch items
-    independently), so the cost is 2·(elements per item) reference calls.
-    Truncation O(h²) plus rounding O(1e-16/h): about 1e-10 relative.
-    """
-    grads = {}
-    for name, x in inputs.items():
-        if not x.is_floating_point():
-            continue
-        x = x.detach().to("cpu", torch.float64)
-        per_item = x[0].numel()
-        if per_item > max_elements:
-            raise ValueError(
-                f"{name}: {per_item} elements per item is too many for a "
-                f"finite-difference reference (limit {max_elements})"
-            )
-        h = 1e-6 * float(x.pow(2).mean().sqrt().clamp_min(1e-3))
-        grad = torch.zeros_like(x)
-        flat_grad, base = grad.view(x.shape[0], -1), x.reshape(x.shape[0], -1)
-        for k in range(per_item):
-            plus, minus = base.clone(), base.clone()
-            plus[:, k] += h
-            minus[:, k] -= h
-            values = [
-                (reference(options, {**inputs, name: moved.view(x.shape)}) * upstream)
-                .flatten(1)
-                .sum(1)
-                for moved in (plus, minus)
-            ]
-            flat_grad[:, k] = (values[0] - values[1]) / (2 * h)
-        grads[name] = grad
-    return grads
 
 
 # ---------------------------------------------------------------- layer options
@@ -323,37 +157,25 @@ def _build_ncut(method: str, options: Mapping[str, Any]) -> Forward:
     )
 
 
-def _build_direct(fn: Callable[..., torch.Tensor]):
-    def build(method: str, options: Mapping[str, Any]) -> Forward:
-        return lambda inputs: fn(inputs["X"], **options)
-
-    return build
-
-
 def _fc(X: torch.Tensor, *, out_features: PositiveInt = 16) -> torch.Tensor:
     """A fixed linear head over the last dimension."""
-    weight, bias = _fc_weights(out_features, X.shape[-1])
+    weight, bias = ref.fc_weights(out_features, X.shape[-1])
     return torch.nn.functional.linear(X, weight.to(X), bias.to(X))
 
 
-def _methods(table: Mapping[str, Callable[..., Any]]) -> dict[str, Method]:
-    return {name: Method(name, fn, _doc_summary(fn)) for name, fn in table.items()}
+def _direct_layer(name, fn, reference, summary, flops) -> Layer:
+    """A layer with one method, ``direct``; ``flops(n, c, options)`` per item, forward."""
+    table = {"direct": entry("direct", fn, exact=True, flops=None, k_tilde=None)}
 
+    def layer_flops(method, options, params):
+        forward = flops(params["samples"], params["channels"], options)
+        return forward, 2 * forward
 
-def _doc_summary(fn: Callable) -> str:
-    return (inspect.getdoc(fn) or "").split("\n")[0]
+    def build(method: str, options: Mapping[str, Any]) -> Forward:
+        return lambda inputs: fn(inputs["X"], **options)
 
-
-def _direct_layer(name, fn, reference, summary) -> Layer:
-    return Layer(
-        name,
-        _Options,
-        _methods({"direct": fn}),
-        ("features", "mosaic"),
-        _build_direct(fn),
-        reference,
-        summary,
-    )
+    return Layer(name, _Options, table, ("features", "mosaic"), build, reference, summary,
+                 layer_flops)  # fmt: skip
 
 
 def _gap_term(gap: str):
@@ -369,115 +191,245 @@ def _gap_term(gap: str):
     return approximate
 
 
+GAP_SERIES = {
+    name: entry(
+        name,
+        _gap_term(name),
+        exact=name == "exact",
+        flops=None,
+        k_tilde=lambda o, name=name: KTilde(name, 0.0, o["degree"]),
+    )
+    for name in ("exact", "taylor", "pade")
+}
+
+
 def _build_gap_series(method: str, options: Mapping[str, Any]) -> Forward:
     fn = GAP_SERIES[method]
     return lambda inputs: fn(inputs["eigvals"], **options)
 
 
-GAP_SERIES = {name: _gap_term(name) for name in ("exact", "taylor", "pade")}
+# ---------------------------------------------------------------- per-layer facts
+
+
+def _matrix_size(params: Mapping[str, Any]) -> int:
+    return params.get("dim") or params["channels"]
+
+
+def _matrix_function_flops(method, options, params):
+    return method.flops_for(_matrix_size(params), options)
+
+
+def _o2p_flops(method, options, params):
+    """The method's own count on the C x C covariance, plus forming it (2NC²) both ways."""
+    n, c = params["samples"], params["channels"]
+    covariance = MATMUL * n * c * c
+    forward, backward = method.flops_for(c, options)
+    return (
+        None if forward is None else forward + covariance,
+        None if backward is None else backward + covariance,
+    )
+
+
+def _ncut_flops(method, options, params):
+    """The method's count on the N x N matrix, plus the affinity (2N²C) both ways."""
+    n, c = params["samples"], params["channels"]
+    affinity = MATMUL * n * n * c
+    forward, backward = method.flops_for(n, options)
+    return (
+        None if forward is None else forward + affinity,
+        None if backward is None else backward + affinity,
+    )
+
+
+def _symmetric_input(options, inputs):
+    A = inputs["A"].detach()
+    return 0.5 * (A + A.mT)
+
+
+def _o2p_covariance(options, inputs):
+    Y = pooling.weighted_samples(inputs["X"].detach(), None, options["center"])
+    return Y.mT @ Y + options["eps"] * torch.eye(Y.shape[-1], dtype=Y.dtype, device=Y.device)
+
+
+def _ncut_matrix(options, inputs):
+    X = inputs["X"].detach()
+    return ncut.normalized_affinity(ncut.affinity(X, options["affinity"], options["sigma"]))
 
 
 LAYERS: dict[str, Layer] = {
     "matrix_function": Layer(
         "matrix_function",
         MatrixFunctionOptions,
-        _methods(matfun.METHODS),
+        matfun.METHODS,
         ("spd", "covariance"),
         _build_matrix_function,
-        _ref_matrix_function,
+        ref.matrix_function,
         "f(A) for symmetric A: log, sqrt, invsqrt, pow, identity",
-        reference_grad=_ref_grad_matrix_function,
+        _matrix_function_flops,
+        reference_grad=ref.matrix_function_grad,
+        decomposed=_symmetric_input,
     ),
     "o2p": Layer(
         "o2p",
         O2POptions,
-        _methods(matfun.METHODS),
+        matfun.METHODS,
         ("features", "mosaic"),
         _build_o2p,
-        _ref_o2p,
+        ref.o2p,
         "second-order pooling: f(covariance + εI) of features, upper triangle",
-        reference_grad=_ref_grad_o2p,
+        _o2p_flops,
+        reference_grad=ref.o2p_grad,
+        decomposed=_o2p_covariance,
     ),
     "ncut": Layer(
         "ncut",
         NcutOptions,
-        _methods(ncut.METHODS),
+        ncut.METHODS,
         ("features", "segmentation"),
         _build_ncut,
-        _ref_ncut,
+        ref.ncut,
         "normalized cuts: projector onto the top-k eigenvectors of D^-1/2 W D^-1/2",
+        _ncut_flops,
+        decomposed=_ncut_matrix,
     ),
     "avg_pool": _direct_layer(
         "avg_pool",
         pooling.avg_pool,
-        lambda o, i: torch.from_numpy(_np(i["X"]).mean(-2)),
+        ref.avg_pool,
         "first-order baseline: mean feature",
+        lambda n, c, o: float(n * c),
     ),
     "max_pool": _direct_layer(
         "max_pool",
         pooling.max_pool,
-        lambda o, i: torch.from_numpy(_np(i["X"]).max(-2)),
+        ref.max_pool,
         "first-order baseline: channel-wise max",
+        lambda n, c, o: float(n * c),
     ),
     "bilinear": _direct_layer(
         "bilinear",
         pooling.bilinear,
-        _ref_bilinear,
+        ref.bilinear,
         "unstructured second-order baseline: outer product, signed sqrt, L2",
+        lambda n, c, o: MATMUL * n * c * c,
     ),
-    "fc": _direct_layer("fc", _fc, _ref_fc, "fully connected head (fixed weights)"),
+    "fc": _direct_layer(
+        "fc",
+        _fc,
+        ref.fc,
+        "fully connected head (fixed weights)",
+        lambda n, c, o: MATMUL * n * c * o.get("out_features", 0),
+    ),
     "gap_series": Layer(
         "gap_series",
         _Options,
-        _methods(GAP_SERIES),
+        GAP_SERIES,
         ("ratio",),
         _build_gap_series,
-        lambda options, inputs: 1.0 / (1.0 - _np_gap_ratio(inputs)),
+        ref.gap_series,
         "the gap term 1/(1 − x) as a backward forms it: exact, Taylor or Padé",
+        lambda method, options, params: (None, None),
         differentiable=False,
     ),
 }
+MATRIX_FUNCTION_LAYERS = ("matrix_function", "o2p")  # share matfun.METHODS
+DIRECT_LAYERS = ("avg_pool", "max_pool", "bilinear", "fc")  # the layer models their FLOPs
 
 
-def _np_gap_ratio(inputs) -> torch.Tensor:
-    eigvals = inputs["eigvals"].detach().to("cpu", torch.float64)
-    return eigvals[..., 0] / eigvals[..., 1]
+def flops_modelled(layer_name: str, method: str) -> bool:
+    """Whether a FLOP model covers this method (its declaration's, or a direct layer's)."""
+    return layer_name in DIRECT_LAYERS or LAYERS[layer_name].methods[method].flops is not None
 
 
-def register_method(layer_name: str, name: str, fn: Callable[..., Any]) -> None:
-    """Add a method to a layer, e.g. from a plugin module (see ``load_plugins``).
+def register_method(
+    layer_name: str,
+    name: str,
+    fn: Callable[..., Any] | None = None,
+    *,
+    exact: bool = False,
+    flops=None,
+    k_tilde=None,
+    funcs: tuple[str, ...] = FUNCS,
+    tuning=None,
+    rank_option: str | None = None,
+    summary: str | None = None,
+):
+    """Add a method to a layer, from a plugin or a test; usable as a decorator (no ``fn``).
 
-    For ``matrix_function`` and ``o2p`` the function has the signature
-    ``fn(A, func, p=None, *, options...)`` and is added to both.
+    The facts are those of :func:`bench_cli.layers.declare.entry`. Left out, a method
+    is an approximation with no FLOP model (GFLOP/s n/a) and no K̃ (max_k_tilde n/a).
+    For ``matrix_function`` and ``o2p`` the function's signature is
+    ``fn(A, func, p=None, *, option=default, ...)`` (A: (..., d, d); its keyword-only
+    parameters become suite options), and it is added to both layers.
     """
-    targets = (
-        ("matrix_function", "o2p") if layer_name in ("matrix_function", "o2p") else (layer_name,)
-    )
-    if layer_name in ("matrix_function", "o2p"):
-        matfun.METHODS[name] = fn
-    for target in targets:
-        layer = LAYERS[target]
-        methods = dict(layer.methods, **{name: Method(name, fn, _doc_summary(fn))})
-        LAYERS[target] = dataclasses.replace(layer, methods=methods)
-    options_model.cache_clear()
+    facts = dict(
+        exact=exact, flops=flops, k_tilde=k_tilde, funcs=funcs, tuning=tuning,
+        rank_option=rank_option, summary=summary,
+    )  # fmt: skip
+
+    def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if layer_name not in LAYERS:
+            raise UserError(unknown("layer", layer_name))
+        table = LAYERS[layer_name].methods
+        if name in table:
+            raise UserError(f"method '{name}' of layer '{layer_name}' is already registered")
+        if layer_name in MATRIX_FUNCTION_LAYERS:
+            _check_signature(name, fn)
+        table[name] = entry(name, fn, **facts)
+        options_model.cache_clear()
+        return fn
+
+    return add if fn is None else add(fn)
+
+
+def _check_signature(name: str, fn: Callable[..., Any]) -> None:
+    """A matrix-function method takes (A, func, p=None, *, options); say so at registration."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_var = any(p.kind is p.VAR_POSITIONAL for p in params)
+    if not takes_var and len(positional) < 3:
+        raise UserError(
+            f"method '{name}': a matrix_function method takes (A, func, p=None, *, options), "
+            f"got ({', '.join(p.name for p in params)})"
+        )
+
+
+PLUGIN_GROUP = "bench_cli.plugins"
+_plugins_loaded = False
 
 
 def load_plugins() -> None:
-    """Import the modules named in MATBENCH_PLUGINS (comma-separated); they register
-    methods with ``register_method``. Runs in every process, isolated workers too."""
+    """Import plugin modules once per process: the ``bench_cli.plugins`` entry points of
+    installed packages, then the modules named in MATBENCH_PLUGINS (comma-separated).
+    Plugins register methods with :func:`register_method`. Runs on the first lookup in
+    every process, isolated workers too."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            point.load()
+        except Exception as exc:
+            raise UserError(f"plugin entry point '{point.name}' ({point.value}): {exc}") from exc
     for module in filter(
         None, (m.strip() for m in os.environ.get("MATBENCH_PLUGINS", "").split(","))
     ):
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise UserError(f"MATBENCH_PLUGINS: cannot import '{module}': {exc}") from exc
+            on_path = os.getcwd() in (os.path.abspath(p) for p in sys.path if p)
+            hint = "" if on_path else "; a module in the current folder needs PYTHONPATH=."
+            raise UserError(f"MATBENCH_PLUGINS: cannot import '{module}': {exc}{hint}") from exc
 
 
 def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]) -> str | None:
     """A combination the option models cannot see, e.g. a method that computes sqrt only."""
-    if layer_name in ("matrix_function", "o2p") and "func" in options:
-        funcs = matfun.supported_funcs(method_name)
+    if layer_name in MATRIX_FUNCTION_LAYERS and "func" in options:
+        funcs = LAYERS[layer_name].methods[method_name].funcs
         if options["func"] not in funcs:
             return (
                 f"method '{method_name}' computes func {', '.join(funcs)} only, not "
@@ -486,92 +438,31 @@ def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]
     return None
 
 
-def k_tilde_spec(layer_name: str, method: str, options: Mapping[str, Any]):
-    """How a method forms K̃ = 1/(λᵢ − λⱼ): (gap, gap_eps, degree, on σ²), or None if it has none."""
-    if layer_name == "ncut":
-        return ("exact", 0.0, 0, False) if method in ("eig", "autograd") else None
-    if layer_name not in ("matrix_function", "o2p"):
-        return None
-    if method in ("autograd", "topk", "svd_topn"):
-        return ("exact", 0.0, 0, False)
-    if method in ("eig", "svd"):
-        return (options["gap"], options["gap_eps"], options["degree"], method == "svd")
-    if method == "svd_taylor":
-        return ("taylor", 0.0, options["degree"], False)
-    if method == "svd_pade":
-        return ("pade", 0.0, options["degree"], False)
-    if method == "svd_pi":
-        return ("taylor", 0.0, options["iters"] - 1, False)
-    if method == "svd_trunc":
-        return ("clip", 1.0 / options["bound"], 0, False)
-    return None  # eig_dk, newton_schulz, mtp_lya, mpa_lya, lowrank: no K̃
-
-
-def decomposed_matrix(
-    layer_name: str, options: Mapping[str, Any], inputs: Mapping[str, torch.Tensor]
-) -> torch.Tensor | None:
-    """The symmetric matrix whose eigendecomposition the layer differentiates."""
-    if layer_name == "matrix_function":
-        A = inputs["A"].detach()
-        return 0.5 * (A + A.mT)
-    if layer_name == "o2p":
-        Y = pooling.weighted_samples(inputs["X"].detach(), None, options["center"])
-        return Y.mT @ Y + options["eps"] * torch.eye(Y.shape[-1], dtype=Y.dtype, device=Y.device)
-    if layer_name == "ncut":
-        X = inputs["X"].detach()
-        return ncut.normalized_affinity(ncut.affinity(X, options["affinity"], options["sigma"]))
-    return None
-
-
-# ---------------------------------------------------------------- FLOP models
-# Matrix-function methods declare their own counts (matfun.method_flops); the layers add
-# their own work around them. GFLOP/s from these are nominal rates.
+def k_tilde(layer_name: str, method: str, options: Mapping[str, Any]) -> KTilde | None:
+    """The K̃ the method's backward forms with these options (from its declaration)."""
+    return LAYERS[layer_name].methods[method].k_tilde_for(options)
 
 
 def flop_model(
     layer_name: str, method: str, options: Mapping[str, Any], inputs: Mapping[str, Any]
-) -> dict[str, float]:
-    """Nominal FLOPs of one call, forward and backward, for the whole batch."""
+) -> dict[str, float | None]:
+    """Nominal FLOPs of one call, forward and backward, for the whole batch; None (n/a)
+    for a mode containing a part the method's declaration has no model for."""
+    layer = LAYERS[layer_name]
     batch = inputs.get("batch", 1)
-    if layer_name == "matrix_function":
-        forward, backward = matfun.method_flops(
-            method, inputs.get("dim") or inputs["channels"], options
-        )
-    elif layer_name == "o2p":
-        n, c = inputs["samples"], inputs["channels"]
-        covariance = 2.0 * n * c * c
-        forward, backward = matfun.method_flops(method, c, options)
-        forward = forward + covariance
-        backward = None if backward is None else backward + covariance
-    elif layer_name == "ncut":
-        n, c, k = inputs["samples"], inputs["channels"], options["k"]
-        forward = 2.0 * n * n * c + 9.0 * n**3 + 2.0 * n * n * k
-        backward = 4 * 2.0 * n**3 + 2.0 * n * n * c
-    else:
-        n, c = inputs["samples"], inputs["channels"]
-        forward = {
-            "bilinear": 2.0 * n * c * c,
-            "fc": 2.0 * n * c * options.get("out_features", 0),
-        }.get(layer_name, float(n * c))
-        backward = 2 * forward
-    # A part with no model (None, e.g. a backward that iterates to a tolerance) makes the
-    # modes that contain it n/a rather than a guess.
+    forward, backward = layer.flops(layer.methods[method], options, inputs)
     return {
-        "fwd": _times(batch, forward),
-        "bwd": _times(batch, backward),
+        "fwd": None if forward is None else batch * forward,
+        "bwd": None if backward is None else batch * backward,
         "fwd_bwd": None if forward is None or backward is None else batch * (forward + backward),
     }
-
-
-def _times(batch: int, flops: float | None) -> float | None:
-    return None if flops is None else batch * flops
 
 
 @functools.cache
 def options_model(layer_name: str, method_name: str) -> type[BaseModel]:
     """The layer's shared options plus the method's own keyword-only parameters."""
     layer = LAYERS[layer_name]
-    impl = layer.methods[method_name].impl
+    impl = layer.methods[method_name].fn
     hints = typing.get_type_hints(impl)
     fields: dict[str, Any] = {}
     for param in inspect.signature(impl).parameters.values():
@@ -584,41 +475,33 @@ def options_model(layer_name: str, method_name: str) -> type[BaseModel]:
 
 
 def unknown(kind: str, name: str, choices=None) -> str:
+    """ "unknown <kind> '<name>'", with a did-you-mean and the known names."""
     if choices is None:
-        choices = {"input kind": _inputs.FAMILIES, "layer": LAYERS, "metric": _metrics.METRICS}[
-            kind
-        ]
+        choices = {"input kind": _inputs.FAMILIES, "layer": LAYERS}[kind]
     return unknown_name(kind, name, choices)
 
 
 def layers() -> Mapping[str, Layer]:
+    """Every layer, by name (plugins loaded)."""
+    load_plugins()
     return LAYERS
 
 
 def layer(name: str) -> Layer:
+    """One layer by name, or a UserError naming the known ones."""
+    load_plugins()
     if name not in LAYERS:
         raise UserError(unknown("layer", name))
     return LAYERS[name]
 
 
 def input_families() -> Mapping[str, _inputs.InputFamily]:
+    """Every input family, by kind."""
     return _inputs.FAMILIES
 
 
 def input_family(name: str) -> _inputs.InputFamily:
+    """One input family by kind, or a UserError naming the known ones."""
     if name not in _inputs.FAMILIES:
         raise UserError(unknown("input kind", name))
     return _inputs.FAMILIES[name]
-
-
-def metrics() -> Mapping[str, _metrics.Metric]:
-    return _metrics.METRICS
-
-
-def metric(name: str) -> _metrics.Metric:
-    if name not in _metrics.METRICS:
-        raise UserError(unknown("metric", name))
-    return _metrics.METRICS[name]
-
-
-load_plugins()

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import torch
 
-from bench_cli import registry
+from bench_cli import metrics, references, registry
 from bench_cli.metrics import CaseTimeout, NonFinite, NotApplicable, Probe
 from bench_cli.spec import Case, Suite
 from bench_cli.store import RunWriter, utc_now
@@ -132,6 +132,16 @@ def _inputs_for(case: Case, seed: int) -> dict[str, torch.Tensor]:
     }
 
 
+def _flops(case: Case, options) -> dict[str, float | None]:
+    """The declared FLOP model for this case; none (n/a) for input families without the
+    sizes it needs (task data: images, not samples x channels)."""
+    try:
+        return registry.flop_model(case.config.layer, case.config.method, options,
+                                   case.resolved_inputs)  # fmt: skip
+    except KeyError:
+        return {"fwd": None, "bwd": None, "fwd_bwd": None}
+
+
 def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
     """Inputs, forward and references for one case (no timing in here)."""
     torch.manual_seed(case.seed)  # for methods with random starts
@@ -154,7 +164,7 @@ def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
         as64 = {k: v.to("cpu", torch.float64) for k, v in detached64().items()}
         if layer.reference_grad is not None:
             return layer.reference_grad(options, as64, upstream)
-        return registry.fd_reference_grad(layer.reference, options, as64, upstream)
+        return references.fd_reference_grad(layer.reference, options, as64, upstream)
 
     probe = Probe(
         forward=lambda: forward_inputs(inputs),
@@ -170,6 +180,11 @@ def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
         method=case.config.method,
         options=options,
         input_params=case.resolved_inputs,
+        flops=_flops(case, options),
+        k_tilde=registry.k_tilde(layer.name, case.config.method, options),
+        decomposed=(
+            None if layer.decomposed is None else lambda: layer.decomposed(options, detached64())  # type: ignore[misc]
+        ),
     )
     return probe, reference
 
@@ -194,7 +209,7 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
                     outcomes = {m.name: (status, None, _reason(exc), 0.0) for m in configs}
                     probe = None
                 for config in configs if probe is not None else ():
-                    metric = registry.metric(config.name)
+                    metric = metrics.metric(config.name)
                     started = time.perf_counter()
                     try:
                         value = metric.measure(
@@ -233,7 +248,7 @@ def _records(case: Case, configs, outcomes) -> list[dict]:
             "status": outcomes[config.name][0],
             "value": outcomes[config.name][1],
             "reason": outcomes[config.name][2],
-            "unit": registry.metric(config.name).unit,
+            "unit": metrics.metric(config.name).unit,
             "label": case.label,
             "axes": case.axes,
             "params": case.key_params(),

@@ -31,8 +31,8 @@ from pydantic import (
     ValidationError,
 )
 
-from bench_cli import registry
-from bench_cli.errors import UserError, did_you_mean
+from bench_cli import metrics as metrics_catalog
+from bench_cli.errors import UserError, did_you_mean, unknown_name
 
 Loc = tuple[str | int, ...]
 
@@ -472,6 +472,8 @@ def _check_list_axes(raw: Mapping[str, Any], loc: Loc, errors: _Errors) -> None:
 
 def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = None) -> Suite:
     """Validate parsed YAML into a Suite, or raise SuiteError."""
+    from bench_cli import registry  # layers and input families: imports torch
+
     errors = _Errors(source, lines or {})
     if data is None:
         raise SuiteError(source, None, (), "empty suite file: expected a mapping with name, ...")
@@ -567,10 +569,10 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
             options = options or {}
         else:
             name, options = entry, {}
-        if name not in registry.metrics():
-            errors.add(("metrics", i), registry.unknown("metric", name))
+        if name not in metrics_catalog.METRICS:
+            errors.add(("metrics", i), unknown_name("metric", name, metrics_catalog.METRICS))
             continue
-        metric = registry.metric(name)
+        metric = metrics_catalog.METRICS[name]
         try:
             resolved = metric.options.model_validate(options).model_dump()
         except ValidationError as exc:
@@ -580,7 +582,7 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
     if not shape.metrics:
         errors.add(("metrics",), "no metrics: nothing would be measured")
     for i, config in enumerate(metrics):
-        if not registry.metric(config.name).needs_grad(config.resolved):
+        if not metrics_catalog.METRICS[config.name].needs_grad(config.resolved):
             continue
         for method in methods:
             if not registry.layer(method.layer).differentiable:

@@ -59,9 +59,12 @@ def cli(tmp_path: Path, monkeypatch):
 def register_method(monkeypatch):
     """Register methods through registry.register_method for one test, then undo it."""
     from bench_cli import registry
-    from bench_cli.layers import matfun
 
-    monkeypatch.setattr(matfun, "METHODS", dict(matfun.METHODS))
-    monkeypatch.setattr(registry, "LAYERS", dict(registry.LAYERS))
-    yield lambda fn, layer="matrix_function": registry.register_method(layer, fn.__name__, fn)
+    saved = {name: dict(layer.methods) for name, layer in registry.LAYERS.items()}
+    yield lambda fn, layer="matrix_function", **facts: registry.register_method(
+        layer, fn.__name__, fn, **facts
+    )
+    for name, methods in saved.items():
+        registry.LAYERS[name].methods.clear()
+        registry.LAYERS[name].methods.update(methods)
     registry.options_model.cache_clear()

@@ -6,7 +6,6 @@ from bench_cli import registry, runner, spec
 
 PAIRS = [(layer.name, method) for layer in registry.layers().values() for method in layer.methods]
 EXTRA = {"matrix_function": "func: sqrt, ", "o2p": "func: sqrt, ", "ncut": "k: 2, "}
-EXACT = {"autograd", "eig", "svd", "eig_dk", "direct", "exact", "pade"}
 INPUTS = {
     "spd": "{kind: spd, batch: 2, dim: 5, condition: 10.0}",
     "features": "{kind: features, batch: 2, samples: 12, channels: 4}",
@@ -26,7 +25,7 @@ def test_layer_method_matches_its_reference_in_float64(layer, method):
     (case,) = suite.cases()
     (record,) = runner.run_case(case, suite, ["forward_error"], timeout=60)
     assert record["status"] == "ok", record["reason"]
-    if method in EXACT:
+    if registry.layer(layer).methods[method].exact:
         # Inputs with eigenvalue gaps > 1e-2: each route is accurate to ~1e-14 in float64.
         assert record["value"] < 1e-10
     else:  # approximations at their defaults; their accuracy is tested per method

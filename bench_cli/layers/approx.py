@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from bench_cli.layers._checks import sym
+from bench_cli.layers.declare import LU_SOLVE, MATMUL, MATRIX_METHODS, Tuning, declare
 
 
 def _flat(A: torch.Tensor) -> torch.Tensor:
@@ -190,6 +191,21 @@ def _norm_scale(S: torch.Tensor, norm: str) -> torch.Tensor:
     return scale.unsqueeze(-1).unsqueeze(-1)
 
 
+def _ns_flops(d, options):
+    """The forward's products (ns_matmuls); the adjoint costs twice as many."""
+    forward = MATMUL * d**3 * ns_matmuls(options["iters"], "sqrt")
+    return forward, 2 * forward
+
+
+@declare(
+    MATRIX_METHODS,
+    "newton_schulz",
+    exact=False,
+    funcs=("sqrt", "invsqrt"),
+    flops=_ns_flops,
+    k_tilde=None,
+    tuning=Tuning("iters", (10,), (5, 10, 20)),
+)
 def newton_schulz(
     A: torch.Tensor,
     func: str,
@@ -212,9 +228,6 @@ def newton_schulz(
     c = _norm_scale(S, norm)
     root, _ = _ns_forward(S / c, iters, func)
     return (root * (c.sqrt() if func == "sqrt" else c.rsqrt())).reshape(A.shape)
-
-
-newton_schulz.funcs = ("sqrt", "invsqrt")
 
 
 # ---------------------------------------------------------------- MTP / MPA + Lyapunov
@@ -322,6 +335,22 @@ def _normalised(A: torch.Tensor):
     return S, norm, _eye_like(S) - S / norm
 
 
+def _lyapunov_backward_flops(d, options):
+    """6 products per sign step; None (n/a) when it iterates to a tolerance: data-dependent."""
+    steps = options["lya_iters"]
+    return None if steps is None else 6 * steps * MATMUL * d**3
+
+
+@declare(
+    MATRIX_METHODS,
+    "mtp_lya",
+    exact=False,
+    funcs=("sqrt",),
+    # One Horner pass: degree products.
+    flops=lambda d, o: (o["degree"] * MATMUL * d**3, _lyapunov_backward_flops(d, o)),
+    k_tilde=None,
+    tuning=Tuning("degree", (11,), (11, 32)),
+)
 def mtp_lya(
     A: torch.Tensor,
     func: str,
@@ -338,6 +367,19 @@ def mtp_lya(
     return _LyapunovSqrt.apply(A, root.reshape(A.shape), lya_iters)
 
 
+@declare(
+    MATRIX_METHODS,
+    "mpa_lya",
+    exact=False,
+    funcs=("sqrt",),
+    # Two Horner passes (P and Q), then one LU solve.
+    flops=lambda d, o: (
+        2 * o["degree"] * MATMUL * d**3 + LU_SOLVE * d**3,
+        _lyapunov_backward_flops(d, o),
+    ),
+    k_tilde=None,
+    tuning=Tuning("degree", (5,), (5, 10)),
+)
 def mpa_lya(
     A: torch.Tensor,
     func: str,
@@ -354,10 +396,6 @@ def mpa_lya(
     P, Q = _polynomial(Z, numerator), _polynomial(Z, denominator)
     root = torch.linalg.solve(Q, P) * norm.sqrt()  # P and Q commute: Q⁻¹P = PQ⁻¹
     return _LyapunovSqrt.apply(A, root.reshape(A.shape), lya_iters)
-
-
-mtp_lya.funcs = ("sqrt",)
-mpa_lya.funcs = ("sqrt",)
 
 
 def taylor_inverse_error(x: float, degree: int) -> float:

@@ -1,9 +1,11 @@
 """Spectral matrix functions f(A) = U f(Λ) Uᵀ of symmetric matrices.
 
 ``matrix_function(A, func, method, **options)`` is the one entry point;
-``METHODS`` maps each method name to the function that computes it, so adding
-a method is one function and one entry. A method's keyword-only parameters
-are its options (and, through the registry, its suite options).
+``METHODS`` maps each method name to its :class:`~bench_cli.layers.declare.Method`
+entry, declared with ``@declare`` right above its function (the funcs it
+computes, FLOP model, K̃, exactness, advise settings), so adding a method is
+one function and one entry. A method's keyword-only parameters are its options
+(and, through the registry, its suite options).
 
 Methods:
 
@@ -34,11 +36,31 @@ from typing import Literal
 
 import torch
 
-from bench_cli.layers import approx
 from bench_cli.layers._checks import check_square_batch, sym
+from bench_cli.layers.declare import (
+    EIGH,
+    EXACT_K,
+    FUNCS,
+    MATMUL,
+    MATRIX_METHODS,
+    SVD,
+    KTilde,
+    declare,
+)
 from bench_cli.layers.spectral import Gap, eigh, svd
 
-FUNCS = ("log", "sqrt", "invsqrt", "pow", "identity")
+METHODS = MATRIX_METHODS  # name -> Method entry; approx.py declares into it too
+
+
+def eigh_flops(d, options):
+    """One eigh and the U f(Λ) Uᵀ product forward; U (L ∘ UᵀGU) Uᵀ, 4 products, backward."""
+    return (EIGH + MATMUL) * d**3, 4 * MATMUL * d**3
+
+
+def _gap_k(on_squares: bool):
+    return lambda o: KTilde(o["gap"], o["gap_eps"], o["degree"], on_squares)
+
+
 NonPositive = Literal["error", "floor"]
 
 
@@ -89,6 +111,7 @@ def _rebuild(eigvecs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return (eigvecs * values.unsqueeze(-2)) @ eigvecs.mT
 
 
+@declare(METHODS, "autograd", exact=True, flops=eigh_flops, k_tilde=EXACT_K)
 def autograd_matrix_function(
     A: torch.Tensor,
     func: str,
@@ -103,6 +126,7 @@ def autograd_matrix_function(
     return _rebuild(eigvecs, scalar_function(func, p)(eigvals))
 
 
+@declare(METHODS, "eig", exact=True, flops=eigh_flops, k_tilde=_gap_k(False))
 def eig_matrix_function(
     A: torch.Tensor,
     func: str,
@@ -120,6 +144,13 @@ def eig_matrix_function(
     return _rebuild(eigvecs, scalar_function(func, p)(eigvals))
 
 
+@declare(
+    METHODS,
+    "svd",
+    exact=True,
+    flops=lambda d, o: ((SVD + MATMUL) * d**3, 6 * MATMUL * d**3),
+    k_tilde=_gap_k(True),
+)
 def svd_matrix_function(
     A: torch.Tensor,
     func: str,
@@ -263,6 +294,7 @@ class _DaleckiiKrein(torch.autograd.Function):
         return U @ inner @ U.mT, None, None, None, None
 
 
+@declare(METHODS, "eig_dk", exact=True, flops=eigh_flops, k_tilde=None)
 def eig_dk_matrix_function(
     A: torch.Tensor,
     func: str,
@@ -279,6 +311,13 @@ def eig_dk_matrix_function(
 # The exact eigendecomposition forward with K̃ replaced (spectral.gap_matrix).
 
 
+@declare(
+    METHODS,
+    "svd_taylor",
+    exact=False,
+    flops=eigh_flops,
+    k_tilde=lambda o: KTilde("taylor", 0.0, o["degree"]),
+)
 def svd_taylor(
     A,
     func,
@@ -294,6 +333,13 @@ def svd_taylor(
     )
 
 
+@declare(
+    METHODS,
+    "svd_pade",
+    exact=False,
+    flops=eigh_flops,
+    k_tilde=lambda o: KTilde("pade", 0.0, o["degree"]),
+)
 def svd_pade(
     A,
     func,
@@ -309,6 +355,13 @@ def svd_pade(
     )
 
 
+@declare(
+    METHODS,
+    "svd_pi",
+    exact=False,
+    flops=eigh_flops,
+    k_tilde=lambda o: KTilde("taylor", 0.0, o["iters"] - 1),
+)
 def svd_pi(
     A,
     func,
@@ -326,6 +379,13 @@ def svd_pi(
     )
 
 
+@declare(
+    METHODS,
+    "svd_trunc",
+    exact=False,
+    flops=eigh_flops,
+    k_tilde=lambda o: KTilde("clip", 1.0 / o["bound"]),
+)
 def svd_trunc(
     A,
     func,
@@ -343,6 +403,7 @@ def svd_trunc(
     )
 
 
+@declare(METHODS, "svd_topn", exact=False, flops=eigh_flops, k_tilde=EXACT_K)
 def svd_topn(A, func, p=None, *, n: int = 1, small_eps: float = 1e-5):
     """The smallest n eigenvalues set to small_eps; their mutual K̃ entries dropped."""
     d = A.shape[-1]
@@ -372,6 +433,7 @@ def _leading_subspace_function(eigvals_k, eigvecs_k, trace, d, func, p):
     return _rebuild(eigvecs_k, f(eigvals_k) - f(rest)) + f(rest).unsqueeze(-1) * eye
 
 
+@declare(METHODS, "topk", exact=False, flops=eigh_flops, k_tilde=EXACT_K, rank_option="k")
 def topk(A, func, p=None, *, k: int = 16):
     """f on the leading k-dimensional eigenspace (exact eigh), the mean discarded λ elsewhere."""
     d = A.shape[-1]
@@ -385,6 +447,14 @@ def topk(A, func, p=None, *, k: int = 16):
     return _leading_subspace_function(eigvals_k, eigvecs[..., d - k :], trace, d, func, p)
 
 
+def _lowrank_flops(d, options):
+    """Subspace iteration: (2·iters + 2) products with d x q blocks, and a q x q eigh."""
+    q = min(options["k"] + options["oversample"], d)
+    forward = (2 * options["iters"] + 2) * MATMUL * d * d * q + EIGH * q**3
+    return forward, 2 * forward
+
+
+@declare(METHODS, "lowrank", exact=False, flops=_lowrank_flops, k_tilde=None, rank_option="k")
 def lowrank(A, func, p=None, *, k: int = 16, iters: int = 2, oversample: int = 8):
     """The leading k eigenpairs from randomized subspace iteration (torch.svd_lowrank).
 
@@ -400,73 +470,14 @@ def lowrank(A, func, p=None, *, k: int = 16, iters: int = 2, oversample: int = 8
     return _leading_subspace_function(eigvals_k, U[..., :k].flip(-1), trace, d, func, p)
 
 
-METHODS: dict[str, Callable[..., torch.Tensor]] = {
-    "autograd": autograd_matrix_function,
-    "eig": eig_matrix_function,
-    "svd": svd_matrix_function,
-    "eig_dk": eig_dk_matrix_function,
-    "newton_schulz": approx.newton_schulz,
-    "mtp_lya": approx.mtp_lya,
-    "mpa_lya": approx.mpa_lya,
-    "svd_taylor": svd_taylor,
-    "svd_pade": svd_pade,
-    "svd_pi": svd_pi,
-    "svd_trunc": svd_trunc,
-    "svd_topn": svd_topn,
-    "topk": topk,
-    "lowrank": lowrank,
-}
-
-
-# Nominal FLOPs per d x d matrix, (forward, backward), declared next to each method. A
-# d x d product costs 2d³; a symmetric eigendecomposition with vectors 9d³ and a thin SVD
-# 21d³ (Golub & Van Loan's counts for the QR algorithms); an LU solve with d right-hand
-# sides 8d³/3. A method without a declaration counts as one eigh plus 5 products.
-_MATMUL, _EIGH, _SVD = 2.0, 9.0, 21.0
-
-
-def _eigh_flops(d, options):
-    return (_EIGH + _MATMUL) * d**3, 4 * _MATMUL * d**3  # backward: U (L ∘ UᵀGU) Uᵀ
-
-
-def _lowrank_flops(d, options):
-    q = min(options["k"] + options["oversample"], d)
-    forward = (2 * options["iters"] + 2) * _MATMUL * d * d * q + _EIGH * q**3
-    return forward, 2 * forward
-
-
-approx.newton_schulz.flops = lambda d, o: (
-    _MATMUL * d**3 * (1 if o["iters"] == 1 else 3 * o["iters"] - 3),
-    2 * _MATMUL * d**3 * (1 if o["iters"] == 1 else 3 * o["iters"] - 3),
-)
-
-
-def _lyapunov_backward_flops(d, options):
-    """6 products per sign step; None (n/a) when it iterates to a tolerance: data-dependent."""
-    steps = options["lya_iters"]
-    return None if steps is None else 6 * steps * _MATMUL * d**3
-
-
-approx.mtp_lya.flops = lambda d, o: (  # one Horner pass: degree products
-    o["degree"] * _MATMUL * d**3,
-    _lyapunov_backward_flops(d, o),
-)
-approx.mpa_lya.flops = lambda d, o: (  # two Horner passes (P and Q), then one LU solve
-    2 * o["degree"] * _MATMUL * d**3 + 8 * d**3 / 3,
-    _lyapunov_backward_flops(d, o),
-)
-svd_matrix_function.flops = lambda d, o: ((_SVD + _MATMUL) * d**3, 6 * _MATMUL * d**3)
-lowrank.flops = _lowrank_flops
-
-
-def method_flops(method: str, d: int, options) -> tuple[float, float]:
-    """Nominal (forward, backward) FLOPs of one d x d matrix."""
-    return getattr(METHODS[method], "flops", _eigh_flops)(d, options)
+def method_flops(method: str, d: int, options) -> tuple[float | None, ...]:
+    """Nominal (forward, backward) FLOPs of one d x d matrix; None where there is no model."""
+    return METHODS[method].flops_for(d, options)
 
 
 def supported_funcs(method: str) -> tuple[str, ...]:
     """The funcs a method computes (approximations of sqrt do only that)."""
-    return getattr(METHODS[method], "funcs", FUNCS)
+    return METHODS[method].funcs
 
 
 def matrix_function(
@@ -502,3 +513,8 @@ def matrix_function(
             f"method '{method}' computes {', '.join(supported_funcs(method))} only, not '{func}'"
         )
     return impl(A, func, p, **options)
+
+
+# The matmul-only approximations declare themselves into METHODS; imported last so the
+# table lists the eigendecomposition methods first.
+from bench_cli.layers import approx  # noqa: E402, F401

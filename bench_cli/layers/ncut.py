@@ -15,13 +15,13 @@ Proposition 2 as written return NaN, do not matter.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import nn
 
 from bench_cli.layers._checks import sym
+from bench_cli.layers.declare import EIGH, LU_SOLVE, MATMUL, KTilde, Method, declare
 from bench_cli.layers.spectral import Gap, eigh_backward
 
 Affinity = Literal["gaussian", "cosine"]
@@ -82,6 +82,22 @@ class _TopProjector(torch.autograd.Function):
         return grad_M, None, None, None, None
 
 
+METHODS: dict[str, Method] = {}  # name -> entry, declared above each projector
+
+
+def _eigh_projector_flops(n, options):
+    """eigh of the N x N matrix and the k-column projector; backward 4 N x N products."""
+    return EIGH * n**3 + MATMUL * n * n * options["k"], 4 * MATMUL * n**3
+
+
+def _lowrank_projector_flops(n, options):
+    """(iters + 2) products with N x q blocks, a q x q eigh; backward k LU solves."""
+    k = options["k"]
+    q = min(k + options["oversample"], n)
+    forward = (options["iters"] + 2) * MATMUL * n * n * q + EIGH * q**3 + MATMUL * n * n * k
+    return forward, k * (LU_SOLVE / 4) * n**3 + 2 * MATMUL * n * n * k
+
+
 def top_projector(
     M: torch.Tensor, k: int, *, gap: Gap = "exact", gap_eps: float = 1e-12, degree: int = 9
 ) -> torch.Tensor:
@@ -89,11 +105,25 @@ def top_projector(
     return _TopProjector.apply(M, k, gap, gap_eps, degree)[0]
 
 
+@declare(
+    METHODS,
+    "eig",
+    exact=True,
+    flops=_eigh_projector_flops,
+    k_tilde=lambda o: KTilde(o["gap"], o["gap_eps"], o["degree"], kept=o["k"]),
+)
 def eig_projector(M, k, *, gap: Gap = "exact", gap_eps: float = 1e-12, degree: int = 9):
     """Proposition 2, restricted to kept x discarded eigenvalue pairs."""
     return top_projector(M, k, gap=gap, gap_eps=gap_eps, degree=degree)
 
 
+@declare(
+    METHODS,
+    "autograd",
+    exact=True,
+    flops=_eigh_projector_flops,
+    k_tilde=lambda o: KTilde("exact", kept=o["k"]),
+)
 def autograd_projector(M, k):
     """torch.linalg.eigh and torch's backward (NaN when kept eigenvalues tie)."""
     _, eigvecs = torch.linalg.eigh(M)
@@ -142,6 +172,7 @@ class _RitzProjector(torch.autograd.Function):
         return sym(solved.mT @ eigvecs.mT), None, None
 
 
+@declare(METHODS, "lowrank", exact=False, flops=_lowrank_projector_flops, k_tilde=None)
 def lowrank_projector(M, k, *, iters: int = 2, oversample: int = 8):
     """Randomized subspace iteration and Rayleigh-Ritz for the top-k eigenvectors of M.
 
@@ -162,6 +193,7 @@ def lowrank_projector(M, k, *, iters: int = 2, oversample: int = 8):
     return _RitzProjector.apply(M, eigvals, eigvecs)
 
 
+@declare(METHODS, "lobpcg", exact=False, flops=None, k_tilde=None)
 def lobpcg_projector(M, k, *, iters: int = 20):
     """torch.lobpcg for the k largest eigenpairs (needs N >= 3k)."""
     if M.shape[-1] < 3 * k:
@@ -170,6 +202,13 @@ def lobpcg_projector(M, k, *, iters: int = 20):
     return top @ top.mT
 
 
+@declare(
+    METHODS,
+    "subspace",
+    exact=False,
+    flops=lambda n, o: (o["iters"] * MATMUL * n * n * o["k"] + MATMUL * n * n * o["k"], None),
+    k_tilde=None,
+)
 def subspace_projector(M, k, *, iters: int = 10):
     """Block power iteration with QR re-orthonormalisation; P depends on the span only."""
     start = torch.randn(*M.shape[:-1], k, dtype=M.dtype, device=M.device)
@@ -177,15 +216,6 @@ def subspace_projector(M, k, *, iters: int = 10):
     for _ in range(iters):
         Q, _ = torch.linalg.qr(M @ Q)
     return Q @ Q.mT
-
-
-METHODS: dict[str, Callable[..., torch.Tensor]] = {
-    "eig": eig_projector,
-    "autograd": autograd_projector,
-    "lowrank": lowrank_projector,
-    "lobpcg": lobpcg_projector,
-    "subspace": subspace_projector,
-}
 
 
 def normalized_cuts(

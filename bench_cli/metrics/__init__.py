@@ -1,9 +1,14 @@
 """Metrics: what is measured about one case.
 
 A metric is a function ``measure(probe, options) -> value`` plus an options
-model and a unit. The value is plain data (a number, or nested dicts holding
-raw ``samples``); statistics are derived from samples by ``STATS`` when a
-table asks for them, never stored twice.
+model and a unit. This module is the catalogue: every :class:`Metric` is
+declared here with its options (:mod:`bench_cli.metrics.options`) and the
+dotted path of its implementation, which is imported only when something is
+measured, so reading, tabulating and comparing results never imports torch.
+
+The value is plain data (a number, or nested dicts holding raw ``samples``);
+statistics are derived from samples by ``STATS`` when a table asks for them,
+never stored twice.
 
 A metric signals an explicit non-ok outcome by raising :class:`NonFinite`
 (recorded as status ``nonfinite``); any other exception is recorded as
@@ -12,13 +17,29 @@ A metric signals an explicit non-ok outcome by raising :class:`NonFinite`
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from pydantic import BaseModel
+
+from bench_cli.errors import UserError, unknown_name
+from bench_cli.metrics.options import (
+    FdOptions,
+    GradOptions,
+    NoOptions,
+    StabilityOptions,
+    TaskOptions,
+    TermsOptions,
+    TimeOptions,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from bench_cli.layers.declare import KTilde
 
 
 class NonFinite(Exception):
@@ -55,23 +76,36 @@ class Probe:
     with_options: (
         Callable[[Mapping[str, Any]], Callable[[Mapping[str, torch.Tensor]], Any]] | None
     ) = None
-    # What the case is, for metrics that depend on it (FLOP models, K~ bounds).
+    # What the case is, for metrics that depend on it.
     layer: str = ""
     method: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
     input_params: Mapping[str, Any] = field(default_factory=dict)
+    # The method's declared facts, resolved for this case by the runner: nominal FLOPs
+    # per mode for the whole batch (None: no model), the K̃ its backward forms (None: it
+    # forms none), and the symmetric matrix it decomposes (None: there is none).
+    flops: Mapping[str, float | None] = field(default_factory=dict)
+    k_tilde: KTilde | None = None
+    decomposed: Callable[[], torch.Tensor | None] | None = None
 
 
 @dataclass(frozen=True)
 class Metric:
+    """A metric's declaration; ``impl`` ("module:function") is imported on first use."""
+
     name: str
     options: type[BaseModel]
-    measure: Callable[[Probe, Any], Any]
+    impl: str
     unit: str  # "s" for times, "" for dimensionless
     summary: str
     default_view: str = ""  # what a table shows when a suite names none, e.g. "fwd_bwd.median"
     # Whether, with these options, the metric differentiates the layer.
     needs_grad: Callable[[Any], bool] = lambda options: True
+
+    def measure(self, probe: Probe, options: Any) -> Any:
+        """Measure one case: the value a record stores."""
+        module, function = self.impl.split(":")
+        return getattr(importlib.import_module(module), function)(probe, options)
 
 
 def _iqr(samples: Sequence[float]) -> float:
@@ -90,22 +124,84 @@ STATS: dict[str, Callable[[Sequence[float]], float]] = {
 }
 
 
-def _registry() -> dict[str, Metric]:
-    from bench_cli.metrics import accuracy, stability, task, timing
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            name="time",
+            options=TimeOptions,
+            impl="bench_cli.metrics.timing:measure_time",
+            unit="s",
+            needs_grad=lambda options: any(mode != "fwd" for mode in options["modes"]),
+            summary="wall time per call: fwd, bwd, fwd_bwd (samples; median/iqr/min derived)",
+            default_view="fwd_bwd.median",
+        ),
+        Metric(
+            name="forward_error",
+            options=NoOptions,
+            impl="bench_cli.metrics.accuracy:forward_error",
+            needs_grad=lambda options: False,
+            unit="",
+            summary="max over the batch of ‖f̂(A) − f(A)‖_F / ‖f(A)‖_F vs a float64 NumPy reference",
+        ),
+        Metric(
+            name="abs_error",
+            options=NoOptions,
+            impl="bench_cli.metrics.accuracy:abs_error",
+            needs_grad=lambda options: False,
+            unit="",
+            summary="max |f̂ − f| against the float64 reference (for published absolute errors)",
+        ),
+        Metric(
+            name="grad_error",
+            options=GradOptions,
+            impl="bench_cli.metrics.accuracy:grad_error",
+            unit="",
+            summary="max relative error of the input gradient under a seeded upstream gradient, "
+            "vs a float64 reference (NumPy Daleckii-Krein, or central differences)",
+        ),
+        Metric(
+            name="fd_check",
+            options=FdOptions,
+            impl="bench_cli.metrics.accuracy:fd_check",
+            unit="",
+            summary="the paper's gradient check: directional derivative vs central differences "
+            "over steps 2^-1..2^-20; the error curve and its minimum",
+            default_view="min",
+        ),
+        Metric(
+            name="terms_needed",
+            options=TermsOptions,
+            impl="bench_cli.metrics.accuracy:terms_needed",
+            unit="",
+            summary="smallest iteration count (or degree) whose eigenpair-coupling gradient error "
+            "is under a tolerance, against the float64 Daleckii-Krein reference",
+            default_view="count",
+        ),
+        Metric(
+            name="stability",
+            options=StabilityOptions,
+            impl="bench_cli.metrics.stability:stability",
+            unit="",
+            summary="non-finite fractions, gradient norm vs reference, largest |K~| used, "
+            "explosion flag",
+            default_view="grad_norm",
+        ),
+        Metric(
+            name="task",
+            options=TaskOptions,
+            impl="bench_cli.metrics.task:task",
+            unit="",
+            summary="end-to-end training with the layer as head: test accuracy over seeds, "
+            "diverged runs, seconds per epoch",
+            default_view="runs",
+        ),
+    )
+}
 
-    return {
-        m.name: m
-        for m in (
-            timing.METRIC,
-            accuracy.FORWARD_ERROR,
-            accuracy.ABS_ERROR,
-            accuracy.GRAD_ERROR,
-            accuracy.FD_CHECK,
-            accuracy.TERMS_NEEDED,
-            stability.METRIC,
-            task.METRIC,
-        )
-    }
 
-
-METRICS: dict[str, Metric] = _registry()
+def metric(name: str) -> Metric:
+    """One metric by name, or a UserError naming the known ones."""
+    if name not in METRICS:
+        raise UserError(unknown_name("metric", name, METRICS))
+    return METRICS[name]

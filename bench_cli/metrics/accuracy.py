@@ -6,13 +6,9 @@ import math
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from bench_cli.metrics import Metric, NonFinite, NotApplicable, Probe
-
-
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from bench_cli.metrics import NonFinite, NotApplicable, Probe
+from bench_cli.metrics.options import FdOptions, GradOptions, NoOptions, TermsOptions
 
 
 def relative_errors(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -36,16 +32,6 @@ def forward_error(probe: Probe, options: NoOptions) -> float:
     return float(relative_errors(output, reference).max())
 
 
-FORWARD_ERROR = Metric(
-    name="forward_error",
-    options=NoOptions,
-    measure=forward_error,
-    needs_grad=lambda options: False,
-    unit="",
-    summary="max over the batch of ‖f̂(A) − f(A)‖_F / ‖f(A)‖_F vs a float64 NumPy reference",
-)
-
-
 def abs_error(probe: Probe, options: NoOptions) -> float:
     """The largest absolute difference from the float64 reference."""
     with torch.no_grad():
@@ -55,21 +41,7 @@ def abs_error(probe: Probe, options: NoOptions) -> float:
     return float((output.detach().to("cpu", torch.float64) - probe.reference()).abs().max())
 
 
-ABS_ERROR = Metric(
-    name="abs_error",
-    options=NoOptions,
-    measure=abs_error,
-    needs_grad=lambda options: False,
-    unit="",
-    summary="max |f̂ − f| against the float64 reference (for published absolute errors)",
-)
-
-
 # ---------------------------------------------------------------- gradients
-
-
-class GradOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _upstream(probe: Probe, output: torch.Tensor) -> torch.Tensor:
@@ -109,22 +81,6 @@ def grad_error(probe: Probe, options: GradOptions) -> float:
         diff = (grad.detach().to("cpu", torch.float64) - ref).flatten(1).norm(dim=1)
         errors.append(diff / ref.flatten(1).norm(dim=1).clamp_min(1e-300))
     return float(torch.cat(errors).max())
-
-
-GRAD_ERROR = Metric(
-    name="grad_error",
-    options=GradOptions,
-    measure=grad_error,
-    unit="",
-    summary="max relative error of the input gradient under a seeded upstream gradient, vs a "
-    "float64 reference (NumPy Daleckii-Krein, or central differences)",
-)
-
-
-class FdOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    min_exponent: int = 1
-    max_exponent: int = 20
 
 
 def fd_check(probe: Probe, options: FdOptions) -> dict:
@@ -175,25 +131,7 @@ def fd_check(probe: Probe, options: FdOptions) -> dict:
     return {"steps": steps, "errors": errors, "min": best, "argmin": best_step}
 
 
-FD_CHECK = Metric(
-    name="fd_check",
-    options=FdOptions,
-    measure=fd_check,
-    unit="",
-    summary="the paper's gradient check: directional derivative vs central differences over "
-    "steps 2^-1..2^-20; the error curve and its minimum",
-    default_view="min",
-)
-
-
 # ---------------------------------------------------------------- iteration counts
-
-
-class TermsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    option: str = "iters"  # the method option swept: 1, 2, 3, ...
-    tolerance: float = Field(0.05, gt=0.0, lt=1.0)
-    limit: int = Field(10_000, ge=1)
 
 
 def terms_needed(probe: Probe, options: TermsOptions) -> dict:
@@ -235,14 +173,3 @@ def terms_needed(probe: Probe, options: TermsOptions) -> dict:
         f"{options.option} up to {options.limit} never brought the error under "
         f"{options.tolerance:g} (last {previous:.3g})"
     )
-
-
-TERMS_NEEDED = Metric(
-    name="terms_needed",
-    options=TermsOptions,
-    measure=terms_needed,
-    unit="",
-    summary="smallest iteration count (or degree) whose eigenpair-coupling gradient error is "
-    "under a tolerance, against the float64 Daleckii-Krein reference",
-    default_view="count",
-)

@@ -20,15 +20,10 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, PositiveFloat
 
-from bench_cli.metrics import Metric, Probe
+from bench_cli.metrics import Probe
 from bench_cli.metrics.accuracy import _leaves, _upstream
-
-
-class StabilityOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    explode_factor: PositiveFloat = 1e3
+from bench_cli.metrics.options import StabilityOptions
 
 
 def _fraction_nonfinite(tensors) -> float:
@@ -38,21 +33,21 @@ def _fraction_nonfinite(tensors) -> float:
 
 
 def max_k_tilde(probe: Probe) -> tuple[float | None, bool]:
-    from bench_cli import registry
+    """The largest |K̃ᵢⱼ| the method's backward forms on this input (its declared K̃ on the
+    decomposed matrix's eigenvalues), and whether some entry is infinite; None without K̃."""
     from bench_cli.layers.spectral import gap_matrix
 
-    spec = registry.k_tilde_spec(probe.layer, probe.method, probe.options)
-    matrix = registry.decomposed_matrix(probe.layer, probe.options, probe.inputs)
+    spec = probe.k_tilde
+    matrix = probe.decomposed() if probe.decomposed is not None else None
     if spec is None or matrix is None:
         return None, False
-    gap, gap_eps, degree, on_squares = spec
     eigvals = torch.linalg.eigvalsh(matrix)
-    if on_squares:
+    if spec.on_squares:
         eigvals = eigvals * eigvals
-    K = gap_matrix(eigvals, gap, gap_eps, degree).abs()
-    if probe.layer == "ncut":  # only kept x discarded pairs enter the projector's gradient
-        n, k = eigvals.shape[-1], probe.options["k"]
-        kept = torch.arange(n, device=K.device) >= n - k
+    K = gap_matrix(eigvals, spec.gap, spec.gap_eps, spec.degree).abs()
+    if spec.kept is not None:  # only kept x discarded pairs enter the projector's gradient
+        n = eigvals.shape[-1]
+        kept = torch.arange(n, device=K.device) >= n - spec.kept
         K = torch.where(kept.unsqueeze(-1) ^ kept.unsqueeze(-2), K, torch.zeros_like(K))
     largest = float(K.max())
     if math.isfinite(largest):
@@ -90,13 +85,3 @@ def stability(probe: Probe, options: StabilityOptions) -> dict:
         "k_tilde_infinite": k_tilde_infinite,
         "exploded": exploded,
     }
-
-
-METRIC = Metric(
-    name="stability",
-    options=StabilityOptions,
-    measure=stability,
-    unit="",
-    summary="non-finite fractions, gradient norm vs reference, largest |K~| used, explosion flag",
-    default_view="grad_norm",
-)

@@ -11,21 +11,10 @@ tensors, so the pairing of methods can be checked from the records alone.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
-
-from bench_cli.metrics import Metric, NotApplicable, Probe
+from bench_cli.metrics import NotApplicable, Probe
+from bench_cli.metrics.options import TaskOptions
 
 HEADS = ("avg_pool", "bilinear", "o2p", "ncut")
-
-
-class TaskOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    # Initialisation seeds 0 .. seeds-1, the same for every method and data draw: a separate
-    # axis from the data (inputs' data_seed), which decides the images.
-    seeds: PositiveInt = 3
-    epochs: PositiveInt = 15
-    batch: PositiveInt = 8
-    lr: PositiveFloat = 3e-3
 
 
 def task(probe: Probe, options: TaskOptions) -> dict:
@@ -96,14 +85,3 @@ def data_fingerprint(data) -> dict[str, str]:
             digest.update(tensor.numpy().tobytes())
         digests[split] = digest.hexdigest()
     return digests
-
-
-METRIC = Metric(
-    name="task",
-    options=TaskOptions,
-    measure=task,
-    unit="",
-    summary="end-to-end training with the layer as head: test accuracy over seeds, diverged "
-    "runs, seconds per epoch",
-    default_view="runs",
-)

@@ -24,37 +24,12 @@ import math
 import resource
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
-from bench_cli.metrics import CaseTimeout, Metric, Probe
-
-Mode = Literal["fwd", "bwd", "fwd_bwd"]
-MODE_LABELS = {
-    "fwd": "forward, autograd recording on",
-    "bwd": "backward only (forward untimed)",
-    "fwd_bwd": "forward + backward",
-}
-
-
-class TimeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    budget_s: PositiveFloat = Field(0.25, description="seconds of timed calls per mode")
-    warmup: PositiveInt = 2
-    min_repeats: PositiveInt = 5
-    max_repeats: PositiveInt = 2000
-    modes: list[Mode] = Field(default_factory=lambda: ["fwd", "bwd", "fwd_bwd"], min_length=1)
-    rotate_below_bytes: int = Field(
-        8 * 2**20, ge=0, description="rotate among input sets when the inputs are smaller"
-    )
-    input_sets: PositiveInt = 4
-    flush_l2: bool = Field(
-        False,
-        description="on CUDA, overwrite a 256 MiB buffer before "
-        "each timed call (outside the timed window)",
-    )
+from bench_cli.metrics import CaseTimeout, Probe
+from bench_cli.metrics.options import MODE_LABELS, Mode, TimeOptions  # noqa: F401
 
 
 class Timer:
@@ -177,8 +152,8 @@ def _peak_memory(device: torch.device):
 
 
 def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
-    from bench_cli import registry
-
+    """Time the modes ``options.modes`` of one case: raw samples per mode, with the case's
+    nominal FLOPs, the timer's labels and the device's measured matmul peak."""
     input_sets = [probe.inputs]
     size = sum(t.numel() * t.element_size() for t in probe.inputs.values())
     if probe.more_inputs is not None and size < options.rotate_below_bytes:
@@ -215,7 +190,7 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
         "fwd_bwd": (lambda inputs: backward((run(inputs), inputs)), next_inputs),
     }
     timer = Timer(probe.device)
-    flops = registry.flop_model(probe.layer, probe.method, probe.options, probe.input_params)
+    flops = probe.flops
     value: dict[str, Any] = {
         "labels": labels(probe.device),
         "input_sets": len(input_sets),
@@ -240,7 +215,7 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
                 "mode": MODE_LABELS[mode],
                 "clock": timer.clock,
                 "warmup": options.warmup,
-                "flops": flops[mode],
+                "flops": flops.get(mode),
             }
             if memory is not None:
                 value["peak_memory"] = memory()
@@ -252,14 +227,3 @@ def _l2_flusher(device: torch.device):
         return None
     scratch = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
     return lambda: scratch.zero_()
-
-
-METRIC = Metric(
-    name="time",
-    options=TimeOptions,
-    measure=measure_time,
-    unit="s",
-    needs_grad=lambda options: any(mode != "fwd" for mode in options["modes"]),
-    summary="wall time per call: fwd, bwd, fwd_bwd (samples; median/iqr/min derived)",
-    default_view="fwd_bwd.median",
-)

@@ -1,0 +1,68 @@
+"""Options of every metric: plain pydantic models, importable without torch."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+Mode = Literal["fwd", "bwd", "fwd_bwd"]
+MODE_LABELS = {
+    "fwd": "forward, autograd recording on",
+    "bwd": "backward only (forward untimed)",
+    "fwd_bwd": "forward + backward",
+}
+
+
+class TimeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    budget_s: PositiveFloat = Field(0.25, description="seconds of timed calls per mode")
+    warmup: PositiveInt = 2
+    min_repeats: PositiveInt = 5
+    max_repeats: PositiveInt = 2000
+    modes: list[Mode] = Field(default_factory=lambda: ["fwd", "bwd", "fwd_bwd"], min_length=1)
+    rotate_below_bytes: int = Field(
+        8 * 2**20, ge=0, description="rotate among input sets when the inputs are smaller"
+    )
+    input_sets: PositiveInt = 4
+    flush_l2: bool = Field(
+        False,
+        description="on CUDA, overwrite a 256 MiB buffer before "
+        "each timed call (outside the timed window)",
+    )
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GradOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FdOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_exponent: int = 1
+    max_exponent: int = 20
+
+
+class TermsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    option: str = "iters"  # the method option swept: 1, 2, 3, ...
+    tolerance: float = Field(0.05, gt=0.0, lt=1.0)
+    limit: int = Field(10_000, ge=1)
+
+
+class StabilityOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    explode_factor: PositiveFloat = 1e3
+
+
+class TaskOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Initialisation seeds 0 .. seeds-1, the same for every method and data draw: a separate
+    # axis from the data (inputs' data_seed), which decides the images.
+    seeds: PositiveInt = 3
+    epochs: PositiveInt = 15
+    batch: PositiveInt = 8
+    lr: PositiveFloat = 3e-3
