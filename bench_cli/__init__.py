@@ -1,10 +1,29 @@
-"""matbench: benchmarks for structured (matrix-backprop) layers in PyTorch."""
+"""matbench: benchmarks for structured (matrix-backprop) layers in PyTorch.
+
+The Python API (see :mod:`bench_cli.api`)::
+
+    import bench_cli
+
+    folder = bench_cli.run_suite("suites/smoke.yaml", out="/tmp/x")
+    frame = bench_cli.load_results(folder.path)
+    comparisons = bench_cli.compare_runs([run_a, run_b])
+    outcome = bench_cli.reproduce("song2021-truncation", quick=True)
+
+The layers alone: ``from bench_cli.layers import matrix_function, O2P, ...``.
+Importing this package loads neither torch nor pandas; each name loads on first use.
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
 
+API = ("run_suite", "load_results", "compare_runs", "reproduce", "load_suite", "tables_of")
+__all__ = [*API, "__version__"]
 
-def load_results(path):
-    """A tidy pandas DataFrame of a run folder's records, one row per case and metric."""
-    from bench_cli.compare import load_results as load
 
-    return load(path)
+def __getattr__(name: str) -> Any:
+    if name in API:
+        from bench_cli import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'bench_cli' has no attribute '{name}'")

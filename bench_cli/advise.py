@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -175,6 +176,7 @@ class Advice:
     notes: list[str] = field(default_factory=list)
     suites: dict[str, dict] = field(default_factory=dict)
     records: dict[str, list] = field(default_factory=dict)
+    saved: list[Path] = field(default_factory=list)  # run folders, with save_to
 
 
 class _ListWriter:
@@ -185,8 +187,19 @@ class _ListWriter:
         self.records.extend(records)
 
 
-def _run(suite_data: dict, reporter=None) -> tuple[spec.Suite, list]:
+def _run(
+    suite_data: dict, reporter=None, save_to: Path | None = None, advice: Advice | None = None
+) -> tuple[spec.Suite, list]:
+    """Run a generated suite: in memory, or with ``save_to`` as an ordinary run folder
+    under that results root (through :func:`bench_cli.api.run_suite`)."""
     suite = spec.loads(yaml.safe_dump(suite_data, sort_keys=False), suite_data["name"])
+    if save_to is not None:
+        from bench_cli import api
+
+        folder = api.run_suite(suite, results=save_to, reporter=reporter)
+        if advice is not None:
+            advice.saved.append(folder.path)
+        return suite, folder.records()
     writer = _ListWriter()
     runner.run(suite, suite.cases(), writer, set(), reporter=reporter)
     return suite, writer.records
@@ -221,7 +234,12 @@ def _exclusions(records_by_role, question: Question) -> dict[str, str]:
     return reasons
 
 
-def advise(question: Question, reporter_factory=None) -> Advice:
+def advise(question: Question, reporter_factory=None, save_to: Path | None = None) -> Advice:
+    """Screen every candidate for accuracy and stability, time those that pass, rank them.
+
+    ``reporter_factory`` makes a progress reporter per phase; with ``save_to`` (a results
+    root) every phase is also written as an ordinary run folder (``Advice.saved``).
+    """
     question.check()
     started = time.monotonic()
     advice = Advice()
@@ -237,7 +255,9 @@ def advise(question: Question, reporter_factory=None) -> Advice:
         )
     advice.suites = screen_suites(question)
     for role, data in advice.suites.items():
-        _, advice.records[role] = _run(data, reporter_factory() if reporter_factory else None)
+        _, advice.records[role] = _run(
+            data, reporter_factory() if reporter_factory else None, save_to, advice
+        )
     advice.excluded = _exclusions(advice.records, question)
     configs = {r["axes"]["method"]: r["params"] for r in advice.records["spd"]}
     eligible = [label for label in configs if label not in advice.excluded]
@@ -255,7 +275,7 @@ def advise(question: Question, reporter_factory=None) -> Advice:
     methods = {label: _config_of(configs[label]) for label in eligible}
     advice.suites["time"] = time_suite(question, methods, per_case)
     _, advice.records["time"] = _run(
-        advice.suites["time"], reporter_factory() if reporter_factory else None
+        advice.suites["time"], reporter_factory() if reporter_factory else None, save_to, advice
     )
     mode = "fwd_bwd" if question.need_grad else "fwd"
     by_label: dict[str, dict[int, float]] = {}
@@ -291,3 +311,16 @@ def advise(question: Question, reporter_factory=None) -> Advice:
 
 def _config_of(params: dict) -> dict:
     return {"method": params["impl"], **{k: v for k, v in params["options"].items() if k != "func"}}
+
+
+def write_suites(result: Advice, path: Path) -> list[Path]:
+    """Write the generated suites: ``path`` (timing) and its siblings <stem>-<role>.yaml."""
+    written = []
+    for role, data in result.suites.items():
+        target = path if role == "time" else path.with_name(f"{path.stem}-{role}{path.suffix}")
+        try:
+            target.write_text(yaml.safe_dump(data, sort_keys=False))
+        except OSError as exc:
+            raise UserError(f"{target}: cannot write: {exc.strerror or exc}") from exc
+        written.append(target)
+    return written

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -29,15 +28,13 @@ from rich.table import Table as RichTable
 from tabulate import tabulate
 
 import bench_cli
-from bench_cli import advise as advise_mod
-from bench_cli import compare as compare_mod
-from bench_cli import env as env_mod
-from bench_cli import executor as executor_mod
-from bench_cli import html, plots, registry, report, runner, shards, spec, store
-from bench_cli import metrics as metrics_catalog
+from bench_cli import api, spec, store, tables
 from bench_cli import reproduce as reproduce_mod
+from bench_cli.compare import comparison_frame
 from bench_cli.errors import UserError, unknown_name
-from bench_cli.layers.declare import KTilde
+
+# Modules that import torch (registry, runner, env, executor, advise) are imported inside
+# the commands that run something: show, compare, report and merge never load torch.
 
 app = typer.Typer(
     name="matbench",
@@ -48,7 +45,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 _state = {"debug": False, "debug_in_argv": False}
-SUITES_DIR = Path(bench_cli.__file__).resolve().parent.parent / "suites"
 
 
 def out_console() -> Console:
@@ -120,73 +116,42 @@ FilterOpt = Annotated[
     ),
 ]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Results root for new run folders.")]
-
-
-def bundled_suites() -> dict[str, Path]:
-    if not SUITES_DIR.is_dir():
-        return {}
-    found = {}
-    for path in sorted(SUITES_DIR.rglob("*.yaml")):
-        found.setdefault(path.stem, path)
-    return found
-
-
-def resolve_suite(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.exists() or path.suffix in {".yaml", ".yml"} or "/" in name_or_path:
-        return path
-    bundled = bundled_suites()
-    if name_or_path in bundled:
-        return bundled[name_or_path]
-    return path  # spec.load reports it missing
-
-
-def load_suite(name_or_path: str) -> spec.Suite:
-    return spec.load(resolve_suite(name_or_path))
-
-
-def select_cases(suite: spec.Suite, devices, filters) -> list[spec.Case]:
-    for device in devices or ():
-        if not spec.DEVICE_PATTERN.match(device):
-            raise UserError(f"--device '{device}': expected cpu, cuda, cuda:N, mps or auto")
-    cases = spec.select(suite.cases(devices or None), filters or [])
-    if not cases:
-        raise UserError(f"{suite.source}: no case matches --filter {' '.join(filters or [])}")
-    return cases
-
-
-def latest_unfinished(root: Path, suite: spec.Suite, machine: str) -> store.RunFolder | None:
-    for folder in reversed(store.runs_of(root, suite.name)):
-        meta = folder.meta
-        if meta.get("fingerprint") != suite.fingerprint or meta.get("machine_key") != machine:
-            continue
-        if runner.pending(suite.cases(), suite, folder.done()):
-            return folder
-    return None
-
-
-def new_run_folder(root: Path, suite: spec.Suite, machine: str, shard: str | None = None) -> Path:
-    suffix = "" if shard is None else "_shard-" + shard.replace("/", "-of-")
-    base = root / suite.name / f"{store.utc_stamp()}_{machine}{suffix}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def measured_peaks(cases) -> dict[str, float]:
-    """The batched-matmul rate of each (device, dtype) the run times, for "% of peak"."""
-    from bench_cli.metrics.timing import matmul_peak_gflops
-
-    peaks = {}
-    for device, dtype in sorted({(c.device, c.dtype) for c in cases}):
-        if runner.device_unavailable(device) is None:
-            try:
-                peaks[f"{device}/{dtype}"] = round(matmul_peak_gflops(device, dtype), 3)
-            except RuntimeError:  # no matmul kernel for this dtype here
-                continue
-    return peaks
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="The run folder itself (created, or resumed if it holds an unfinished run of "
+        "this suite).",
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume", help="Continue the latest unfinished run of this suite on this machine."
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout", min=0.001, help="Per-case time limit in seconds (default: the suite's)."
+    ),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="List what would run; measure and write nothing.")
+]
+AllowMixedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mixed",
+        help="Resume a run measured by other code (another commit, edit or torch); the new "
+        "records then carry their invocation.",
+    ),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help="Print as md, csv or latex instead of a terminal table."),
+]
 
 
 def progress_bar(console: Console, eta: bool) -> Progress:
@@ -251,25 +216,47 @@ def _add_row(table: RichTable, *cells: str) -> None:
     table.add_row(*(escape(str(cell)) for cell in cells))
 
 
-def run_folders(paths) -> list[store.RunFolder]:
-    """Run folders from paths, or one clear error for the first that is not one."""
-    folders = []
-    for path in paths:
-        if not path.is_dir():
-            raise UserError(f"{path}: run folder not found")
-        folder = store.RunFolder(path)
-        folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
-        folders.append(folder)
-    return folders
+def print_tables(folder: store.RunFolder, console: Console) -> list[tables.Table]:
+    """Print a run's tables at the terminal; return them."""
+    made = api.tables_of(folder)
+    for table in made:
+        console.print(tables.to_rich(table))
+    return made
 
 
-def print_tables(folder: store.RunFolder, console: Console) -> list[report.Table]:
-    suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
+def _check_format(format: str | None) -> None:
+    if format is not None and format not in tables.FORMATS:
+        raise UserError(unknown_name("format", format, tables.FORMATS))
+
+
+def _err_notify(err: Console):
+    return lambda message: err.print(escape(message))
+
+
+def _run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFolder | None:
+    """What `run` and `reproduce` share: plan (--dry-run), or run and print the tables."""
+    console, err = out_console(), Console(stderr=True)
+    if dry_run:
+        cases = api.select_cases(suite, options.get("devices"), options.get("filter"))
+        folder = api.choose_folder(
+            suite, options.get("out"), resume=options.get("resume", False),
+            results=options.get("results", "results"),
+        )  # fmt: skip
+        done = folder.done() if (folder.path / "run.json").exists() else set()
+        _print_plan(console, suite, cases, done)
+        return None
+    try:
+        folder = api.run_suite(
+            suite, reporter=RichReporter(err), job_reporter=JobReporter(err),
+            notify=_err_notify(err), **options,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    print_tables(folder, console)
     records = folder.records()
-    tables = report.tables_for(records, suite.tables, [m.name for m in suite.metrics])
-    for table in tables:
-        console.print(report.to_rich(table))
-    return tables
+    err.print(tables.status_summary(records))
+    err.print(f"records: {folder.path / store.RECORDS}\ntables:  {folder.path / 'tables'}")
+    return folder
 
 
 # ---------------------------------------------------------------- commands
@@ -279,32 +266,12 @@ def print_tables(folder: store.RunFolder, console: Console) -> list[report.Table
 @handles_errors
 def run(
     suite_file: SuiteArg,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="The run folder itself "
-            "(created, or resumed if it holds an unfinished run of this suite).",
-        ),
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume", help="Continue the latest unfinished run of this suite on this machine."
-        ),
-    ] = False,
+    out: OutOpt = None,
+    resume: ResumeOpt = False,
     device: DeviceOpt = None,
     filter: FilterOpt = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout", min=0.001, help="Per-case time limit in seconds (default: the suite's)."
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="List what would run; measure and write nothing.")
-    ] = False,
+    timeout: TimeoutOpt = None,
+    dry_run: DryRunOpt = False,
     results: ResultsOpt = Path("results"),
     isolate: Annotated[
         bool,
@@ -341,173 +308,35 @@ def run(
     array_parallelism: Annotated[
         int | None, typer.Option("--array-parallelism", min=1, help="Slurm tasks running at once.")
     ] = None,
+    allow_mixed: AllowMixedOpt = False,
 ) -> None:
     """Run a suite and write records and tables to a run folder."""
-    suite = load_suite(suite_file)
-    scale_out = None
-    if executor is not None:
-        if executor not in ("local", "slurm"):
-            raise UserError(unknown_name("executor", executor, ("local", "slurm")))
-        if isolate or shard:
-            raise UserError("--executor runs its own shards: drop --isolate and --shard")
-        executor_mod.require_submitit()  # before any folder is made
-        settings = executor_mod.parse_settings(suite.executor, suite.source)
-        overrides = {
-            k: v
-            for k, v in {
-                "shards": shards_count,
-                "partition": partition,
-                "gpus": gpus,
-                "time_min": time_min,
-                "array_parallelism": array_parallelism,
-            }.items()
-            if v is not None
-        }
-        scale_out = (executor, settings.model_copy(update=overrides))
-    execute(
-        suite,
-        out,
-        resume,
-        device,
-        filter,
-        timeout,
+    overrides = {
+        k: v
+        for k, v in {
+            "shards": shards_count,
+            "partition": partition,
+            "gpus": gpus,
+            "time_min": time_min,
+            "array_parallelism": array_parallelism,
+        }.items()
+        if v is not None
+    }
+    _run_and_print(
+        api.load_suite(suite_file),
         dry_run,
-        results,
+        out=out,
+        resume=resume,
+        devices=device,
+        filter=filter,
+        timeout=timeout,
+        results=results,
         isolate=isolate,
         shard=shard,
-        scale_out=scale_out,
+        executor=executor,
+        executor_options=overrides,
+        allow_mixed=allow_mixed,
     )
-
-
-def execute(
-    suite,
-    out,
-    resume,
-    device,
-    filter,
-    timeout,
-    dry_run,
-    results,
-    *,
-    isolate=False,
-    shard=None,
-    scale_out=None,
-) -> store.RunFolder | None:
-    """What `run` and `reproduce` share: choose the folder, run, print and write tables."""
-    cases = select_cases(suite, device, filter)
-    if shard is not None:
-        index, count = shards.parse(shard)
-        cases = shards.select(cases, index, count)
-    console, err = out_console(), Console(stderr=True)
-    if out is not None and resume:
-        raise UserError("--out and --resume both name the run folder; give one")
-    machine = env_mod.machine_key()
-    if out is not None:
-        folder = store.RunFolder(out)
-    elif resume:
-        folder = latest_unfinished(results, suite, machine)
-        if folder is None:
-            raise UserError(
-                f"no unfinished run of suite '{suite.name}' on this machine "
-                f"under {results / suite.name}"
-            )
-    else:
-        folder = store.RunFolder(new_run_folder(results, suite, machine, shard))
-    if dry_run:
-        done = folder.done() if (folder.path / "run.json").exists() else set()
-        _print_plan(console, suite, cases, done)
-        return None
-    env = env_mod.collect()
-    if "time" in {m.name for m in suite.metrics}:
-        env["matmul_peak_gflops"] = measured_peaks(cases)
-    with folder.open_for_run(
-        suite_name=suite.name, fingerprint=suite.fingerprint, suite_text=suite.text, env=env
-    ) as writer:
-        err.print(f"run folder: {folder.path}")
-        if writer.dropped:
-            err.print(
-                escape(
-                    f"records.jsonl: dropped a torn last line ({len(writer.dropped)} bytes: "
-                    f"{writer.dropped[:60]!r}) left by an interrupted run; resuming from the last "
-                    "whole record"
-                )
-            )
-        try:
-            if scale_out is not None:
-                kind, settings = scale_out
-                todo = [case for case, _ in runner.pending(cases, suite, folder.done())]
-                err.print(
-                    f"{kind} executor: {len(todo)} cases as job arrays, logs under "
-                    f"{folder.path / 'submitit'}"
-                )
-                executor_mod.submit_and_merge(
-                    suite,
-                    todo,
-                    folder,
-                    writer,
-                    kind,
-                    settings,
-                    device or None,
-                    timeout,
-                    JobReporter(err),
-                )
-                summary = runner.Summary(planned=len(cases), already_done=len(cases) - len(todo))
-            else:
-                summary = runner.run(
-                    suite,
-                    cases,
-                    writer,
-                    folder.done(),
-                    timeout=timeout,
-                    reporter=RichReporter(err),
-                    isolate=isolate,
-                )
-        except KeyboardInterrupt:
-            done = len(folder.done())
-            err.print(
-                f"interrupted: {done} records are saved in {folder.path}; "
-                f"run again with --out {folder.path} to finish"
-            )
-            raise typer.Exit(130) from None
-    if summary.already_done:
-        err.print(f"resumed: {summary.already_done} of {summary.planned} cases were already done")
-    tables = print_tables(folder, console)
-    report.write(tables, folder.path / "tables")
-    plots.write(folder.records(), folder.path / "plots")
-    err.print(report.status_summary(folder.records()))
-    err.print(f"records: {folder.path / store.RECORDS}\ntables:  {folder.path / 'tables'}")
-    return folder
-
-
-PAPER_DIR = SUITES_DIR / "paper"
-README_START, README_END = "<!-- reproduced:start -->", "<!-- reproduced:end -->"
-
-
-def paper_suites() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(PAPER_DIR.glob("*.yaml"))} if PAPER_DIR.is_dir() else {}
-
-
-def reproduction_markdown(folder: store.RunFolder) -> str:
-    """A run's tables and, where its suite cites a source, published beside measured."""
-    return _reproduction(folder)[0]
-
-
-def _reproduction(folder: store.RunFolder) -> tuple[str, str | None]:
-    """(markdown, verdict sentence or None without a reference), loading the run once."""
-    suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
-    records = folder.records()
-    parts = []
-    for table in report.tables_for(records, suite.tables, [m.name for m in suite.metrics]):
-        parts.append(report.render(table, "md").replace("### ", "#### ", 1))  # one level down
-        claims = report.paired_claims(table)
-        if claims:
-            parts.append(claims + "\n")
-    verdict = None
-    if suite.reference is not None:
-        frame = reproduce_mod.compare(records, suite.reference)
-        parts.append(reproduce_mod.render(frame, suite.reference))
-        verdict = reproduce_mod.summary(frame)
-    return "\n".join(parts), verdict
 
 
 @app.command()
@@ -532,18 +361,12 @@ def reproduce(
         bool,
         typer.Option("--quick", help="The suite's reduced size (for CI): runs as <name>-quick."),
     ] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="The run folder itself.")] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the latest unfinished run.")
-    ] = False,
+    out: OutOpt = None,
+    resume: ResumeOpt = False,
     device: DeviceOpt = None,
     filter: FilterOpt = None,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", min=0.001, help="Per-case time limit in seconds.")
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="List what would run; measure and write nothing.")
-    ] = False,
+    timeout: TimeoutOpt = None,
+    dry_run: DryRunOpt = False,
     results: ResultsOpt = Path("results"),
     readme: Annotated[
         Path | None,
@@ -553,29 +376,26 @@ def reproduce(
             "from the latest full run of every paper suite under --results.",
         ),
     ] = None,
+    allow_mixed: AllowMixedOpt = False,
 ) -> None:
     """Re-run a published table on this machine and set our numbers beside the source's."""
-    available = paper_suites()
     if readme is not None:
-        write_readme_section(readme, results, available)
+        count = api.write_readme_section(readme, results)
+        print(f"{readme}: reproduced tables rewritten from {count} suites")
         return
     if name is None:
-        raise UserError(f"name a paper suite: {', '.join(available)}")
-    if name in available:
-        path = available[name]
-    elif name.endswith((".yaml", ".yml")) or Path(name).exists():
-        path = Path(name)
-        if not path.is_file():
-            raise UserError(f"{name}: suite file not found")
-    else:
-        raise UserError(unknown_name("paper suite", name, available))
+        raise UserError(f"name a paper suite: {', '.join(api.paper_suites())}")
+    path = api.paper_suite(name)
     suite = spec.load(path, quick=quick)
     if suite.reference is None and check:
         raise UserError(f"{path}: no reference: block, so --check has nothing to check")
-    folder = execute(suite, out, resume, device, filter, timeout, dry_run, results)
+    folder = _run_and_print(
+        suite, dry_run, out=out, resume=resume, devices=device, filter=filter,
+        timeout=timeout, results=results, allow_mixed=allow_mixed,
+    )  # fmt: skip
     if folder is None or suite.reference is None:
         return
-    frame = reproduce_mod.compare(folder.records(), suite.reference)
+    frame = reproduce_mod.verdicts(folder.records(), suite.reference)
     text = reproduce_mod.render(frame, suite.reference)
     (folder.path / "tables" / "reproduction.md").write_text(text)
     out_console().print(escape(text))
@@ -585,61 +405,6 @@ def reproduce(
             print(f"does not reproduce: {printable(row)}", file=sys.stderr)
         print(f"matbench: {len(failing)} row(s) do not reproduce", file=sys.stderr)
         raise typer.Exit(1)
-
-
-def write_readme_section(readme: Path, results: Path, available: dict[str, Path]) -> None:
-    if not readme.exists():
-        raise UserError(f"{readme}: not found")
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise UserError(f"{readme}: no '{README_START}' ... '{README_END}' markers")
-    sections, verdicts = [], []
-    for name in available:
-        runs = store.runs_of(results, name)
-        if not runs:
-            sections.append(f"### {name}\n\nNo committed run under {results / name}.\n")
-            continue
-        folder = runs[-1]
-        markdown, verdict = _reproduction(folder)
-        sections.append(f"### {name}\n\nRun `{folder.path}`.\n\n" + markdown)
-        if verdict is not None:
-            verdicts.append(f"- **{name}**: {verdict}.")
-    overview = "Verdicts, counted from the tables below:\n\n" + "\n".join(verdicts) + "\n"
-    body = "\n".join([overview, *sections] if verdicts else sections)
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    readme.write_text(text[:start] + "\n" + body + "\n" + text[end:])
-    print(f"{readme}: reproduced tables rewritten from {len(available)} suites")
-
-
-def _compare_cell(value, metric: str, relative: bool) -> str:
-    if isinstance(value, str):
-        return value
-    if metric.startswith("time") and not relative:
-        return report.format_cell(value, "ms", 1e3)
-    return report.format_number(value, "")
-
-
-def comparison_frame(result: compare_mod.Comparison):
-    import pandas as pd
-
-    rows = []
-    for row in result.rows:
-        relative = bool(row.note.startswith("relative"))
-        interval = f"[{row.low:.3f}, {row.high:.3f}]" if row.low is not None else ""
-        rows.append(
-            {
-                "case": row.label,
-                "method": row.method,
-                "metric": row.metric,
-                "A": _compare_cell(row.a, row.metric, relative),
-                "B": _compare_cell(row.b, row.metric, relative),
-                "B/A": "" if row.ratio is None else f"{row.ratio:.3f}",
-                "95% CI": interval,
-                "verdict": row.verdict,
-                "note": row.note,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 @app.command()
@@ -666,19 +431,12 @@ def compare(
         str, typer.Option("--mode", help="Timing mode: fwd, bwd or fwd_bwd.")
     ] = "fwd_bwd",
     device: DeviceOpt = None,
-    format: Annotated[
-        str | None,
-        typer.Option("--format", "-f", help="md, csv or latex instead of a terminal table."),
-    ] = None,
+    format: FormatOpt = None,
 ) -> None:
     """Compare runs of one suite across machines or versions, case by case."""
-    if format is not None and format not in report.FORMATS:
-        raise UserError(unknown_name("format", format, report.FORMATS))
-    if mode not in ("fwd", "bwd", "fwd_bwd"):
-        raise UserError(unknown_name("mode", mode, ("fwd", "bwd", "fwd_bwd")))
-    folders = run_folders(runs)
-    results = compare_mod.compare_many(
-        folders, min_effect=min_effect, mode=mode, baseline=baseline, device=(device or [None])[0]
+    _check_format(format)
+    results = api.compare_runs(
+        runs, baseline=baseline, min_effect=min_effect, mode=mode, device=(device or [None])[0]
     )
     console = out_console()
     for result in results:
@@ -740,13 +498,12 @@ def report_(
     ] = None,
 ) -> None:
     """Write a self-contained HTML page: environment, every table and plot, comparisons."""
-    folders = run_folders(runs)
-    comparisons = compare_mod.compare_many(folders, baseline=baseline) if len(folders) > 1 else []
+    from bench_cli import report
+
+    folders = [api.open_run(path) for path in runs]
+    comparisons = api.compare_runs(runs, baseline=baseline) if len(folders) > 1 else []
     target = out or folders[0].path / "report.html"
-    try:
-        target.write_text(html.page(folders, comparisons, comparison_frame))
-    except OSError as exc:
-        raise UserError(f"{target}: cannot write the report: {exc.strerror or exc}") from exc
+    report.write_report(folders, target, comparisons)
     print(f"report: {target}")
 
 
@@ -800,6 +557,8 @@ def advise(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Which method should I use for this function, at these sizes, on this hardware?"""
+    from bench_cli import advise as advise_mod
+
     if dtype not in ("float32", "float64"):
         raise UserError(f"--dtype must be float32 or float64, got '{dtype}'")
     if not spec.DEVICE_PATTERN.match(device):
@@ -819,7 +578,9 @@ def advise(
     )
     question.check()
     err = Console(stderr=True)
-    result = advise_mod.advise(question, reporter_factory=lambda: RichReporter(err))
+    result = advise_mod.advise(
+        question, reporter_factory=lambda: RichReporter(err), save_to=results if save else None
+    )
     console = out_console()
     mode = "forward+backward" if need_grad else "forward"
     if result.ranking:
@@ -859,33 +620,10 @@ def advise(
     for note in result.notes:
         console.print(escape(note))
     if suite_out is not None:
-        written = write_advice_suites(result, suite_out)
+        written = advise_mod.write_suites(result, suite_out)
         console.print(f"suites: {', '.join(str(p) for p in written)}")
-    if save:
-        machine = env_mod.machine_key()
-        env = env_mod.collect()
-        for role, records in result.records.items():
-            data = result.suites[role]
-            text = yaml.safe_dump(data, sort_keys=False)
-            suite = spec.loads(text, data["name"])
-            folder = store.RunFolder(new_run_folder(results, suite, machine))
-            with folder.open_for_run(
-                suite_name=suite.name, fingerprint=suite.fingerprint, suite_text=text, env=env
-            ) as writer:
-                writer.append(records)
-            console.print(f"saved: {folder.path}")
-
-
-def write_advice_suites(result, path: Path) -> list[Path]:
-    written = []
-    for role, data in result.suites.items():
-        target = path if role == "time" else path.with_name(f"{path.stem}-{role}{path.suffix}")
-        try:
-            target.write_text(yaml.safe_dump(data, sort_keys=False))
-        except OSError as exc:
-            raise UserError(f"{target}: cannot write: {exc.strerror or exc}") from exc
-        written.append(target)
-    return written
+    for path in result.saved:
+        console.print(f"saved: {path}")
 
 
 @app.command()
@@ -902,7 +640,9 @@ def merge(
     ],
 ) -> None:
     """Combine shard runs into one run folder; refuses overlapping shards."""
-    folders = run_folders(runs)
+    from bench_cli import shards
+
+    folders = [api.open_run(path) for path in runs]
     for target in shards.merge(folders, out):
         folder = store.RunFolder(target)
         print(f"merged: {target} ({len(folder.records())} records)")
@@ -915,7 +655,7 @@ def validate(
 ) -> None:
     """Check suite files without running them."""
     for name in suite_files:
-        suite = load_suite(name)
+        suite = api.load_suite(name)
         print(
             f"{suite.source}: ok — {len(suite.cases())} cases, "
             f"{len(suite.methods)} method configs, metrics: "
@@ -961,19 +701,15 @@ def plan(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """List the expanded cases of a suite and which are already done."""
-    suite = load_suite(suite_file)
-    cases = select_cases(suite, device, filter)
+    from bench_cli import env as env_mod
+
+    suite = api.load_suite(suite_file)
+    cases = api.select_cases(suite, device, filter)
     done: set = set()
     if out is not None:
         done = store.RunFolder(out).done()
     else:
-        machine = env_mod.machine_key()
-        runs = [
-            f
-            for f in store.runs_of(results, suite.name)
-            if f.meta.get("fingerprint") == suite.fingerprint
-            and f.meta.get("machine_key") == machine
-        ]
+        runs = api.matching_runs(results, suite, env_mod.machine_key())
         if runs:
             done = runs[-1].done()
             print(f"against run folder {runs[-1].path}")
@@ -991,6 +727,10 @@ def list_(
     kinds = ("layers", "methods", "inputs", "metrics", "suites")
     if what != "all" and what not in kinds:
         raise UserError(unknown_name("list", what, (*kinds, "all")))
+    from bench_cli import metrics as metrics_catalog
+    from bench_cli import registry
+    from bench_cli.layers.declare import KTilde
+
     console = out_console()
     show = kinds if what == "all" else (what,)
     if "layers" in show:
@@ -1058,10 +798,11 @@ def list_(
             _add_row(table, metric.name, metric.unit or "—", options, metric.summary)
         console.print(table)
     if "suites" in show:
-        table = RichTable(title=f"bundled suites ({SUITES_DIR})", title_justify="left")
+        root = api.suites_dir()
+        table = RichTable(title=f"bundled suites ({root})", title_justify="left")
         for col in ("suite", "file", "description"):
             table.add_column(col)
-        for name, path in bundled_suites().items():
+        for name, path in api.bundled_suites().items():
             try:
                 loaded = spec.load(path)
                 description = loaded.description
@@ -1069,7 +810,7 @@ def list_(
                     description += f" [source: {loaded.reference.citation}]"
             except UserError as exc:
                 description = f"invalid: {exc}"
-            _add_row(table, name, str(path.relative_to(SUITES_DIR.parent)), description)
+            _add_row(table, name, str(path.relative_to(root)), description)
         console.print(table)
 
 
@@ -1077,35 +818,27 @@ def list_(
 @handles_errors
 def show(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
-    format: Annotated[
-        str | None,
-        typer.Option(
-            "--format", "-f", help="Print as md, csv or latex instead of a terminal table."
-        ),
-    ] = None,
+    format: FormatOpt = None,
 ) -> None:
     """Re-make a run's tables from its records (never re-measures)."""
-    if format is not None and format not in report.FORMATS:
-        raise UserError(unknown_name("format", format, report.FORMATS))
-    folder = store.RunFolder(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: run folder not found")
-    folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
-    suite = spec.loads(folder.suite_text, str(folder.path / "suite.yaml"))
+    from bench_cli import plots
+
+    _check_format(format)
+    folder = api.open_run(run_dir)
     records = folder.records()
-    tables = report.tables_for(records, suite.tables, [m.name for m in suite.metrics])
+    made = api.tables_of(folder, records)
     try:
-        report.write(tables, folder.path / "tables")
+        tables.write(made, folder.path / "tables")
         plots.write(records, folder.path / "plots")
     except OSError as exc:
         print(f"matbench: warning: tables not written: {exc}", file=sys.stderr)
     if format is None:
         console = out_console()
-        for table in tables:
-            console.print(report.to_rich(table))
-        print(report.status_summary(records), file=sys.stderr)
+        for table in made:
+            console.print(tables.to_rich(table))
+        print(tables.status_summary(records), file=sys.stderr)
     else:
-        print("\n".join(report.render(t, format) for t in tables))
+        print("\n".join(tables.render(t, format) for t in made))
 
 
 @app.command()
@@ -1114,6 +847,8 @@ def env(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the hardware and software matbench records with every run."""
+    from bench_cli import env as env_mod
+
     info = env_mod.collect()
     if as_json:
         print(json.dumps(info, indent=2, default=str))

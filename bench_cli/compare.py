@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from bench_cli.errors import UserError
-from bench_cli.report import metric_value
 from bench_cli.store import RunFolder
+from bench_cli.tables import format_cell, format_number, metric_value
 
 ACCURACY_VIEWS = {
     "forward_error": [],
@@ -42,8 +42,15 @@ ACCURACY_VIEWS = {
 
 
 def alignment_key(record: Mapping[str, Any]) -> str:
-    params = {k: v for k, v in record["params"].items() if k != "device"}
-    return json.dumps(params, sort_keys=True, default=str)
+    """The case without its device, from the resolved axes: records keyed before and
+    after case keys hashed resolved options align alike."""
+    params = record["params"]
+    axes = {k: v for k, v in record["axes"].items() if k != "device"}
+    return json.dumps(
+        {"suite": params.get("suite"), "seed": params.get("seed"), "axes": axes},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def load_results(path) -> pd.DataFrame:
@@ -96,9 +103,6 @@ class Comparison:
     mode: str = "fwd_bwd"
     baseline: str | None = None
 
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([r.__dict__ for r in self.rows])
-
 
 def bootstrap_median_ratio(
     a: np.ndarray, b: np.ndarray, *, rounds: int = 2000, confidence: float = 0.95, seed: int = 0
@@ -124,9 +128,13 @@ def _label(record: Mapping[str, Any]) -> str:
     return f"{inputs['kind']}({shown}) {record['axes']['dtype']}"
 
 
-def _by_alignment(folder: RunFolder) -> dict[tuple[str, str], Mapping[str, Any]]:
+def _by_alignment(
+    folder: RunFolder, device: str | None = None
+) -> dict[tuple[str, str], Mapping[str, Any]]:
     out: dict[tuple[str, str], Mapping[str, Any]] = {}
     for record in folder.records():
+        if device is not None and record["axes"]["device"] != device:
+            continue
         key = (alignment_key(record), record["metric"])
         if key in out and out[key]["axes"]["device"] != record["axes"]["device"]:
             raise UserError(
@@ -171,10 +179,8 @@ def compare_runs(
             f"{a.path} and {b.path} are runs of different suites "
             f"('{meta_a['suite']}' and '{meta_b['suite']}')"
         )
-    records_a, records_b = _by_alignment(a), _by_alignment(b)
-    if device is not None:
-        records_a = {k: r for k, r in records_a.items() if r["axes"]["device"] == device}
-        records_b = {k: r for k, r in records_b.items() if r["axes"]["device"] == device}
+    # Filter by device first: a folder may hold the same case on several devices.
+    records_a, records_b = _by_alignment(a, device), _by_alignment(b, device)
     shared = sorted(set(records_a) & set(records_b), key=lambda k: (k[1], k[0]))
     if not shared:
         raise UserError(
@@ -271,3 +277,33 @@ def compare_many(folders: Sequence[RunFolder], **options) -> list[Comparison]:
     if len(folders) < 2:
         raise UserError("compare needs at least two run folders")
     return [compare_runs(folders[0], other, **options) for other in folders[1:]]
+
+
+def _cell(value, metric: str, relative: bool) -> str:
+    if isinstance(value, str):
+        return value
+    if metric.startswith("time") and not relative:
+        return format_cell(value, "ms", 1e3)
+    return format_number(value, "")
+
+
+def comparison_frame(result: Comparison) -> pd.DataFrame:
+    """One printable row per compared case and metric: A, B, B/A, its interval, verdict."""
+    rows = []
+    for row in result.rows:
+        relative = bool(row.note.startswith("relative"))
+        interval = f"[{row.low:.3f}, {row.high:.3f}]" if row.low is not None else ""
+        rows.append(
+            {
+                "case": row.label,
+                "method": row.method,
+                "metric": row.metric,
+                "A": _cell(row.a, row.metric, relative),
+                "B": _cell(row.b, row.metric, relative),
+                "B/A": "" if row.ratio is None else f"{row.ratio:.3f}",
+                "95% CI": interval,
+                "verdict": row.verdict,
+                "note": row.note,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -40,25 +41,48 @@ def lapack_backend() -> str:
 
 
 def git_commit() -> dict[str, Any]:
+    """The commit and dirty state of the checkout matbench runs from; None for both when
+    it is not a git checkout (e.g. a wheel install, even inside someone's repository)."""
     root = Path(bench_cli.__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5,
+            check=True,
+        ).stdout.strip()  # fmt: skip
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        return {"commit": commit, "dirty": bool(dirty)}
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
+            return {"commit": None, "dirty": None}
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(dirty)}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+
+@functools.cache
+def code_digest() -> str:
+    """SHA-256 of the package's Python sources and suites (paths and bytes): the code that
+    measures, whether or not it sits in a git checkout."""
+    root = Path(bench_cli.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def provenance() -> dict[str, Any]:
+    """Which code measures: matbench's version, the git commit and dirty state of its
+    checkout (None outside one), a digest of its sources, and the torch build."""
+    return {
+        "matbench": bench_cli.__version__,
+        "git": git_commit(),
+        "code": code_digest(),
+        "torch": torch.__version__,
+        "torch_git": getattr(torch.version, "git_version", None),
+    }
 
 
 def gpus() -> list[dict[str, Any]]:

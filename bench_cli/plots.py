@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench_cli.report import metric_value  # noqa: E402
+from bench_cli.tables import metric_value  # noqa: E402
 
 MARKERS = "osD^v<>phX*P"
 Figure = Any

@@ -41,8 +41,8 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from bench_cli.report import format_cell, metric_value
 from bench_cli.spec import ReferenceSpec
+from bench_cli.tables import format_cell, metric_value
 
 RESERVED = {"value", "max", "ratio", "by_construction"}
 REPRODUCES, FAILS, NOT_EVIDENCE = "reproduces", "fails", "not evidence"
@@ -107,7 +107,7 @@ def speedup_verdict(measured: float, published: float, factor: float) -> tuple[s
     return f"reversed ({ratio:.2g}x of published)", FAILS
 
 
-def compare(records: Sequence[Mapping[str, Any]], ref: ReferenceSpec) -> pd.DataFrame:
+def verdicts(records: Sequence[Mapping[str, Any]], ref: ReferenceSpec) -> pd.DataFrame:
     name, *path = ref.metric.split(".")
     chosen = [r for r in records if r["metric"] == name]
     rows = []

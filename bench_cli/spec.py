@@ -220,8 +220,8 @@ class MethodConfig:
     base: str  # the name in the suite's methods: block
     layer: str
     method: str
-    options: dict[str, Any]  # as given (typed): part of the case key
-    resolved: dict[str, Any]  # with defaults filled in: recorded, not keyed
+    options: dict[str, Any]  # as given (typed): the label
+    resolved: dict[str, Any]  # with defaults filled in: recorded and keyed
 
 
 @dataclass(frozen=True)
@@ -247,19 +247,22 @@ class Case:
         object.__setattr__(self, "key", case_key(self.key_params()))
         # The seed of the data: from the suite seed and the inputs alone, never the method,
         # device or dtype, so every method of a comparison sees the same draw (paired).
-        inputs = case_key({"seed": self.suite_seed, "inputs": self.inputs})
+        # Resolved inputs: an explicit default and an omitted one draw the same data.
+        inputs = case_key({"seed": self.suite_seed, "inputs": self.resolved_inputs})
         digest = hashlib.sha256(f"{self.suite_seed}:{inputs}".encode()).hexdigest()
         object.__setattr__(self, "seed", int(digest[:8], 16))
 
     def key_params(self) -> dict[str, Any]:
+        """What identifies the case: resolved options and inputs, so an explicit default
+        and an omitted one are the same case (and one record)."""
         return {
             "suite": self.suite,
             "seed": self.suite_seed,
             "method": self.config.label,
             "layer": self.config.layer,
             "impl": self.config.method,
-            "options": self.config.options,
-            "inputs": self.inputs,
+            "options": self.config.resolved,
+            "inputs": self.resolved_inputs,
             "device": self.device,
             "dtype": self.dtype,
         }
@@ -317,8 +320,8 @@ class Suite:
                 "seed": self.seed,
                 "devices": self.devices,
                 "dtypes": self.dtypes,
-                "inputs": [self.input_kind, self.input_axes],
-                "methods": [(m.label, m.layer, m.method, m.options) for m in self.methods],
+                "inputs": [self.input_kind, self.input_axes, self.input_defaults],
+                "methods": [(m.label, m.layer, m.method, m.resolved) for m in self.methods],
                 "metrics": [(m.name, m.options) for m in self.metrics],
             }
         )
@@ -646,6 +649,36 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
         reference=shape.reference,
         executor=shape.executor,
     )
+
+
+@dataclass(frozen=True)
+class Outline:
+    """What reading a run needs of its suite: tables, metric names, the reference."""
+
+    name: str
+    description: str
+    metric_names: tuple[str, ...]
+    tables: tuple[TableSpec, ...]
+    reference: ReferenceSpec | None
+
+
+def outline(text: str, source: str = "<suite>") -> Outline:
+    """Parse a suite's shape only: no layers, methods or input families are looked up, so
+    this imports no torch (``show``, ``report``, ``compare`` and README tables use it)."""
+    data, lines = parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise SuiteError(source, 1, (), "a suite must be a mapping of keys")
+    errors = _Errors(source, lines)
+    try:
+        shape = _SuiteShape.model_validate(data)
+    except ValidationError as exc:
+        _pydantic_errors(errors, exc, (), SUITE_KEYS)
+        errors.raise_first()
+        raise
+    names = tuple(
+        next(iter(entry)) if isinstance(entry, dict) else entry for entry in shape.metrics
+    )
+    return Outline(shape.name, shape.description, names, tuple(shape.tables), shape.reference)
 
 
 def loads(text: str, source: str = "<suite>") -> Suite:

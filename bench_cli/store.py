@@ -1,7 +1,8 @@
 """The results folder of one run: append-only records, never overwritten.
 
     <run>/suite.yaml      exact copy of the suite file that started the run
-    <run>/run.json        suite name, fingerprint, machine key, invocations
+    <run>/run.json        suite name, fingerprint, machine key, invocations (each with the
+                          provenance of the code that ran it)
     <run>/env.json        env.collect() at the first invocation
     <run>/records.jsonl   one JSON object per (case, metric), appended per case
     <run>/tables/         re-made by `matbench show`
@@ -94,9 +95,21 @@ class RunFolder:
     # -- writing
     @contextlib.contextmanager
     def open_for_run(
-        self, *, suite_name: str, fingerprint: str, suite_text: str, env: dict[str, Any]
+        self,
+        *,
+        suite_name: str,
+        fingerprint: str,
+        suite_text: str,
+        env: dict[str, Any],
+        provenance: dict[str, Any] | None = None,
+        allow_mixed: bool = False,
     ) -> Iterator[RunWriter]:
-        """Create or resume the run; refuse a folder holding another suite or machine."""
+        """Create or resume the run; refuse a folder holding another suite or machine.
+
+        With ``provenance`` (bench_cli.env.provenance()), a resume whose records were
+        measured by other code refuses, naming both, unless ``allow_mixed``: then the new
+        records carry ``invocation``, their index in run.json's invocations.
+        """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             lock_handle = (self.path / ".lock").open("a")
@@ -113,6 +126,9 @@ class RunFolder:
                 ) from None
             meta_file = self.path / "run.json"
             invocation = {"utc": utc_now(), "argv": sys.argv[1:], "pid": os.getpid()}
+            if provenance is not None:
+                invocation["provenance"] = provenance
+            mixed = ""
             if meta_file.exists():
                 meta = json.loads(meta_file.read_text())
                 if meta.get("suite") != suite_name or meta.get("fingerprint") != fingerprint:
@@ -130,6 +146,18 @@ class RunFolder:
                         f"'{meta.get('machine_key')}', this is '{env['machine_key']}'; "
                         "choose another --out"
                     )
+                if provenance is not None and self.records():
+                    before = previous_provenance(meta, self.env)
+                    if not same_code(before, provenance):
+                        mixed = (
+                            f"the records so far were measured by {describe(before)}; "
+                            f"this is {describe(provenance)}"
+                        )
+                        if not allow_mixed:
+                            raise UserError(
+                                f"{self.path}: {mixed}; resuming would mix code versions: "
+                                "pass --allow-mixed to resume anyway, or choose another --out"
+                            )
                 meta.setdefault("invocations", []).append(invocation)
             else:
                 if any(p.name not in {".lock"} for p in self.path.iterdir()):
@@ -147,7 +175,11 @@ class RunFolder:
                 (self.path / "suite.yaml").write_text(suite_text)
                 _write_json(self.path / "env.json", env)
             _write_json(meta_file, meta)
-            yield RunWriter(self.path / RECORDS)
+            writer = RunWriter(self.path / RECORDS)
+            if mixed:
+                writer.mixed = mixed
+                writer.invocation = len(meta["invocations"]) - 1
+            yield writer
 
 
 class RunWriter:
@@ -156,6 +188,8 @@ class RunWriter:
     def __init__(self, file: Path):
         self.file = file
         self.dropped = self._drop_torn_tail()
+        self.mixed = ""  # why this invocation's code differs from the records', if it does
+        self.invocation: int | None = None  # stamped on each record when mixed
 
     def _drop_torn_tail(self) -> bytes:
         """Remove a torn last line (a kill during a write); return what was removed."""
@@ -170,6 +204,8 @@ class RunWriter:
         return b""
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
+        if self.invocation is not None:
+            records = [{**r, "invocation": self.invocation} for r in records]
         text = "".join(json.dumps(r, default=str, allow_nan=False) + "\n" for r in records)
         if not text:
             return
@@ -177,6 +213,45 @@ class RunWriter:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def previous_provenance(meta: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+    """The provenance of the latest invocation that recorded one; for runs made before
+    invocations did, what env.json says of the code (version, git, torch; no digest)."""
+    for invocation in reversed(meta.get("invocations", [])):
+        if "provenance" in invocation:
+            return invocation["provenance"]
+    return {
+        "matbench": env.get("matbench"),
+        "git": env.get("git") or {},
+        "torch": env.get("torch"),
+        "code": None,
+    }
+
+
+def same_code(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two provenances name the same code: equal source digests and torch builds;
+    without a digest (older runs), the same clean git commit and torch."""
+    if a.get("torch") != b.get("torch"):
+        return False
+    if a.get("code") and b.get("code"):
+        return a["code"] == b["code"]
+    git_a, git_b = a.get("git") or {}, b.get("git") or {}
+    clean = not git_a.get("dirty") and not git_b.get("dirty")
+    return bool(git_a.get("commit")) and git_a.get("commit") == git_b.get("commit") and clean
+
+
+def describe(provenance: dict[str, Any]) -> str:
+    """One phrase: matbench 0.1.0 (commit 1a2b3c4 dirty, code 9f8e7d6c), torch 2.13.0."""
+    git = provenance.get("git") or {}
+    parts = []
+    if git.get("commit"):
+        parts.append(f"commit {git['commit'][:7]}" + (" dirty" if git.get("dirty") else ""))
+    parts.append(f"code {provenance['code'][:8]}" if provenance.get("code") else "code unknown")
+    return (
+        f"matbench {provenance.get('matbench')} ({', '.join(parts)}), "
+        f"torch {provenance.get('torch')}"
+    )
 
 
 def runs_of(root: Path, suite_name: str) -> list[RunFolder]:

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from bench_cli import inputs, report, runner, spec
+from bench_cli import inputs, runner, spec, tables
 from bench_cli.layers import matfun
 from bench_cli.spec import TableSpec
 
@@ -175,10 +175,10 @@ def test_time_records_flops_labels_rotation_and_derives_rates():
     # newton_schulz, 5 iterations: 12 matmuls forward, 24 backward, 2·6³ FLOPs each, batch 3.
     assert value["fwd"]["flops"] == 3 * 12 * 2 * 6**3
     assert value["fwd_bwd"]["flops"] == 3 * 36 * 2 * 6**3
-    rate = report.metric_value(record, ["fwd_bwd", "flops_per_s"])
-    median = report.metric_value(record, ["fwd_bwd", "median"])
+    rate = tables.metric_value(record, ["fwd_bwd", "flops_per_s"])
+    median = tables.metric_value(record, ["fwd_bwd", "median"])
     assert rate == pytest.approx(value["fwd_bwd"]["flops"] / median)
-    assert report.metric_value(record, ["fwd_bwd", "peak_fraction"]) == pytest.approx(
+    assert tables.metric_value(record, ["fwd_bwd", "peak_fraction"]) == pytest.approx(
         rate / (value["peak_gflops"] * 1e9)
     )
 
@@ -198,10 +198,10 @@ def test_scaling_exponent_fits_the_log_log_slope():
                     "params": {"inputs": {"kind": "spd", "dim": dim}},
                 }
             )
-    table = report.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", scaling="dim"))
+    table = tables.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", scaling="dim"))
     assert table.frame.loc["cubic"].iloc[0] == pytest.approx(3.0)
     assert table.frame.loc["square"].iloc[0] == pytest.approx(2.0)
-    assert "3.00" in report.render(table, "md")
+    assert "3.00" in tables.render(table, "md")
 
 
 def test_accuracy_metrics_are_bit_for_bit_identical_across_runs(cli, write_suite, tmp_path):

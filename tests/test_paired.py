@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from bench_cli import paired, report, spec
+from bench_cli import paired, spec, tables
 
 SUITE = """\
 name: pairs
@@ -89,7 +89,7 @@ def test_paired_table_pairs_by_data_draw_and_reports_intervals():
     records = _task_records(
         {"avg": [0.30, 0.40, 0.50, 0.60], "o2p": [0.35, 0.46, 0.55, 0.66], "same": [0.3] * 4}
     )
-    table = report.build(records, table_spec)
+    table = tables.build(records, table_spec)
     frame = table.frame
     assert list(frame.index) == ["avg", "o2p", "same"]
     assert frame.loc["o2p", "verdict"] == "better"
@@ -101,8 +101,8 @@ def test_paired_table_pairs_by_data_draw_and_reports_intervals():
     partial = [
         r for r in records if not (r["axes"]["method"] == "o2p" and r["axes"]["data_seed"] == 3)
     ]
-    assert report.build(partial, table_spec).frame.loc["o2p", "n"] == 3
-    md = report.render(table, "md")
+    assert tables.build(partial, table_spec).frame.loc["o2p", "n"] == 3
+    md = tables.render(table, "md")
     assert "paired by data draw (higher is better)" in md
 
 
@@ -141,13 +141,13 @@ def test_the_claims_sentence_names_only_differences_whose_interval_excludes_zero
             "flip": [0.50, 0.20, 0.70, 0.40],  # +20, -20, +20, -20: mean 0, CI wide
         }
     )
-    claims = report.paired_claims(report.build(records, table_spec))
+    claims = tables.paired_claims(tables.build(records, table_spec))
     better, _, rest = claims.partition(";")
     assert "Better than `avg`" in better and "`o2p`" in better and "`flip`" not in better
     assert "no difference from `avg` shown" in rest and "`flip`" in rest
     # The same o2p numbers shifted onto the wrong data sets lose the pairing, and the claim.
     shuffled = _task_records({"avg": [0.30, 0.40, 0.50, 0.60], "o2p": [0.66, 0.35, 0.55, 0.46]})
-    assert "Better" not in report.paired_claims(report.build(shuffled, table_spec))
+    assert "Better" not in tables.paired_claims(tables.build(shuffled, table_spec))
 
 
 def test_a_method_without_values_is_not_called_equal():

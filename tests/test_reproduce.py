@@ -3,7 +3,7 @@
 import pytest
 
 from bench_cli import reproduce, spec
-from bench_cli.cli import paper_suites
+from bench_cli.api import paper_suites
 from tests.test_bad_input import _check_one_line
 
 NAMES = sorted(paper_suites())
@@ -143,9 +143,9 @@ def test_speedup_verdicts_compare_magnitudes_not_only_directions():
     assert reproduce.speedup_verdict(0.99, 1.02, 2.0)[1] == fail  # within the factor, other side
     entries = [{"method": "base", "value": "10"}, {"method": "fast", "value": "1"}]
     ref = _ref(compare="speedup", baseline="base", speedup_factor=2.0, entries=entries)
-    frame = reproduce.compare(_records({"base": 10.0, "fast": 2.0}), ref)  # 5x, published 10x
+    frame = reproduce.verdicts(_records({"base": 10.0, "fast": 2.0}), ref)  # 5x, published 10x
     assert list(frame["outcome"]) == [reproduce.NOT_EVIDENCE, ok]
-    frame = reproduce.compare(_records({"base": 10.0, "fast": 9.0}), ref)  # 1.1x
+    frame = reproduce.verdicts(_records({"base": 10.0, "fast": 9.0}), ref)  # 1.1x
     assert frame["outcome"][1] == fail and reproduce.failing_rows(frame) == [
         "method=fast: direction holds, magnitude does not (0.11x of published)"
     ]
@@ -153,15 +153,15 @@ def test_speedup_verdicts_compare_magnitudes_not_only_directions():
 
 def test_bound_and_count_verdicts_fail_on_wrong_measurements():
     bound = _ref(compare="bound", entries=[{"method": "a", "max": 1e-6}])
-    assert reproduce.compare(_records({"a": 1e-8}), bound)["verdict"][0] == "within bound"
-    assert reproduce.compare(_records({"a": 1e6}), bound)["outcome"][0] == reproduce.FAILS
-    assert reproduce.compare(_records({"a": float("nan")}), bound)["outcome"][0] == "fails"
+    assert reproduce.verdicts(_records({"a": 1e-8}), bound)["verdict"][0] == "within bound"
+    assert reproduce.verdicts(_records({"a": 1e6}), bound)["outcome"][0] == reproduce.FAILS
+    assert reproduce.verdicts(_records({"a": float("nan")}), bound)["outcome"][0] == "fails"
     count = _ref(compare="count", metric="m.count", entries=[{"method": "a", "value": "19"}])
     right = _records({"a": {"count": 19}})
     wrong = _records({"a": {"count": 1e6}})
-    assert reproduce.compare(right, count)["outcome"][0] == reproduce.REPRODUCES
-    assert reproduce.compare(wrong, count)["outcome"][0] == reproduce.FAILS
-    assert reproduce.compare([], count)["verdict"][0] == "missing"
+    assert reproduce.verdicts(right, count)["outcome"][0] == reproduce.REPRODUCES
+    assert reproduce.verdicts(wrong, count)["outcome"][0] == reproduce.FAILS
+    assert reproduce.verdicts([], count)["verdict"][0] == "missing"
 
 
 def test_summary_counts_come_from_the_rows():

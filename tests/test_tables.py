@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from bench_cli import report
+from bench_cli import tables
 from bench_cli.spec import TableSpec
 
 
@@ -24,11 +24,11 @@ def _time(*samples):
 
 def test_metric_value_derives_statistics_from_samples():
     record = _record("a", 4, "float32", value=_time(1.0, 2.0, 3.0, 4.0, 100.0))
-    assert report.metric_value(record, ["fwd_bwd", "median"]) == 3.0
-    assert report.metric_value(record, ["fwd_bwd", "min"]) == 1.0
-    assert report.metric_value(record, ["fwd_bwd", "iqr"]) == 2.0  # 4 - 2
+    assert tables.metric_value(record, ["fwd_bwd", "median"]) == 3.0
+    assert tables.metric_value(record, ["fwd_bwd", "min"]) == 1.0
+    assert tables.metric_value(record, ["fwd_bwd", "iqr"]) == 2.0  # 4 - 2
     with pytest.raises(KeyError):
-        report.metric_value(record, ["fwd", "median"])
+        tables.metric_value(record, ["fwd", "median"])
 
 
 def test_status_shows_as_status_never_a_number():
@@ -38,7 +38,7 @@ def test_status_shows_as_status_never_a_number():
         _record("b", 4, "float32", status="failed"),
         _record("b", 8, "float32", status="skipped"),
     ]
-    table = report.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    table = tables.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
     shown = table.formatted()
     assert shown.loc["a", "dim=4"] == "1.00 ms"
     assert shown.loc["a", "dim=8"] == "nonfinite"
@@ -47,16 +47,16 @@ def test_status_shows_as_status_never_a_number():
 
 def test_axes_varying_outside_rows_and_cols_join_the_rows():
     records = [_record("a", 4, dtype, value=_time(1.0)) for dtype in ("float32", "float64")]
-    table = report.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    table = tables.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
     assert list(table.frame.index.names) == ["method", "dtype"]
     assert len(table.frame) == 2
 
 
 def test_number_formatting_three_significant_figures():
-    assert report.format_number(0.000123456, "") == "1.23e-04"
-    assert report.format_number(1.23456, "ms") == "1.23"
-    assert report.format_number(123.456, "ms") == "123"
-    assert report.format_number(0, "ms") == "0"
+    assert tables.format_number(0.000123456, "") == "1.23e-04"
+    assert tables.format_number(1.23456, "ms") == "1.23"
+    assert tables.format_number(123.456, "ms") == "123"
+    assert tables.format_number(0, "ms") == "0"
 
 
 def test_time_unit_chosen_per_table():
@@ -64,7 +64,7 @@ def test_time_unit_chosen_per_table():
         _record("a", 4, "float32", value=_time(2e-6)),
         _record("a", 8, "float32", value=_time(5e-6)),
     ]
-    table = report.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    table = tables.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
     assert table.display_scale[0] == "µs"
     assert table.formatted().loc["a", "dim=4"] == "2.00 µs"
 
@@ -74,17 +74,17 @@ def test_csv_keeps_raw_si_numbers_and_statuses():
         _record("a", 4, "float32", value=_time(2e-6)),
         _record("a", 8, "float32", status="failed"),
     ]
-    table = report.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
-    csv = report.render(table, "csv")
+    table = tables.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    csv = tables.render(table, "csv")
     assert "2e-06" in csv and "failed" in csv
 
 
 def test_default_tables_when_a_suite_names_none():
-    specs = report.default_tables(["time", "forward_error"])
+    specs = tables.default_tables(["time", "forward_error"])
     assert [s.metric for s in specs] == ["time.fwd_bwd.median", "forward_error"]
 
 
 def test_empty_records_make_an_empty_table():
-    table = report.build([], TableSpec(title="t", metric="forward_error"))
+    table = tables.build([], TableSpec(title="t", metric="forward_error"))
     assert isinstance(table.frame, pd.DataFrame) and table.frame.empty
-    assert "t" in report.render(table, "md")
+    assert "t" in tables.render(table, "md")

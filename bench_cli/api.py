@@ -1,0 +1,436 @@
+"""matbench's Python API: everything the command line does, without Typer.
+
+    import bench_cli
+
+    folder = bench_cli.run_suite("smoke", out="/tmp/x")        # a bundled name or a path
+    frame = bench_cli.load_results(folder.path)                 # one row per case and metric
+    (comparison,) = bench_cli.compare_runs([run_a, run_b])      # B against A, case by case
+    outcome = bench_cli.reproduce("song2021-truncation", quick=True)
+
+``matbench`` (bench_cli.cli) only parses arguments, calls these and prints.
+Reading results (:func:`load_results`, :func:`compare_runs`, :func:`tables_of`)
+imports no torch; running imports it on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench_cli import compare as compare_mod
+from bench_cli import reproduce as reproduce_mod
+from bench_cli import spec, store, tables
+from bench_cli.errors import UserError, unknown_name
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bench_cli.runner import Reporter
+
+log = logging.getLogger("bench_cli")
+Notify = Callable[[str], None]
+
+README_START, README_END = "<!-- reproduced:start -->", "<!-- reproduced:end -->"
+
+
+# ---------------------------------------------------------------- suites
+
+
+def suites_dir() -> Path:
+    """The bundled suites, shipped inside the package (importlib.resources)."""
+    return Path(str(resources.files("bench_cli") / "suites"))
+
+
+def bundled_suites() -> dict[str, Path]:
+    """Bundled suite files by name (paper suites included)."""
+    root = suites_dir()
+    if not root.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.yaml")):
+        found.setdefault(path.stem, path)
+    return found
+
+
+def paper_suites() -> dict[str, Path]:
+    """The suites that reproduce published tables, by name."""
+    root = suites_dir() / "paper"
+    return {p.stem: p for p in sorted(root.glob("*.yaml"))} if root.is_dir() else {}
+
+
+def resolve_suite(name_or_path: str | Path) -> Path:
+    """A suite file path: an existing path as given, else a bundled suite of that name."""
+    path = Path(name_or_path)
+    text = str(name_or_path)
+    if path.exists() or path.suffix in {".yaml", ".yml"} or "/" in text:
+        return path
+    return bundled_suites().get(text, path)  # spec.load reports a missing one
+
+
+def load_suite(name_or_path: str | Path | spec.Suite, quick: bool = False) -> spec.Suite:
+    """A validated suite from a path, a bundled name, or a Suite (returned as is)."""
+    if isinstance(name_or_path, spec.Suite):
+        return name_or_path
+    return spec.load(resolve_suite(name_or_path), quick=quick)
+
+
+def select_cases(
+    suite: spec.Suite, devices: Sequence[str] | None = None, filters: Sequence[str] | None = None
+) -> list[spec.Case]:
+    """The suite's cases on these devices (default: the suite's) matching every filter."""
+    for device in devices or ():
+        if not spec.DEVICE_PATTERN.match(device):
+            raise UserError(f"--device '{device}': expected cpu, cuda, cuda:N, mps or auto")
+    cases = spec.select(suite.cases(devices or None), filters or [])
+    if not cases:
+        raise UserError(f"{suite.source}: no case matches --filter {' '.join(filters or [])}")
+    return cases
+
+
+# ---------------------------------------------------------------- run folders
+
+
+def matching_runs(root: Path, suite: spec.Suite, machine: str) -> list[store.RunFolder]:
+    """Runs of this exact suite version on this machine under a results root, oldest first."""
+    return [
+        folder
+        for folder in store.runs_of(root, suite.name)
+        if folder.meta.get("fingerprint") == suite.fingerprint
+        and folder.meta.get("machine_key") == machine
+    ]
+
+
+def latest_unfinished(root: Path, suite: spec.Suite, machine: str) -> store.RunFolder | None:
+    """The newest run of this suite on this machine with cases left, or None."""
+    from bench_cli import runner
+
+    for folder in reversed(matching_runs(root, suite, machine)):
+        if runner.pending(suite.cases(), suite, folder.done()):
+            return folder
+    return None
+
+
+def new_run_folder(root: Path, suite: spec.Suite, machine: str, shard: str | None = None) -> Path:
+    """results/<suite>/<UTC stamp>_<machine>[_shard-i-of-N], never an existing folder."""
+    suffix = "" if shard is None else "_shard-" + shard.replace("/", "-of-")
+    base = Path(root) / suite.name / f"{store.utc_stamp()}_{machine}{suffix}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def choose_folder(
+    suite: spec.Suite,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    results: str | Path = "results",
+    shard: str | None = None,
+) -> store.RunFolder:
+    """Where a run writes: ``out`` itself, the latest unfinished run (``resume``), or new."""
+    from bench_cli import env as env_mod
+
+    if out is not None and resume:
+        raise UserError("--out and --resume both name the run folder; give one")
+    machine = env_mod.machine_key()
+    if out is not None:
+        return store.RunFolder(out)
+    if resume:
+        folder = latest_unfinished(Path(results), suite, machine)
+        if folder is None:
+            raise UserError(
+                f"no unfinished run of suite '{suite.name}' on this machine "
+                f"under {Path(results) / suite.name}"
+            )
+        return folder
+    return store.RunFolder(new_run_folder(Path(results), suite, machine, shard))
+
+
+def measured_peaks(cases: Sequence[spec.Case]) -> dict[str, float]:
+    """The batched-matmul rate of each (device, dtype) the run times, for "% of peak"."""
+    from bench_cli import runner
+    from bench_cli.metrics.timing import matmul_peak_gflops
+
+    peaks = {}
+    for device, dtype in sorted({(c.device, c.dtype) for c in cases}):
+        if runner.device_unavailable(device) is None:
+            try:
+                peaks[f"{device}/{dtype}"] = round(matmul_peak_gflops(device, dtype), 3)
+            except RuntimeError:  # no matmul kernel for this dtype here
+                continue
+    return peaks
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_suite(
+    suite: str | Path | spec.Suite,
+    out: str | Path | None = None,
+    *,
+    devices: Sequence[str] | None = None,
+    filter: Sequence[str] | None = None,
+    timeout: float | None = None,
+    results: str | Path = "results",
+    resume: bool = False,
+    isolate: bool = False,
+    shard: str | None = None,
+    executor: str | None = None,
+    executor_options: dict[str, Any] | None = None,
+    allow_mixed: bool = False,
+    quick: bool = False,
+    reporter: Reporter | None = None,
+    job_reporter: Any = None,
+    notify: Notify | None = None,
+) -> store.RunFolder:
+    """Run a suite (a path, a bundled name or a Suite) and write its run folder.
+
+    Args:
+        out: the run folder itself (created, or resumed if it holds an unfinished run of
+            this suite); default: a new folder under ``results/<suite>/``.
+        devices: run on these devices instead of the suite's.
+        filter: only cases matching every ``AXIS=GLOB`` (or a glob on the case label).
+        timeout: per-case limit in seconds (default: the suite's).
+        resume: continue the latest unfinished run of this suite on this machine.
+        isolate: run each case in a spawned worker; a crash or hang costs only its case.
+        shard: ``"i/N"``, run that balanced share of the cases.
+        executor: ``"local"`` or ``"slurm"``: shards as a submitit job array, merged here;
+            ``executor_options`` override the suite's ``executor:`` block.
+        allow_mixed: resume a folder whose records were measured by other code.
+        quick: the suite's reduced ``quick:`` size.
+        reporter: progress callbacks (``bench_cli.runner.Reporter``); default silent.
+        notify: called with each one-line message (default: the ``bench_cli`` logger).
+
+    Returns the run folder: records.jsonl, run.json, env.json, suite.yaml, tables/, plots/.
+    Raises UserError for a bad suite, option or folder, before anything is measured.
+    Interrupted (KeyboardInterrupt), every finished case stays saved and it re-raises.
+    """
+    from bench_cli import env as env_mod
+    from bench_cli import executor as executor_mod
+    from bench_cli import plots, runner, shards
+
+    say = notify or log.info
+    suite = load_suite(suite, quick=quick)
+    scale_out = None
+    if executor is not None:
+        if executor not in ("local", "slurm"):
+            raise UserError(unknown_name("executor", executor, ("local", "slurm")))
+        if isolate or shard:
+            raise UserError("--executor runs its own shards: drop --isolate and --shard")
+        executor_mod.require_submitit()  # before any folder is made
+        settings = executor_mod.parse_settings(suite.executor, suite.source)
+        scale_out = settings.model_copy(update=dict(executor_options or {}))
+    cases = select_cases(suite, devices, filter)
+    if shard is not None:
+        index, count = shards.parse(shard)
+        cases = shards.select(cases, index, count)
+    folder = choose_folder(suite, out, resume=resume, results=results, shard=shard)
+    env = env_mod.collect()
+    if "time" in {m.name for m in suite.metrics}:
+        env["matmul_peak_gflops"] = measured_peaks(cases)
+    with folder.open_for_run(
+        suite_name=suite.name,
+        fingerprint=suite.fingerprint,
+        suite_text=suite.text,
+        env=env,
+        provenance=env_mod.provenance(),
+        allow_mixed=allow_mixed,
+    ) as writer:
+        say(f"run folder: {folder.path}")
+        if writer.dropped:
+            say(
+                f"records.jsonl: dropped a torn last line ({len(writer.dropped)} bytes: "
+                f"{writer.dropped[:60]!r}) left by an interrupted run; resuming from the last "
+                "whole record"
+            )
+        if writer.mixed:
+            say(f"mixed code: {writer.mixed}; new records carry their invocation")
+        try:
+            if scale_out is not None:
+                todo = [case for case, _ in runner.pending(cases, suite, folder.done())]
+                say(
+                    f"{executor} executor: {len(todo)} cases as job arrays, logs under "
+                    f"{folder.path / 'submitit'}"
+                )
+                executor_mod.submit_and_merge(
+                    suite, todo, folder, writer, executor, scale_out, devices or None, timeout,
+                    job_reporter,
+                )  # fmt: skip
+                summary = runner.Summary(planned=len(cases), already_done=len(cases) - len(todo))
+            else:
+                summary = runner.run(
+                    suite, cases, writer, folder.done(), timeout=timeout, reporter=reporter,
+                    isolate=isolate,
+                )  # fmt: skip
+        except KeyboardInterrupt:
+            say(
+                f"interrupted: {len(folder.done())} records are saved in {folder.path}; "
+                f"run again with --out {folder.path} to finish"
+            )
+            raise
+    if summary.already_done:
+        say(f"resumed: {summary.already_done} of {summary.planned} cases were already done")
+    records = folder.records()
+    tables.write(tables_of(folder, records), folder.path / "tables")
+    plots.write(records, folder.path / "plots")
+    return folder
+
+
+# ---------------------------------------------------------------- reading
+
+
+def open_run(path: str | Path) -> store.RunFolder:
+    """A run folder, or one clear UserError when the path is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: run folder not found")
+    folder = store.RunFolder(path)
+    folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
+    return folder
+
+
+def tables_of(
+    folder: store.RunFolder, records: Sequence[dict[str, Any]] | None = None
+) -> list[tables.Table]:
+    """A run's tables, re-made from its records and its suite's ``tables:`` (no torch)."""
+    outline = spec.outline(folder.suite_text, str(folder.path / "suite.yaml"))
+    records = folder.records() if records is None else records
+    return tables.tables_for(records, outline.tables, list(outline.metric_names))
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """A tidy pandas DataFrame of a run folder's records: one row per case and metric.
+
+    Columns: case, metric, status, reason, value (as recorded), the case's axes
+    (method, dim, dtype, ...), run (the folder) and machine_key.
+    """
+    return compare_mod.load_results(open_run(path).path)
+
+
+def compare_runs(
+    runs: Sequence[str | Path],
+    *,
+    baseline: str | None = None,
+    min_effect: float = 0.05,
+    mode: str = "fwd_bwd",
+    device: str | None = None,
+) -> list[compare_mod.Comparison]:
+    """Compare each run with the first, case by case: time ratios with bootstrap intervals
+    (``faster``/``slower`` only when the interval excludes 1 and the change is at least
+    ``min_effect``), accuracy differences, changed statuses. With ``baseline``, times are
+    divided by that method's on the same machine first (speed-ups, not raw times)."""
+    if mode not in ("fwd", "bwd", "fwd_bwd"):
+        raise UserError(unknown_name("mode", mode, ("fwd", "bwd", "fwd_bwd")))
+    folders = [open_run(path) for path in runs]
+    return compare_mod.compare_many(
+        folders, min_effect=min_effect, mode=mode, baseline=baseline, device=device
+    )
+
+
+# ---------------------------------------------------------------- reproducing
+
+
+@dataclass
+class Reproduction:
+    """A reproduce run: its folder, and with a reference, the verdict table and text."""
+
+    folder: store.RunFolder
+    suite: spec.Suite
+    frame: pd.DataFrame | None = None  # one row per published entry, with its verdict
+    text: str = ""  # the markdown table of published beside measured
+    failing: list[str] | None = None  # rows that do not reproduce
+
+    @property
+    def reproduces(self) -> bool:
+        """True when no row fails (rows that are not evidence neither pass nor fail)."""
+        return not self.failing
+
+
+def paper_suite(name: str | Path) -> Path:
+    """A paper suite by name, or a suite file given by path."""
+    available = paper_suites()
+    text = str(name)
+    if text in available:
+        return available[text]
+    if text.endswith((".yaml", ".yml")) or Path(text).exists():
+        if not Path(text).is_file():
+            raise UserError(f"{text}: suite file not found")
+        return Path(text)
+    raise UserError(unknown_name("paper suite", text, available))
+
+
+def reproduce(name: str | Path, *, quick: bool = False, **run_options: Any) -> Reproduction:
+    """Re-run a published table (a paper suite's name, or a suite file with a
+    ``reference:`` block) on this machine, and set the measurements beside the source's.
+
+    ``run_options`` are those of :func:`run_suite`. The verdict table is also written
+    to ``tables/reproduction.md`` in the run folder.
+    """
+    suite = spec.load(paper_suite(name), quick=quick)
+    folder = run_suite(suite, **run_options)
+    outcome = Reproduction(folder, suite)
+    if suite.reference is not None:
+        frame = reproduce_mod.verdicts(folder.records(), suite.reference)
+        outcome.frame = frame
+        outcome.text = reproduce_mod.render(frame, suite.reference)
+        outcome.failing = reproduce_mod.failing_rows(frame)
+        (folder.path / "tables" / "reproduction.md").write_text(outcome.text)
+    return outcome
+
+
+def reproduction_markdown(folder: store.RunFolder) -> tuple[str, str | None]:
+    """(a run's tables and, where its suite cites a source, published beside measured, as
+    markdown; the verdict sentence, or None without a reference), reading the run once."""
+    outline = spec.outline(folder.suite_text, str(folder.path / "suite.yaml"))
+    records = folder.records()
+    parts = []
+    for table in tables.tables_for(records, outline.tables, list(outline.metric_names)):
+        parts.append(tables.render(table, "md").replace("### ", "#### ", 1))  # one level down
+        claims = tables.paired_claims(table)
+        if claims:
+            parts.append(claims + "\n")
+    verdict = None
+    if outline.reference is not None:
+        frame = reproduce_mod.verdicts(records, outline.reference)
+        parts.append(reproduce_mod.render(frame, outline.reference))
+        verdict = reproduce_mod.summary(frame)
+    return "\n".join(parts), verdict
+
+
+def write_readme_section(readme: str | Path, results: str | Path = "results") -> int:
+    """Rewrite the README's reproduced-tables section from the latest run of every paper
+    suite under ``results``; returns the number of suites."""
+    readme, results = Path(readme), Path(results)
+    available = paper_suites()
+    if not readme.exists():
+        raise UserError(f"{readme}: not found")
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise UserError(f"{readme}: no '{README_START}' ... '{README_END}' markers")
+    sections, verdicts = [], []
+    for name in available:
+        runs = store.runs_of(results, name)
+        if not runs:
+            sections.append(f"### {name}\n\nNo committed run under {results / name}.\n")
+            continue
+        folder = runs[-1]
+        markdown, verdict = reproduction_markdown(folder)
+        sections.append(f"### {name}\n\nRun `{folder.path}`.\n\n" + markdown)
+        if verdict is not None:
+            verdicts.append(f"- **{name}**: {verdict}.")
+    overview = "Verdicts, counted from the tables below:\n\n" + "\n".join(verdicts) + "\n"
+    body = "\n".join([overview, *sections] if verdicts else sections)
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    readme.write_text(text[:start] + "\n" + body + "\n" + text[end:])
+    return len(available)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -1,0 +1,361 @@
+"""Tables from records: pivots per the suite's ``tables:``, rendered, never re-measured.
+
+A cell is a number in the metric's SI unit or, for a non-ok record, its
+status (``failed``, ``skipped``, ``nonfinite``); a status never shows as a
+number. Axes that vary within a table but are neither its rows nor its
+columns are added to the rows, so no cell ever hides two measurements.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table as RichTable
+from tabulate import tabulate
+
+from bench_cli.metrics import METRICS, STATS
+from bench_cli.spec import TableSpec
+
+FORMATS = ("md", "csv", "latex")
+# Derived from a timing mode's nominal FLOPs and its median: the rate, and the fraction
+# of the run's measured matmul peak.
+THROUGHPUT = ("flops_per_s", "peak_fraction")
+_TIME_SCALES = ((1e-6, "ns", 1e9), (1e-3, "µs", 1e6), (1.0, "ms", 1e3), (math.inf, "s", 1.0))
+
+
+def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
+    """The number a table path picks out of a record, or the record's status."""
+    if record["status"] != "ok":
+        return record["status"]
+    value: Any = record["value"]
+    top = value
+    for part in path:
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, Mapping) and "samples" in value and part in STATS:
+            if not value["samples"]:
+                return "n/a"  # e.g. epoch times of a method that does not train
+            value = STATS[part](value["samples"])
+        elif isinstance(value, Mapping) and "flops" in value and part in THROUGHPUT:
+            if value["flops"] is None:
+                return "n/a"  # the method declares no FLOP model for this mode
+            rate = value["flops"] / STATS["median"](value["samples"])
+            value = rate if part == "flops_per_s" else rate / (top["peak_gflops"] * 1e9)
+        else:
+            raise KeyError(f"'{part}' not found in the value of metric '{record['metric']}'")
+    if isinstance(value, Mapping) and "samples" in value:
+        value = STATS["median"](value["samples"])
+    if value is None:
+        return "n/a"  # measured, but not defined for this case (e.g. no K̃, an inf norm)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if not isinstance(value, int | float):
+        raise KeyError(f"'{'.'.join(path)}' of metric '{record['metric']}' is not a number")
+    return float(value)
+
+
+@dataclass
+class Table:
+    """A rendered-later table: raw cells (SI numbers or statuses) with labels."""
+
+    title: str
+    metric: str
+    unit: str
+    frame: pd.DataFrame  # index: row axes; columns: column labels; cells: float | str
+    stem: str
+
+    @property
+    def display_scale(self) -> tuple[str, float]:
+        if self.unit == "FLOP/s":
+            return "GFLOP/s", 1e-9
+        if self.unit == "fraction":
+            return "%", 100.0
+        if self.unit != "s":
+            return self.unit, 1.0
+        numbers = [v for v in self.frame.to_numpy().ravel() if isinstance(v, float)]
+        if not numbers:
+            return "s", 1.0
+        typical = sorted(abs(v) for v in numbers)[len(numbers) // 2]
+        for bound, name, factor in _TIME_SCALES:
+            if typical < bound:
+                return name, factor
+        return "s", 1.0
+
+    def formatted(self) -> pd.DataFrame:
+        unit, factor = self.display_scale
+        return self.frame.map(lambda v: format_cell(v, unit, factor))
+
+
+def format_number(value: float, unit: str) -> str:
+    """Three significant figures; scientific for dimensionless errors and extremes."""
+    if value == 0:
+        return "0"
+    if unit == "exponent":
+        return f"{value:.2f}"
+    if not unit and float(value).is_integer() and abs(value) < 1e7:
+        return str(int(value))  # counts: iterations, diverged runs
+    exponent = math.floor(math.log10(abs(value)))
+    if unit and -3 <= exponent < 5:
+        return f"{value:.{max(0, 2 - exponent)}f}"
+    return f"{value:.2e}"
+
+
+def format_cell(value: Any, unit: str, factor: float) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"  # no record for this cell (e.g. the case was filtered out)
+    text = format_number(value * factor, unit)
+    return f"{text} {unit}" if unit and unit != "exponent" else text
+
+
+def default_tables(metric_names: Sequence[str]) -> list[TableSpec]:
+    out = []
+    for name in metric_names:
+        view = METRICS[name].default_view if name in METRICS else ""
+        path = f"{name}.{view}" if view else name
+        out.append(TableSpec(title=path, metric=path))
+    return out
+
+
+def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
+    name, *path = spec.metric.split(".")
+    latest: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        if record["metric"] == name:
+            latest[record["case"]] = record  # the last record of a case wins
+    chosen = list(latest.values())
+    rows = list(spec.rows)
+    cols = list(spec.cols)
+    free = []
+    if chosen:
+        candidates = ["method", *chosen[0]["params"]["inputs"], "device", "dtype"]
+        for axis in candidates:
+            if axis in rows or axis in cols or axis in ("kind", spec.scaling):
+                continue
+            if len({str(r["axes"].get(axis)) for r in chosen}) > 1:
+                free.append(axis)
+    index_axes = rows + free
+    if spec.paired is not None:
+        return _paired_table(spec, chosen, path)
+    if spec.scaling:
+        return _scaling_table(spec, chosen, path, index_axes, cols)
+    cells: dict[tuple, dict[str, Any]] = {}
+    col_labels: list[str] = []
+    for record in chosen:
+        axes = record["axes"]
+        row_key = tuple(axes.get(a) for a in index_axes)
+        col_label = ", ".join(f"{c}={axes.get(c)}" for c in cols) or spec.metric
+        if col_label not in col_labels:
+            col_labels.append(col_label)
+        cells.setdefault(row_key, {})[col_label] = metric_value(record, path)
+    if len(index_axes) == 1:
+        index = pd.Index([key[0] for key in cells], name=index_axes[0])
+    else:
+        index = pd.MultiIndex.from_tuples(list(cells), names=index_axes) if index_axes else None
+    frame = pd.DataFrame(list(cells.values()), index=index, columns=col_labels, dtype=object)
+    unit = METRICS[name].unit if name in METRICS else (chosen[0]["unit"] if chosen else "")
+    if any(part.endswith("_s") for part in path):  # e.g. task.epoch_time_s.median
+        unit = "s"
+    if path and path[0] == "accuracy" and path[-1] != "n":  # a fraction, shown in %
+        unit = "fraction"
+    if path and path[-1] in THROUGHPUT:
+        unit = "FLOP/s" if path[-1] == "flops_per_s" else "fraction"
+    return Table(spec.title, spec.metric, unit, frame, spec.stem)
+
+
+def _paired_table(spec: TableSpec, chosen, path) -> Table:
+    """Methods as rows: mean [95% CI] over the data draws, difference to the baseline."""
+    from bench_cli import paired
+
+    assert spec.paired is not None
+    values: dict[str, dict[tuple, float]] = {}
+    for record in chosen:
+        value = metric_value(record, path)
+        method = str(record["axes"]["method"])
+        values.setdefault(method, {})
+        if isinstance(value, float) and math.isfinite(value):
+            inputs = record["params"]["inputs"]
+            unit = tuple(sorted((k, str(v)) for k, v in inputs.items() if k != "kind"))
+            values[method][(*unit, record["params"]["device"], record["params"]["dtype"])] = value
+    percent = bool(path) and path[0] == "accuracy"
+
+    def number(x: float) -> str:
+        if not math.isfinite(x):
+            return "—"
+        return f"{100 * x:.1f} %" if percent else f"{x:.3g}"
+
+    def interval(i) -> str:
+        return f"{number(i.mean)} [{number(i.low)}, {number(i.high)}]"
+
+    base = spec.paired.baseline
+    rows = {}
+    if base in values:
+        for row in paired.paired_rows(values, base, spec.paired.better):
+            rows[row.method] = {
+                "n": row.value.n,
+                "mean [95% CI]": interval(row.value),
+                f"minus {base} [95% CI]": ""
+                if row.difference is None
+                else interval(row.difference),
+                "verdict": row.verdict
+                + (f" ({row.unpaired} unpaired left out)" if row.unpaired else ""),
+            }
+    frame = pd.DataFrame(
+        list(rows.values()), index=pd.Index(list(rows), name="method"), dtype=object
+    )
+    caption = f"{spec.metric}, paired by data draw ({spec.paired.better} is better)"
+    return Table(spec.title, caption, "", frame, spec.stem)
+
+
+def paired_claims(table: Table) -> str:
+    """The sentence a paired table supports, computed from its verdicts: nothing else is claimed."""
+    if "verdict" not in table.frame.columns or table.frame.empty:
+        return ""
+    from bench_cli import paired
+
+    groups: dict[str, list[str]] = {}
+    baseline = ""
+    for method, verdict in table.frame["verdict"].items():
+        kind = str(verdict).split(" (")[0]  # drop "(n unpaired left out)"
+        if kind == paired.BASELINE:
+            baseline = str(method)
+        else:
+            groups.setdefault(kind, []).append(f"`{method}`")
+    parts = [
+        f"{label} than `{baseline}` (95% CI of the paired difference excludes 0): "
+        + ", ".join(groups[kind])
+        for kind, label in ((paired.BETTER, "Better"), (paired.WORSE, "Worse"))
+        if groups.get(kind)
+    ]
+    if groups.get(paired.NO_DIFFERENCE):
+        parts.append(
+            f"no difference from `{baseline}` shown (the CI includes 0): "
+            + ", ".join(groups[paired.NO_DIFFERENCE])
+        )
+    return "; ".join(parts) + "." if parts else ""
+
+
+def scaling_exponent(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of log(value) against log(size); None with under two sizes."""
+    points = [(x, y) for x, y in points if x > 0 and y > 0]
+    if len({x for x, _ in points}) < 2:
+        return None
+    xs, ys = np.log([x for x, _ in points]), np.log([y for _, y in points])
+    return float(np.polyfit(xs, ys, 1)[0])
+
+
+def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
+    groups: dict[tuple, dict[str, list]] = {}
+    col_labels: list[str] = []
+    for record in chosen:
+        axes = record["axes"]
+        label = ", ".join(f"{c}={axes.get(c)}" for c in cols) or f"exponent in {spec.scaling}"
+        if label not in col_labels:
+            col_labels.append(label)
+        value = metric_value(record, path)
+        points = groups.setdefault(tuple(axes.get(a) for a in index_axes), {})
+        if isinstance(value, float):
+            points.setdefault(label, []).append((float(axes[spec.scaling]), value))
+        else:
+            points.setdefault(label, [])
+    rows = []
+    for points in groups.values():
+        row = {}
+        for label in col_labels:
+            slope = scaling_exponent(points.get(label, []))
+            row[label] = "n/a" if slope is None else slope
+        rows.append(row)
+    if len(index_axes) == 1:
+        index = pd.Index([key[0] for key in groups], name=index_axes[0])
+    else:
+        index = pd.MultiIndex.from_tuples(list(groups), names=index_axes) if index_axes else None
+    frame = pd.DataFrame(rows, index=index, columns=col_labels, dtype=object)
+    return Table(spec.title, f"{spec.metric} ~ {spec.scaling}^k", "exponent", frame, spec.stem)
+
+
+def render(table: Table, fmt: str) -> str:
+    """One table as markdown, CSV (raw SI numbers) or LaTeX (booktabs)."""
+    if fmt == "csv":
+        return table.frame.to_csv()
+    shown = table.formatted().reset_index()
+    headers = [str(c) for c in shown.columns]
+    if fmt == "md":
+        body = tabulate(
+            shown.values.tolist(), headers=headers, tablefmt="github", disable_numparse=True
+        )
+        return f"### {table.title}\n\n`{table.metric}`\n\n{body}\n"
+    if fmt == "latex":
+        return (
+            tabulate(
+                shown.values.tolist(),
+                headers=headers,
+                tablefmt="latex_booktabs",
+                disable_numparse=True,
+            )
+            + "\n"
+        )
+    raise ValueError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)}")
+
+
+def to_rich(table: Table) -> RichTable:
+    shown = table.formatted().reset_index()
+    # Labels such as ns[iters=3] would read as rich markup: escape every user-derived string.
+    out = RichTable(title=escape(table.title), caption=escape(table.metric), title_justify="left")
+    n_index = table.frame.index.nlevels
+    for i, column in enumerate(shown.columns):
+        is_index = i < n_index
+        # One line per axis in headers such as "condition=100.0, dtype=float32"; no cell is
+        # cut or squeezed: a table wider than the terminal wraps whole instead.
+        header = escape(str(column)).replace(", ", "\n")
+        width = max([*map(len, str(column).split(", ")), *(len(str(v)) for v in shown[column])])
+        out.add_column(
+            header,
+            justify="left" if is_index else "right",
+            style="bold" if is_index else None,
+            no_wrap=True,
+            min_width=width,
+        )
+    for row in shown.itertuples(index=False):
+        out.add_row(*(escape(str(v)) for v in row))
+    return out
+
+
+def tables_for(
+    records: Sequence[Mapping[str, Any]], specs: Sequence[TableSpec], metric_names: Sequence[str]
+) -> list[Table]:
+    return [build(records, spec) for spec in (specs or default_tables(metric_names))]
+
+
+def write(tables: Sequence[Table], folder: Path) -> list[Path]:
+    """Write every table as .md, .csv and .tex under ``folder`` (re-made each time)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in tables:
+        for fmt, suffix in (("md", ".md"), ("csv", ".csv"), ("latex", ".tex")):
+            path = folder / f"{table.stem}{suffix}"
+            path.write_text(render(table, fmt))
+            written.append(path)
+    return written
+
+
+def status_summary(records: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    reasons: dict[str, set[str]] = {}
+    for record in records:
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+        if record["status"] != "ok" and record.get("reason"):
+            reasons.setdefault(record["status"], set()).add(record["reason"])
+    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+    lines = [f"{len(records)} records: {', '.join(parts) or 'none'}"]
+    for status, why in sorted(reasons.items()):
+        for reason in sorted(why)[:5]:
+            lines.append(f"  {status}: {reason}")
+    return "\n".join(lines)
