@@ -30,6 +30,8 @@ from bench_cli.errors import UserError
 
 @dataclass
 class Question:
+    """What advise is asked: the function, batch, sizes, dtype, device, tolerance, budget."""
+
     func: str
     batch: int
     dims: list[int]
@@ -43,6 +45,7 @@ class Question:
     rank: int | None = None
 
     def check(self) -> None:
+        """A UserError for a question that cannot be answered."""
         if self.func not in ("sqrt", "invsqrt", "log"):
             raise UserError(f"--func must be sqrt, invsqrt or log, got '{self.func}'")
         if self.batch <= 0 or not self.dims or any(d <= 0 for d in self.dims):
@@ -114,6 +117,7 @@ def _suite(
 
 
 def screen_suites(question: Question) -> dict[str, dict]:
+    """The generated accuracy and stability suites of the screening phase."""
     methods = candidates(question)
     accuracy = ["forward_error"] + (["grad_error"] if question.need_grad else [])
     samples = question.samples or [2 * d for d in question.dims]
@@ -153,6 +157,7 @@ def screen_suites(question: Question) -> dict[str, dict]:
 
 
 def time_suite(question: Question, methods: dict, budget_s: float) -> dict:
+    """The generated timing suite of the methods that passed screening."""
     modes = ["fwd_bwd"] if question.need_grad else ["fwd"]
     metric = {"time": {"budget_s": budget_s, "modes": modes, "warmup": 1, "min_repeats": 3}}
     return _suite(
@@ -171,6 +176,8 @@ def time_suite(question: Question, methods: dict, budget_s: float) -> dict:
 
 @dataclass
 class Advice:
+    """The answer: the ranking, every exclusion with its reason, notes, suites and records."""
+
     ranking: list[dict[str, Any]] = field(default_factory=list)  # eligible, fastest first
     excluded: dict[str, str] = field(default_factory=dict)  # label -> reason
     notes: list[str] = field(default_factory=list)

@@ -253,7 +253,7 @@ def run_suite(
         if writer.mixed:
             say(f"mixed code: {writer.mixed}; new records carry their invocation")
         try:
-            if scale_out is not None:
+            if scale_out is not None and executor is not None:
                 todo = [case for case, _ in runner.pending(cases, suite, folder.done())]
                 say(
                     f"{executor} executor: {len(todo)} cases as job arrays, logs under "

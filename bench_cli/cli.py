@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -190,7 +190,7 @@ class RichReporter:
 
     def __init__(self, console: Console):
         self.progress = progress_bar(console, eta=True)
-        self.task = None
+        self.task: Any = None  # a rich TaskID once started
 
     def start(self, total: int) -> None:
         self.progress.start()
@@ -436,7 +436,11 @@ def compare(
     """Compare runs of one suite across machines or versions, case by case."""
     _check_format(format)
     results = api.compare_runs(
-        runs, baseline=baseline, min_effect=min_effect, mode=mode, device=(device or [None])[0]
+        runs,
+        baseline=baseline,
+        min_effect=min_effect,
+        mode=mode,
+        device=device[0] if device else None,
     )
     console = out_console()
     for result in results:

@@ -80,6 +80,8 @@ def load_results(path) -> pd.DataFrame:
 
 @dataclass
 class Row:
+    """One compared (case, metric): the values of A and B, their ratio and verdict."""
+
     label: str  # the case, readable
     method: str
     metric: str
@@ -94,6 +96,8 @@ class Row:
 
 @dataclass
 class Comparison:
+    """Run B against run A: rows, the cases only in one, geometric means per method."""
+
     a: str
     b: str
     rows: list[Row] = field(default_factory=list)
@@ -172,6 +176,7 @@ def compare_runs(
     baseline: str | None = None,
     device: str | None = None,
 ) -> Comparison:
+    """Compare run B with run A case by case (see the module docstring)."""
     meta_a, meta_b = a.meta, b.meta
     suite_a, suite_b = (m["suite"].removesuffix("-quick") for m in (meta_a, meta_b))
     if suite_a != suite_b:
@@ -274,6 +279,7 @@ def compare_runs(
 
 
 def compare_many(folders: Sequence[RunFolder], **options) -> list[Comparison]:
+    """Compare every later folder with the first."""
     if len(folders) < 2:
         raise UserError("compare needs at least two run folders")
     return [compare_runs(folders[0], other, **options) for other in folders[1:]]

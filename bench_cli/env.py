@@ -18,6 +18,7 @@ import bench_cli
 
 
 def cpu_model() -> str:
+    """The CPU model name."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -33,6 +34,7 @@ def _build_setting(name: str) -> str | None:
 
 
 def lapack_backend() -> str:
+    """The BLAS/LAPACK torch was built with."""
     config = torch.__config__.show()
     if "LAPACK is enabled" not in config:
         return "none"
@@ -86,6 +88,7 @@ def provenance() -> dict[str, Any]:
 
 
 def gpus() -> list[dict[str, Any]]:
+    """Name, memory and capability of each visible GPU."""
     if not torch.cuda.is_available():
         return []
     out = []
@@ -104,6 +107,7 @@ def gpus() -> list[dict[str, Any]]:
 
 
 def cuda_driver() -> str | None:
+    """The NVIDIA driver version, or None."""
     try:
         result = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],

@@ -21,5 +21,6 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> str:
+    """ "unknown <kind> '<name>'", a did-you-mean, and the known names."""
     choices = sorted(choices)
     return f"unknown {kind} '{name}'{did_you_mean(name, choices)}; known: {', '.join(choices)}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
@@ -24,6 +23,8 @@ from bench_cli.errors import UserError
 
 
 class Resources(BaseModel):
+    """Slurm resources of an array task."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     partition: str | None = None
     gpus: int | None = Field(None, ge=0)
@@ -39,6 +40,7 @@ class ExecutorSpec(Resources):
 
 
 def require_submitit():
+    """A UserError naming the install command when submitit is missing."""
     return _submitit()
 
 
@@ -145,6 +147,7 @@ def submit_and_merge(
 
 
 def parse_settings(raw: Mapping[str, Any] | None, source: str) -> ExecutorSpec:
+    """A suite's executor: block, validated, or a UserError naming the key."""
     from pydantic import ValidationError
 
     try:
@@ -153,7 +156,3 @@ def parse_settings(raw: Mapping[str, Any] | None, source: str) -> ExecutorSpec:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise UserError(f"{source}: executor.{where}: {first['msg']}") from exc
-
-
-def job_path(folder: Path) -> Path:
-    return folder / "submitit"

@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 
 class FamilyParams(BaseModel):
+    """Parameters every input family takes (data_seed)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     data_seed: int = Field(
         0,
@@ -29,9 +31,12 @@ class FamilyParams(BaseModel):
 
 @dataclass(frozen=True)
 class InputFamily:
+    """An input family: its parameters model and its generator."""
+
     name: str
     params: type[FamilyParams]
-    generate: Callable[[FamilyParams, torch.Generator], dict[str, torch.Tensor]]
+    # (its own params model, generator) -> tensors
+    generate: Callable[[Any, torch.Generator], dict[str, torch.Tensor]]
     summary: str
 
 
@@ -44,6 +49,8 @@ def haar_orthogonal(batch: int, dim: int, generator: torch.Generator) -> torch.T
 
 
 class SpdParams(FamilyParams):
+    """Symmetric positive definite matrices with a controlled spectrum."""
+
     batch: PositiveInt = 8
     dim: PositiveInt
     condition: float = Field(100.0, ge=1.0, description="λmax / λmin")
@@ -76,6 +83,7 @@ def spd_eigvals(params: SpdParams) -> torch.Tensor:
 
 
 def generate_spd(params: SpdParams, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Haar-random eigenvectors with the chosen eigenvalues."""
     eigvecs = haar_orthogonal(params.batch, params.dim, generator)
     eigvals = spd_eigvals(params)
     A = (eigvecs * eigvals) @ eigvecs.mT
@@ -83,6 +91,8 @@ def generate_spd(params: SpdParams, generator: torch.Generator) -> dict[str, tor
 
 
 class FeatureParams(FamilyParams):
+    """Features X (B, N, C) with a chosen population covariance."""
+
     batch: PositiveInt = 8
     samples: PositiveInt = Field(description="N, feature vectors per item")
     channels: PositiveInt = Field(description="C, the feature dimension")
@@ -101,6 +111,8 @@ def generate_features(params: FeatureParams, generator: torch.Generator) -> dict
 
 
 class CovarianceParams(FamilyParams):
+    """Sample covariances of N Gaussian samples."""
+
     batch: PositiveInt = 8
     samples: PositiveInt = Field(description="N; N <= channels gives a rank-deficient covariance")
     channels: PositiveInt = Field(description="C, the matrix size")
@@ -125,6 +137,8 @@ def generate_covariance(
 
 
 class RatioParams(FamilyParams):
+    """An eigenvalue pair with ratio x, for the gap series."""
+
     x: float = Field(gt=0.0, lt=1.0, description="the eigenvalue ratio λ₂/λ₁")
 
 
@@ -134,6 +148,8 @@ def generate_ratio(params: RatioParams, generator: torch.Generator) -> dict[str,
 
 
 class MosaicParams(FamilyParams):
+    """Texture mosaics with region labels (the DeepO2P task)."""
+
     train: PositiveInt = Field(48, description="training mosaics")
     test: PositiveInt = Field(24, description="test mosaics")
     size: PositiveInt = Field(48, description="pixels per side")
@@ -153,6 +169,8 @@ def generate_mosaics(params: MosaicParams, generator: torch.Generator) -> dict[s
 
 
 class SegmentationParams(FamilyParams):
+    """Images, superpixels and ground-truth segments (the DeepNC task)."""
+
     train: PositiveInt = Field(16, description="training images")
     test: PositiveInt = Field(8, description="test images")
     size: PositiveInt = Field(48, description="pixels per side")

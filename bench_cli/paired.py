@@ -27,6 +27,8 @@ NO_VALUES = "no values (every record failed or is missing)"
 
 @dataclass(frozen=True)
 class Interval:
+    """A mean (or mean difference) and its 95% Student-t interval."""
+
     mean: float
     low: float
     high: float
@@ -57,6 +59,8 @@ def verdict(difference: Interval, better: str) -> str:
 
 @dataclass(frozen=True)
 class PairedRow:
+    """One method of a paired table: its interval, its difference to the baseline, a verdict."""
+
     method: str
     value: Interval
     difference: Interval | None  # None for the baseline itself

@@ -169,6 +169,7 @@ def speedup_bars(geomeans: Mapping[str, Mapping[str, float]]) -> Figure:
 
 
 def all_figures(records) -> list[tuple[str, Figure]]:
+    """Every figure a run's records support, with its file stem."""
     figures = time_vs_size(records, "dim")
     for axis in ("gap", "condition"):
         figures += metric_vs(records, "forward_error", axis, "relative forward error")
@@ -191,6 +192,7 @@ def write(records, folder: Path) -> list[Path]:
 
 
 def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)

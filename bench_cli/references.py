@@ -21,13 +21,7 @@ def _np(tensor: torch.Tensor) -> np.ndarray:
 def _np_spectral(M: np.ndarray, func: str, p: float | None) -> np.ndarray:
     eigvals, eigvecs = np.linalg.eigh(0.5 * (M + np.swapaxes(M, -1, -2)))
     with np.errstate(all="ignore"):
-        f = {
-            "log": np.log,
-            "sqrt": np.sqrt,
-            "invsqrt": lambda w: 1.0 / np.sqrt(w),
-            "pow": lambda w: np.power(w, p),
-            "identity": lambda w: w,
-        }[func](eigvals)
+        f = _np_spectral_values(eigvals, func, p)
     return (eigvecs * f[..., None, :]) @ np.swapaxes(eigvecs, -1, -2)
 
 
@@ -119,13 +113,19 @@ def _np_daleckii_krein(M: np.ndarray, G: np.ndarray, func: str, p: float | None)
 
 
 def _np_spectral_values(w: np.ndarray, func: str, p: float | None) -> np.ndarray:
-    return {
-        "log": np.log,
-        "sqrt": np.sqrt,
-        "invsqrt": lambda w: 1.0 / np.sqrt(w),
-        "pow": lambda w: np.power(w, p),
-        "identity": lambda w: w,
-    }[func](w)
+    """f(w) elementwise for the layer's funcs (p: the exponent of pow)."""
+    if func == "log":
+        return np.log(w)
+    if func == "sqrt":
+        return np.sqrt(w)
+    if func == "invsqrt":
+        return 1.0 / np.sqrt(w)
+    if func == "pow":
+        assert p is not None, "func 'pow' needs p"
+        return np.power(w, p)
+    if func == "identity":
+        return w
+    raise ValueError(f"unknown func '{func}'")
 
 
 def matrix_function_grad(options, inputs, upstream) -> dict[str, torch.Tensor]:

@@ -39,7 +39,7 @@ from bench_cli import inputs as _inputs
 from bench_cli import references as ref
 from bench_cli.errors import UserError, unknown_name
 from bench_cli.layers import matfun, ncut, pooling, spectral
-from bench_cli.layers.declare import FUNCS, MATMUL, KTilde, Method, entry
+from bench_cli.layers.declare import FUNCS, MATMUL, Gap, KTilde, Method, entry
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 # (method entry, resolved options, resolved input parameters) -> per-item (forward,
@@ -49,6 +49,8 @@ LayerFlops = Callable[[Method, Mapping[str, Any], Mapping[str, Any]], tuple[Any,
 
 @dataclass(frozen=True)
 class Layer:
+    """A layer: shared options, its method table, input kinds, builder, references, FLOPs."""
+
     name: str
     options: type[BaseModel]  # options every method of this layer shares
     methods: MutableMapping[str, Method]  # the layer's own table: declarations and plugins
@@ -96,11 +98,15 @@ class _FuncOptions(_Options):
 
 
 class MatrixFunctionOptions(_FuncOptions):
+    """Options of matrix_function: func and, for pow, p."""
+
     func: Func
     p: float | None = None
 
 
 class O2POptions(_FuncOptions):
+    """Options of o2p: func, centring, the regularizer eps."""
+
     func: Func = "log"
     p: float | None = None
     center: bool = True
@@ -114,6 +120,8 @@ class O2POptions(_FuncOptions):
 
 
 class NcutOptions(_Options):
+    """Options of ncut: k eigenvectors, the affinity and its sigma."""
+
     k: PositiveInt
     affinity: Literal["gaussian", "cosine"] = "gaussian"
     sigma: PositiveFloat = 1.0
@@ -178,7 +186,7 @@ def _direct_layer(name, fn, reference, summary, flops) -> Layer:
                  layer_flops)  # fmt: skip
 
 
-def _gap_term(gap: str):
+def _gap_term(gap: Gap):
     def approximate(eigvals: torch.Tensor, *, degree: int = 100) -> torch.Tensor:
         """The implemented K̃ entry for the pair (x, 1): an approximation of 1/(1 − x)."""
         return spectral.gap_matrix(eigvals.detach(), gap, degree=degree)[..., 0, 1]
@@ -191,15 +199,22 @@ def _gap_term(gap: str):
     return approximate
 
 
-GAP_SERIES = {
+GAP_TERMS: tuple[Gap, ...] = ("exact", "taylor", "pade")
+
+
+def _series_k(name: Gap) -> Callable[[Mapping[str, Any]], KTilde]:
+    return lambda options: KTilde(name, 0.0, options["degree"])
+
+
+GAP_SERIES: dict[str, Method] = {
     name: entry(
         name,
         _gap_term(name),
         exact=name == "exact",
         flops=None,
-        k_tilde=lambda o, name=name: KTilde(name, 0.0, o["degree"]),
+        k_tilde=_series_k(name),
     )
-    for name in ("exact", "taylor", "pade")
+    for name in GAP_TERMS
 }
 
 

@@ -62,7 +62,10 @@ def _measured(records, axes, path, scale: float = 1.0) -> float | str:
 
 def half_unit(published: str) -> float:
     """Half a unit in the last digit the source printed: '2e-4' -> 5e-5, '36' -> 0.5."""
-    return 0.5 * 10.0 ** Decimal(published).as_tuple().exponent
+    exponent = Decimal(published).as_tuple().exponent
+    if not isinstance(exponent, int):  # 'n', 'N', 'F': NaN or infinity
+        raise ValueError(f"published value {published!r} is not a finite number")
+    return 0.5 * 10.0**exponent
 
 
 def _under_floor(measured: float, floor: float) -> bool:
@@ -108,6 +111,7 @@ def speedup_verdict(measured: float, published: float, factor: float) -> tuple[s
 
 
 def verdicts(records: Sequence[Mapping[str, Any]], ref: ReferenceSpec) -> pd.DataFrame:
+    """One row per published entry: published, measured, verdict and outcome."""
     name, *path = ref.metric.split(".")
     chosen = [r for r in records if r["metric"] == name]
     rows = []

@@ -26,7 +26,7 @@ import torch
 from bench_cli import metrics, references, registry
 from bench_cli.metrics import CaseTimeout, NonFinite, NotApplicable, Probe
 from bench_cli.spec import Case, Suite
-from bench_cli.store import RunWriter, utc_now
+from bench_cli.store import utc_now
 
 STATUSES = ("ok", "failed", "skipped", "nonfinite", "unsupported")
 LOW_PRECISION = ("float16", "bfloat16")
@@ -39,13 +39,23 @@ def _is_unsupported(case: Case, exc: BaseException) -> bool:
 
 
 class Reporter(Protocol):
+    """Progress callbacks of a run."""
+
     def start(self, total: int) -> None: ...
     def case_started(self, case: Case) -> None: ...
     def case_finished(self, case: Case, records: Sequence[dict[str, Any]]) -> None: ...
     def finish(self) -> None: ...
 
 
+class RecordSink(Protocol):
+    """Where records go: a run folder's RunWriter, or a list in memory (advise)."""
+
+    def append(self, records: Sequence[dict]) -> None: ...
+
+
 class SilentReporter:
+    """A Reporter that reports nothing."""
+
     def start(self, total: int) -> None: ...
     def case_started(self, case: Case) -> None: ...
     def case_finished(self, case: Case, records: Sequence[dict[str, Any]]) -> None: ...
@@ -54,6 +64,8 @@ class SilentReporter:
 
 @dataclass
 class Summary:
+    """How many cases a run planned and how many were already done."""
+
     planned: int = 0
     already_done: int = 0
     ran: int = 0
@@ -209,7 +221,9 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
                     outcomes = {m.name: (status, None, _reason(exc), 0.0) for m in configs}
                     probe = None
                 for config in configs if probe is not None else ():
+                    assert probe is not None
                     metric = metrics.metric(config.name)
+                    outcome: tuple[str, Any, str | None]
                     started = time.perf_counter()
                     try:
                         value = metric.measure(
@@ -281,13 +295,14 @@ def pending(cases: Sequence[Case], suite: Suite, done: set[tuple[str, str]]):
 def run(
     suite: Suite,
     cases: Sequence[Case],
-    writer: RunWriter,
+    writer: RecordSink,
     done: set[tuple[str, str]],
     *,
     timeout: float | None = None,
     reporter: Reporter | None = None,
     isolate: bool = False,
 ) -> Summary:
+    """Measure every pending (case, metric); each case's records go to ``writer`` as it ends."""
     reporter = reporter or SilentReporter()
     work = pending(cases, suite, done)
     summary = Summary(planned=len(cases), already_done=len(cases) - len(work))

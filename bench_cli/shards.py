@@ -18,6 +18,7 @@ from bench_cli.store import RunFolder
 
 
 def parse(text: str) -> tuple[int, int]:
+    """ "i/N" as (i, N), or a UserError."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
         raise UserError(f"--shard '{text}': expected i/N with 1 <= i <= N, e.g. 2/4")

@@ -74,6 +74,7 @@ class SuiteError(UserError):
 
 
 def format_loc(loc: Loc) -> str:
+    """A location as the suite shows it, e.g. methods.ns.iters[1]."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -145,6 +146,8 @@ class PairedSpec(_Strict):
 
 
 class TableSpec(_Strict):
+    """One table of a suite: a metric path, row and column axes, and optional scaling or pairing."""
+
     title: str
     metric: Annotated[str, StringConstraints(min_length=1)]
     rows: Annotated[list[str], BeforeValidator(_as_list)] = ["method"]
@@ -159,6 +162,7 @@ class TableSpec(_Strict):
 
     @property
     def stem(self) -> str:
+        """The file name the table is written under (from file:, else the title)."""
         return self.file or re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-") or "table"
 
 
@@ -226,6 +230,8 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class MetricConfig:
+    """One metric of a suite with its options as given and resolved."""
+
     name: str
     options: dict[str, Any]
     resolved: dict[str, Any]
@@ -233,6 +239,8 @@ class MetricConfig:
 
 @dataclass(frozen=True)
 class Case:
+    """One point of the grid: a method configuration on one input setting, device and dtype."""
+
     suite: str
     suite_seed: int
     config: MethodConfig
@@ -282,6 +290,7 @@ class Case:
 
     @property
     def label(self) -> str:
+        """A readable one-line description of the case."""
         shown = ", ".join(f"{k}={v}" for k, v in self.inputs.items() if k != "kind")
         return f"{self.config.label} {self.inputs['kind']}({shown}) {self.device} {self.dtype}"
 
@@ -294,6 +303,8 @@ def case_key(params: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Suite:
+    """A validated suite: its grid (methods x inputs x devices x dtypes), metrics and tables."""
+
     name: str
     description: str
     seed: int
@@ -345,6 +356,7 @@ class Suite:
 
 
 def resolve_device(device: str) -> str:
+    """The device a case runs on: 'auto' becomes cuda where available, else cpu."""
     if device == "auto":
         import torch
 
@@ -360,7 +372,7 @@ class _Errors:
 
     def __init__(self, source: str, lines: dict[Loc, int]):
         self.source, self.lines = source, lines
-        self.items: list[tuple[Loc, str]] = []
+        self.items: list[tuple[Loc, str, int]] = []
 
     def add(self, loc: Loc, message: str, priority: int = 1) -> None:
         """Record an error; priority 0 (an unknown key) is reported before the rest,
@@ -391,7 +403,7 @@ def _pydantic_errors(
         if err["type"] == "extra_forbidden":
             key = loc[-1]
             parent = allowed if len(loc) == 1 else _nested_allowed(loc)
-            errors.add(prefix + loc, f"unknown key '{key}'{did_you_mean(key, parent)}", 0)
+            errors.add(prefix + loc, f"unknown key '{key}'{did_you_mean(str(key), parent)}", 0)
             continue
         if err["type"] == "missing":
             errors.add(prefix + loc[:-1], f"required key '{loc[-1]}' is missing")
@@ -417,7 +429,7 @@ def _expand_options(
 ) -> list[tuple[dict[str, Any], dict[str, int]]]:
     """All grid combinations of raw option values, each with the list index it took."""
     keys = list(raw)
-    choices = []
+    choices: list[list[tuple[int | None, Any]]] = []
     for key in keys:
         value = raw[key]
         if isinstance(value, list):
@@ -481,8 +493,8 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
     if data is None:
         raise SuiteError(source, None, (), "empty suite file: expected a mapping with name, ...")
     if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else type(data).__name__
-        raise SuiteError(source, 1, (), f"a suite must be a mapping of keys, got {kind}")
+        got = "a list" if isinstance(data, list) else type(data).__name__
+        raise SuiteError(source, 1, (), f"a suite must be a mapping of keys, got {got}")
     _check_list_axes(data, (), errors)
     errors.raise_first()
     try:
@@ -494,13 +506,13 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
 
     # inputs
     inputs = dict(shape.inputs)
-    kind = inputs.pop("kind", None)
+    given_kind = inputs.pop("kind", None)
     family = None
-    if kind is None:
+    kind: str | None = given_kind if isinstance(given_kind, str) else None
+    if given_kind is None:
         errors.add(("inputs",), "required key 'kind' is missing")
-    elif not isinstance(kind, str):
-        errors.add(("inputs", "kind"), f"expected the name of an input kind, got {kind!r}")
-        kind = None
+    elif kind is None:
+        errors.add(("inputs", "kind"), f"expected the name of an input kind, got {given_kind!r}")
     elif kind not in registry.input_families():
         errors.add(("inputs", "kind"), registry.unknown("input kind", kind))
     else:
@@ -599,8 +611,8 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
     # tables
     axis_names = {"method", "layer", "impl", "device", "dtype", "kind"}
     axis_names |= set(input_axes) | set(input_defaults)
-    for config in methods:
-        axis_names |= set(config.resolved)
+    for method_config in methods:
+        axis_names |= set(method_config.resolved)
     metric_names = [m.name for m in metrics]
     for i, table in enumerate(shape.tables):
         head = table.metric.split(".")[0]
@@ -639,7 +651,7 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
         devices=tuple(dict.fromkeys(shape.device)),
         dtypes=tuple(dict.fromkeys(shape.dtype)),
         timeout=shape.timeout,
-        input_kind=kind,
+        input_kind=kind or "",  # not None here: a missing kind raised above
         input_axes=input_axes,
         input_defaults=input_defaults,
         methods=tuple(methods),
@@ -682,6 +694,7 @@ def outline(text: str, source: str = "<suite>") -> Outline:
 
 
 def loads(text: str, source: str = "<suite>") -> Suite:
+    """Parse and validate suite YAML text; a SuiteError (file, line, key path) on a mistake."""
     data, lines = parse_yaml(text, source)
     suite = validate(data, source, lines)
     return _with_text(suite, text)
@@ -742,7 +755,8 @@ def load(path: str | Path, quick: bool = False) -> Suite:
 
 
 def parse_filters(filters: Sequence[str]) -> list[tuple[str | None, str]]:
-    parsed = []
+    """--filter strings as (axis or None, glob) pairs."""
+    parsed: list[tuple[str | None, str]] = []
     for text in filters:
         if "=" in text:
             key, pattern = text.split("=", 1)

@@ -30,10 +30,12 @@ RECORDS = "records.jsonl"
 
 
 def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def utc_stamp() -> str:
+    """The current UTC time as a folder-name stamp, 20261130T120000Z."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
@@ -71,6 +73,7 @@ class RunFolder:
     # -- reading
     @property
     def meta(self) -> dict[str, Any]:
+        """run.json: suite, fingerprint, machine key, invocations; a UserError if absent."""
         file = self.path / "run.json"
         if not file.exists():
             raise UserError(f"{self.path}: not a matbench run folder (no run.json)")
@@ -78,14 +81,17 @@ class RunFolder:
 
     @property
     def env(self) -> dict[str, Any]:
+        """env.json: the environment of the first invocation ({} if absent)."""
         file = self.path / "env.json"
         return json.loads(file.read_text()) if file.exists() else {}
 
     @property
     def suite_text(self) -> str:
+        """The exact suite file that started the run."""
         return (self.path / "suite.yaml").read_text()
 
     def records(self) -> list[dict[str, Any]]:
+        """Every complete record, in the order written."""
         return read_records(self.path)
 
     def done(self) -> set[tuple[str, str]]:
@@ -204,6 +210,7 @@ class RunWriter:
         return b""
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """Append records in one write and fsync (stamped with the invocation when mixed)."""
         if self.invocation is not None:
             records = [{**r, "invocation": self.invocation} for r in records]
         text = "".join(json.dumps(r, default=str, allow_nan=False) + "\n" for r in records)

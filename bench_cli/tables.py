@@ -61,6 +61,23 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
     return float(value)
 
 
+NOISY_IQR = 0.10  # IQR/median above this is flagged, as torch.utils.benchmark's Compare does
+
+
+def spread_value(record: Mapping[str, Any], path: Sequence[str]) -> float | None:
+    """Half the IQR of the samples a ``...median`` path summarises; None for other paths."""
+    if record["status"] != "ok" or not path or path[-1] != "median":
+        return None
+    value: Any = record["value"]
+    for part in path[:-1]:
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    if not isinstance(value, Mapping) or not value.get("samples"):
+        return None
+    return 0.5 * STATS["iqr"](value["samples"])
+
+
 @dataclass
 class Table:
     """A rendered-later table: raw cells (SI numbers or statuses) with labels."""
@@ -70,9 +87,30 @@ class Table:
     unit: str
     frame: pd.DataFrame  # index: row axes; columns: column labels; cells: float | str
     stem: str
+    # Half the IQR of each median cell (same shape as frame; None elsewhere), or no frame.
+    spread: pd.DataFrame | None = None
+
+    @property
+    def noisy(self) -> bool:
+        """Whether some cell's IQR exceeds NOISY_IQR of its median."""
+        return bool(self._noise_percents())
+
+    def _noise_percents(self) -> dict[tuple[int, int], float]:
+        if self.spread is None:
+            return {}
+        out = {}
+        for i, (values, spreads) in enumerate(
+            zip(self.frame.to_numpy(), self.spread.to_numpy(), strict=True)
+        ):
+            for j, (v, h) in enumerate(zip(values, spreads, strict=True)):
+                numbers = isinstance(v, float) and isinstance(h, float) and v > 0
+                if numbers and 2 * h / v > NOISY_IQR:
+                    out[(i, j)] = 200 * h / v
+        return out
 
     @property
     def display_scale(self) -> tuple[str, float]:
+        """The unit and factor cells are shown in (ms, µs, GFLOP/s, %)."""
         if self.unit == "FLOP/s":
             return "GFLOP/s", 1e-9
         if self.unit == "fraction":
@@ -89,8 +127,34 @@ class Table:
         return "s", 1.0
 
     def formatted(self) -> pd.DataFrame:
+        """Display strings: medians as "m ± h" (h half the IQR) at the digits h justifies,
+        "(!N%)" where the IQR is N% > 10% of the median; other cells (and medians of samples
+        without spread, e.g. one sample) at 3 figures."""
         unit, factor = self.display_scale
-        return self.frame.map(lambda v: format_cell(v, unit, factor))
+        out = self.frame.map(lambda v: format_cell(v, unit, factor))
+        if self.spread is None:
+            return out
+        noisy = self._noise_percents()
+        for i in range(out.shape[0]):
+            for j in range(out.shape[1]):
+                v, h = self.frame.iat[i, j], self.spread.iat[i, j]
+                if isinstance(v, float) and isinstance(h, float) and math.isfinite(v) and h > 0:
+                    text = format_with_spread(v * factor, h * factor)
+                    text = f"{text} {unit}" if unit else text
+                    if (i, j) in noisy:
+                        text += f" (!{noisy[(i, j)]:.0f}%)"
+                    out.iat[i, j] = text
+        return out
+
+    @property
+    def legend(self) -> str:
+        """A sentence saying how spread is shown, or "" for tables without it."""
+        if self.spread is None:
+            return ""
+        text = "median ± half the interquartile range of the samples"
+        if self.noisy:
+            text += f"; (!N%): the IQR is N% of the median, above {NOISY_IQR:.0%}: noisy"
+        return text
 
 
 def format_number(value: float, unit: str) -> str:
@@ -107,7 +171,26 @@ def format_number(value: float, unit: str) -> str:
     return f"{value:.2e}"
 
 
+def format_with_spread(value: float, half_iqr: float) -> str:
+    """ "1.23 ± 0.05": the value to the decimal of the spread's first significant digit,
+    between 1 and 4 significant figures of the value."""
+    if value == 0 or not math.isfinite(half_iqr):
+        return format_number(value, "s")
+    magnitude = math.floor(math.log10(abs(value)))
+    spread_digit = math.floor(math.log10(half_iqr)) if half_iqr > 0 else magnitude - 3
+    spread_digit = min(max(spread_digit, magnitude - 3), magnitude)
+    decimals = max(0, -spread_digit)
+    if abs(magnitude) > 5:  # extreme values: scientific, figures from the spread
+        figures = magnitude - spread_digit
+        return f"{value:.{figures}e} ± {half_iqr:.0e}"
+    spread = f"{half_iqr:.{decimals}f}"
+    if float(spread) == 0:  # below 4 figures of the value: its own first digit
+        spread = f"{half_iqr:.1g}"
+    return f"{value:.{decimals}f} ± {spread}"
+
+
 def format_cell(value: Any, unit: str, factor: float) -> str:
+    """One cell for display: statuses as they are, numbers at 3 figures in the unit."""
     if isinstance(value, str):
         return value
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -117,6 +200,7 @@ def format_cell(value: Any, unit: str, factor: float) -> str:
 
 
 def default_tables(metric_names: Sequence[str]) -> list[TableSpec]:
+    """One table per metric at its default view, for suites that name none."""
     out = []
     for name in metric_names:
         view = METRICS[name].default_view if name in METRICS else ""
@@ -126,6 +210,7 @@ def default_tables(metric_names: Sequence[str]) -> list[TableSpec]:
 
 
 def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
+    """The table a TableSpec asks for, from records (the last record of a case wins)."""
     name, *path = spec.metric.split(".")
     latest: dict[str, Mapping[str, Any]] = {}
     for record in records:
@@ -148,6 +233,7 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     if spec.scaling:
         return _scaling_table(spec, chosen, path, index_axes, cols)
     cells: dict[tuple, dict[str, Any]] = {}
+    spreads: dict[tuple, dict[str, Any]] = {}
     col_labels: list[str] = []
     for record in chosen:
         axes = record["axes"]
@@ -156,11 +242,14 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
         if col_label not in col_labels:
             col_labels.append(col_label)
         cells.setdefault(row_key, {})[col_label] = metric_value(record, path)
+        spreads.setdefault(row_key, {})[col_label] = spread_value(record, path)
     if len(index_axes) == 1:
         index = pd.Index([key[0] for key in cells], name=index_axes[0])
     else:
         index = pd.MultiIndex.from_tuples(list(cells), names=index_axes) if index_axes else None
     frame = pd.DataFrame(list(cells.values()), index=index, columns=col_labels, dtype=object)
+    spread = pd.DataFrame(list(spreads.values()), index=index, columns=col_labels, dtype=object)
+    has_spread = any(isinstance(h, float) for h in spread.to_numpy().ravel())
     unit = METRICS[name].unit if name in METRICS else (chosen[0]["unit"] if chosen else "")
     if any(part.endswith("_s") for part in path):  # e.g. task.epoch_time_s.median
         unit = "s"
@@ -168,7 +257,7 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
         unit = "fraction"
     if path and path[-1] in THROUGHPUT:
         unit = "FLOP/s" if path[-1] == "flops_per_s" else "fraction"
-    return Table(spec.title, spec.metric, unit, frame, spec.stem)
+    return Table(spec.title, spec.metric, unit, frame, spec.stem, spread if has_spread else None)
 
 
 def _paired_table(spec: TableSpec, chosen, path) -> Table:
@@ -184,7 +273,8 @@ def _paired_table(spec: TableSpec, chosen, path) -> Table:
         if isinstance(value, float) and math.isfinite(value):
             inputs = record["params"]["inputs"]
             unit = tuple(sorted((k, str(v)) for k, v in inputs.items() if k != "kind"))
-            values[method][(*unit, record["params"]["device"], record["params"]["dtype"])] = value
+            key = (*unit, record["params"]["device"], record["params"]["dtype"])
+            values[method][key] = value
     percent = bool(path) and path[0] == "accuracy"
 
     def number(x: float) -> str:
@@ -291,7 +381,8 @@ def render(table: Table, fmt: str) -> str:
         body = tabulate(
             shown.values.tolist(), headers=headers, tablefmt="github", disable_numparse=True
         )
-        return f"### {table.title}\n\n`{table.metric}`\n\n{body}\n"
+        legend = f" ({table.legend})" if table.legend else ""
+        return f"### {table.title}\n\n`{table.metric}`{legend}\n\n{body}\n"
     if fmt == "latex":
         return (
             tabulate(
@@ -306,9 +397,11 @@ def render(table: Table, fmt: str) -> str:
 
 
 def to_rich(table: Table) -> RichTable:
+    """A table for the terminal (rich), every user-derived string escaped."""
     shown = table.formatted().reset_index()
     # Labels such as ns[iters=3] would read as rich markup: escape every user-derived string.
-    out = RichTable(title=escape(table.title), caption=escape(table.metric), title_justify="left")
+    caption = table.metric + (f"; {table.legend}" if table.legend else "")
+    out = RichTable(title=escape(table.title), caption=escape(caption), title_justify="left")
     n_index = table.frame.index.nlevels
     for i, column in enumerate(shown.columns):
         is_index = i < n_index
@@ -331,6 +424,7 @@ def to_rich(table: Table) -> RichTable:
 def tables_for(
     records: Sequence[Mapping[str, Any]], specs: Sequence[TableSpec], metric_names: Sequence[str]
 ) -> list[Table]:
+    """A run's tables: its suite's, or one default table per metric."""
     return [build(records, spec) for spec in (specs or default_tables(metric_names))]
 
 
@@ -347,6 +441,7 @@ def write(tables: Sequence[Table], folder: Path) -> list[Path]:
 
 
 def status_summary(records: Sequence[Mapping[str, Any]]) -> str:
+    """One line counting records by status, with the commonest reasons."""
     counts: dict[str, int] = {}
     reasons: dict[str, set[str]] = {}
     for record in records:

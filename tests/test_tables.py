@@ -88,3 +88,32 @@ def test_empty_records_make_an_empty_table():
     table = tables.build([], TableSpec(title="t", metric="forward_error"))
     assert isinstance(table.frame, pd.DataFrame) and table.frame.empty
     assert "t" in tables.render(table, "md")
+
+
+def test_medians_show_half_the_iqr_at_the_digits_it_justifies():
+    # Samples 1.00, 1.01, 1.02, 1.03 ms: median 1.015, IQR 0.015, half 0.0075 ms.
+    quiet = [_record("a", 4, "float32", value=_time(1.00e-3, 1.01e-3, 1.02e-3, 1.03e-3))]
+    table = tables.build(quiet, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    assert table.formatted().loc["a", "dim=4"] == "1.015 ± 0.007 ms"
+    assert not table.noisy and "(!" not in tables.render(table, "md")
+    assert "half the interquartile range" in tables.render(table, "md")
+    assert tables.render(table, "csv").splitlines()[1].endswith("0.001015")  # raw median
+    assert tables.format_with_spread(123.456, 4.0) == "123 ± 4"
+    assert tables.format_with_spread(123.456, 0.4) == "123.5 ± 0.4"
+    assert tables.format_with_spread(123.456, 0.004) == "123.5 ± 0.004"  # at most 4 figures
+    assert tables.format_with_spread(2.5, 30.0) == "2 ± 30"  # spread above the value: 1 figure
+
+
+def test_high_variance_is_flagged_and_low_variance_is_not():
+    # IQR 0.5 of a median 1.0: 50% > 10%, flagged; a check that never flagged fails here.
+    noisy = [_record("a", 4, "float32", value=_time(0.5, 0.75, 1.0, 1.25, 1.5))]
+    table = tables.build(noisy, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    assert table.noisy
+    assert table.formatted().loc["a", "dim=4"].endswith("s (!50%)")
+    assert "noisy" in table.legend
+    steady = [_record("a", 4, "float32", value=_time(0.99, 1.0, 1.0, 1.01))]
+    table = tables.build(steady, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    assert not table.noisy and "(!" not in table.formatted().loc["a", "dim=4"]
+    # Statistics other than the median carry no spread.
+    table = tables.build(noisy, TableSpec(title="t", metric="time.fwd_bwd.min", cols=["dim"]))
+    assert table.spread is None and table.legend == ""

@@ -41,8 +41,12 @@ def main(argv=None) -> int:
         A = A @ A.mT / dim + torch.eye(dim)
         ours, theirs = [], []
         for _ in range(args.rounds):
-            samples = Timer("cpu").measure(
-                lambda _, A=A, operation=operation: operation(A),
+
+            def call(_: object, A: torch.Tensor = A, operation=operation) -> None:
+                operation(A)
+
+            samples = Timer(torch.device("cpu")).measure(
+                call,
                 budget_s=args.budget,
                 warmup=3,
                 min_repeats=10,

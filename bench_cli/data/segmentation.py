@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -34,7 +36,7 @@ def examples(
     if data_root is not None:
         from bench_cli.data.bsds import load
 
-        pictures = [
+        pictures: list[tuple[Any, ...]] = [
             (
                 resize(grey, (size, size), anti_aliasing=True),
                 resize(

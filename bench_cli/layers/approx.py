@@ -69,7 +69,9 @@ def _ns_forward(A_n: torch.Tensor, iters: int, want: str, keep: bool = False):
     if iters == 1:
         return (torch.bmm(A_n, T) if want == "sqrt" else T), [(A_n, None, T)]
     Y, W = torch.bmm(A_n, T), torch.add(_eye_like(A_n, -0.75), A_n, alpha=0.25)  # W₁ = −½ T₀
-    history = [(A_n, None, T)] if keep else None
+    history: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
+    if keep:
+        history.append((A_n, None, T))
     for step in range(1, iters):
         T = torch.bmm(W, Y)
         T.diagonal(dim1=-2, dim2=-1).add_(1.5)

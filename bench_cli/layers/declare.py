@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 # Nominal FLOPs: a d x d product costs 2d³; a symmetric eigendecomposition with vectors
 # 9d³ and a thin SVD 21d³ (Golub & Van Loan's counts for the QR algorithms); an LU solve
@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 MATMUL, EIGH, SVD, LU_SOLVE = 2.0, 9.0, 21.0, 8.0 / 3.0
 
 FUNCS = ("log", "sqrt", "invsqrt", "pow", "identity")
+# The gap treatments of bench_cli.layers.spectral.gap_matrix.
+Gap = Literal["exact", "clamp", "mask", "taylor", "pade", "clip"]
 
 # (size, resolved options) -> nominal (forward, backward) FLOPs of one matrix; either part
 # None when it has no model (e.g. a backward that iterates to a tolerance).
@@ -42,7 +44,7 @@ class KTilde:
     ``on_squares`` when the decomposition is an SVD, whose K̃ uses σ²; ``kept``: only
     pairs across the top-``kept`` eigenvalues enter the gradient (a projector's)."""
 
-    gap: str
+    gap: Gap
     gap_eps: float = 0.0
     degree: int = 0
     on_squares: bool = False

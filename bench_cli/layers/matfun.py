@@ -82,6 +82,7 @@ def scalar_function(func: str, p: float | None = None) -> Callable[[torch.Tensor
 
 
 def needs_positive(func: str, p: float | None) -> bool:
+    """Whether f needs positive eigenvalues (not identity or non-negative integer powers)."""
     if func == "identity":
         return False
     return not (func == "pow" and p is not None and float(p).is_integer() and p >= 0)
@@ -209,8 +210,10 @@ def half_loewner(eigvals: torch.Tensor, func: str, p: float | None = None) -> to
         return half
     if func not in ("log", "pow"):
         raise ValueError(f"unknown func '{func}'; known: {', '.join(FUNCS)}")
+    if func == "pow" and p is None:
+        raise ValueError("func 'pow' needs the exponent p")
     if func == "pow" and not needs_positive(func, p):
-        return 0.5 * _power_divided_difference(eigvals, int(p))
+        return 0.5 * _power_divided_difference(eigvals, int(p))  # type: ignore[arg-type]
     # x = (λⱼ − λᵢ)/λᵢ ≥ 0 above the diagonal. Adding the smallest normal float makes an exact
     # tie (x = 0) give log1p(t)/t = expm1(t)/t = 1 exactly, the limit, and changes no other
     # x (every non-zero x is at least a rounding unit), so no tie mask is needed.
@@ -220,6 +223,7 @@ def half_loewner(eigvals: torch.Tensor, func: str, p: float | None = None) -> to
     if func == "log":  # (log λⱼ − log λᵢ)/(λⱼ − λᵢ) = (1/λᵢ) log1p(x)/x
         upper.div_(x).mul_((0.5 / eigvals).unsqueeze(-1))
     else:  # (λⱼᵖ − λᵢᵖ)/(λⱼ − λᵢ) = λᵢᵖ⁻¹ expm1(p log1p(x))/x
+        assert p is not None
         upper.mul_(p).expm1_().div_(x).mul_((0.5 * eigvals.pow(p - 1)).unsqueeze(-1))
     return torch.where(_upper_mask(eigvals.shape[-1], eigvals.device), upper, upper.mT)
 

@@ -42,6 +42,7 @@ def affinity(X: torch.Tensor, kind: Affinity = "gaussian", sigma: float = 1.0) -
 
 
 def normalized_affinity(W: torch.Tensor) -> torch.Tensor:
+    """D^-1/2 W D^-1/2 with D = diag(W1)."""
     inv_sqrt_degree = W.sum(-1).rsqrt()
     return sym(inv_sqrt_degree.unsqueeze(-1) * W * inv_sqrt_degree.unsqueeze(-2))
 
@@ -259,6 +260,7 @@ class NormalizedCuts(nn.Module):
         )
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """The projector P (B, N, N) of features X (B, N, C)."""
         return normalized_cuts(
             X,
             self.k,

@@ -128,6 +128,7 @@ class O2P(nn.Module):
         self.options = options
 
     def forward(self, features: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled features of X (B, N, C)."""
         return o2p(
             features,
             masks,
@@ -140,6 +141,7 @@ class O2P(nn.Module):
         )
 
     def extra_repr(self) -> str:
+        """The options, for print(module)."""
         return f"func={self.func}, method={self.method}, eps={self.eps}, center={self.center}"
 
 

@@ -36,13 +36,11 @@ All functions keep the batch dimensions implicit (``...``).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from bench_cli.layers._checks import check_square_batch, sym
+from bench_cli.layers.declare import Gap
 
-Gap = Literal["exact", "clamp", "mask", "taylor", "pade", "clip"]
 GAPS = ("exact", "clamp", "mask", "taylor", "pade", "clip")
 
 

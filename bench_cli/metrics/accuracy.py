@@ -91,7 +91,8 @@ def fd_check(probe: Probe, options: FdOptions) -> dict:
     the method under test; sums accumulate in float64. A step that leaves the
     layer's domain (e.g. a matrix no longer positive definite) records None.
     """
-    if probe.run is None:
+    run = probe.run
+    if run is None:
         raise NotApplicable("this case cannot be re-run on perturbed inputs")
     leaves = _leaves(probe)
     with torch.no_grad():
@@ -112,7 +113,7 @@ def fd_check(probe: Probe, options: FdOptions) -> dict:
             for n, x in probe.inputs.items()
         }
         with torch.no_grad():
-            return float((probe.run(moved).double().cpu() * upstream).sum())
+            return float((run(moved).double().cpu() * upstream).sum())
 
     steps, errors = [], []
     for k in range(options.min_exponent, options.max_exponent + 1):

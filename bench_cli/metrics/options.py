@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 Mode = Literal["fwd", "bwd", "fwd_bwd"]
+ALL_MODES: tuple[Mode, ...] = ("fwd", "bwd", "fwd_bwd")
 MODE_LABELS = {
     "fwd": "forward, autograd recording on",
     "bwd": "backward only (forward untimed)",
@@ -20,7 +21,7 @@ class TimeOptions(BaseModel):
     warmup: PositiveInt = 2
     min_repeats: PositiveInt = 5
     max_repeats: PositiveInt = 2000
-    modes: list[Mode] = Field(default_factory=lambda: ["fwd", "bwd", "fwd_bwd"], min_length=1)
+    modes: list[Mode] = Field(default_factory=lambda: list(ALL_MODES), min_length=1)
     rotate_below_bytes: int = Field(
         8 * 2**20, ge=0, description="rotate among input sets when the inputs are smaller"
     )

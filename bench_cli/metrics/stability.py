@@ -61,8 +61,8 @@ def stability(probe: Probe, options: StabilityOptions) -> dict:
     upstream = _upstream(probe, output.detach())
     grads = torch.autograd.grad(output, list(leaves.values()), upstream.to(output))
     grad_finite = all(bool(torch.isfinite(g).all()) for g in grads)
-    grad_norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
-    grad_norm = grad_norm if grad_finite and math.isfinite(grad_norm) else None
+    norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
+    grad_norm = norm if grad_finite and math.isfinite(norm) else None
     reference_norm = None
     if probe.reference_grad is not None:
         try:

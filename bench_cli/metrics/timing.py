@@ -41,6 +41,7 @@ class Timer:
 
     @property
     def clock(self) -> str:
+        """The clock this timer reads: CUDA events or perf_counter."""
         return "cuda_event" if self.cuda else "perf_counter"
 
     def _sync(self) -> None:
@@ -66,6 +67,7 @@ class Timer:
         max_repeats: int,
         deadline: float | None = None,
     ) -> list[float]:
+        """Time ``fn(setup())`` after warm-up, calibrated to about budget_s; one sample per call."""
         estimate = min(self._once(fn, setup) for _ in range(max(warmup, 1)))
         repeats = int(min(max(math.ceil(budget_s / max(estimate, 1e-9)), min_repeats), max_repeats))
         samples: list[float] = []
@@ -88,9 +90,9 @@ class Timer:
             for _ in range(repeats):
                 _check(deadline)
                 state = setup() if setup else None
-                start = time.perf_counter()
+                began = time.perf_counter()
                 fn(state)
-                samples.append(time.perf_counter() - start)
+                samples.append(time.perf_counter() - began)
         return samples
 
 

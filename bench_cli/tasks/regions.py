@@ -84,7 +84,8 @@ def train_and_test(
     model = RegionClassifier(layer, head_options, classes).to(data["train_images"].dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     images, masks, labels = data["train_images"], data["train_masks"], data["train_labels"]
-    epoch_times, losses = [], []
+    epoch_times: list[float] = []
+    losses: list[float] = []
     for _ in range(epochs):
         order = torch.randperm(len(images), generator=generator)
         start = time.perf_counter()

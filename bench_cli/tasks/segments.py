@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from bench_cli.layers import normalized_cuts, projector_loss
-from bench_cli.layers.ncut import affinity, graph_degrees, normalized_affinity
+from bench_cli.layers.ncut import Affinity, affinity, graph_degrees, normalized_affinity
 from bench_cli.tasks.regions import Backbone
 
 MODES = ("nc", "untrained", "raw", "kmeans")
@@ -61,7 +61,7 @@ def raw_features(image: torch.Tensor, superpixels: torch.Tensor) -> torch.Tensor
 
 
 def segment(
-    features: torch.Tensor, k: int, seed: int, spectral: bool, kind: str, sigma: float
+    features: torch.Tensor, k: int, seed: int, spectral: bool, kind: Affinity, sigma: float
 ) -> np.ndarray:
     """Superpixel labels: k-means on NC eigenvectors (spectral) or on the features."""
     from scipy.cluster.vq import kmeans2
@@ -100,7 +100,8 @@ def run(
     generator = torch.Generator().manual_seed(seed)
     dtype = data["train_images"].dtype
     backbone = Backbone().to(dtype)
-    epoch_times, last_loss = [], 0.0
+    epoch_times: list[float] = []
+    last_loss = 0.0
     if mode in ("nc", "kmeans"):
         optimizer = torch.optim.Adam(backbone.parameters(), lr=lr)
         for _ in range(epochs):
@@ -149,7 +150,7 @@ def run(
                 if mode == "raw"
                 else pool(backbone(data["test_images"][i : i + 1])[0], sp)
             )
-        labels = segment(
+        predicted = segment(
             feats,
             min(k, len(feats) - 1),
             seed,
@@ -157,7 +158,7 @@ def run(
             kind="gaussian" if mode == "raw" else kind,
             sigma=sigma,
         )
-        error, voi = score(truth.numpy(), labels[sp.numpy()])
+        error, voi = score(truth.numpy(), predicted[sp.numpy()])
         errors.append(error)
         vois.append(voi)
     return {
