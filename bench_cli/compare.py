@@ -41,11 +41,16 @@ ACCURACY_VIEWS = {
 }
 
 
-def alignment_key(record: Mapping[str, Any]) -> str:
-    """The case without its device, from the resolved axes: records keyed before and
-    after case keys hashed resolved options align alike."""
+def alignment_key(record: Mapping[str, Any], axes_keys: set[str] | None = None) -> str:
+    """The case without its device, from its resolved axes (restricted to ``axes_keys``,
+    the axes both runs know): runs written before and after case keys hashed resolved
+    options, or before a new parameter with a default existed, align alike."""
     params = record["params"]
-    axes = {k: v for k, v in record["axes"].items() if k != "device"}
+    axes = {
+        k: v
+        for k, v in record["axes"].items()
+        if k != "device" and (axes_keys is None or k in axes_keys)
+    }
     return json.dumps(
         {"suite": params.get("suite"), "seed": params.get("seed"), "axes": axes},
         sort_keys=True,
@@ -132,14 +137,24 @@ def _label(record: Mapping[str, Any]) -> str:
     return f"{inputs['kind']}({shown}) {record['axes']['dtype']}"
 
 
+def _common_axes(*folders: RunFolder) -> set[str]:
+    """The axis names every record of every folder has."""
+    names: set[str] | None = None
+    for folder in folders:
+        for record in folder.records():
+            keys = set(record["axes"])
+            names = keys if names is None else names & keys
+    return names or set()
+
+
 def _by_alignment(
-    folder: RunFolder, device: str | None = None
+    folder: RunFolder, device: str | None = None, axes_keys: set[str] | None = None
 ) -> dict[tuple[str, str], Mapping[str, Any]]:
     out: dict[tuple[str, str], Mapping[str, Any]] = {}
     for record in folder.records():
         if device is not None and record["axes"]["device"] != device:
             continue
-        key = (alignment_key(record), record["metric"])
+        key = (alignment_key(record, axes_keys), record["metric"])
         if key in out and out[key]["axes"]["device"] != record["axes"]["device"]:
             raise UserError(
                 f"{folder.path}: holds the same case on several devices; "
@@ -185,7 +200,8 @@ def compare_runs(
             f"('{meta_a['suite']}' and '{meta_b['suite']}')"
         )
     # Filter by device first: a folder may hold the same case on several devices.
-    records_a, records_b = _by_alignment(a, device), _by_alignment(b, device)
+    common = _common_axes(a, b)
+    records_a, records_b = _by_alignment(a, device, common), _by_alignment(b, device, common)
     shared = sorted(set(records_a) & set(records_b), key=lambda k: (k[1], k[0]))
     if not shared:
         raise UserError(

@@ -166,3 +166,14 @@ def test_old_committed_runs_still_show_and_align_with_new_records():
         assert case.key_params() != params  # this code keys it differently...
         rewritten = {**record, "params": case.key_params()}
         assert alignment_key(rewritten) == alignment_key(record)  # ...and still aligns it
+
+
+def test_runs_from_before_a_new_default_parameter_still_compare():
+    # The older throughput run predates data_seed (a parameter with a default) and keyed
+    # its cases by options as written; the newer one has both changes. They still align.
+    old = ROOT / "results" / "throughput" / "20261128T080510Z_amd-epyc-ac9bfb"
+    new = ROOT / "results" / "throughput" / "20261130T125037Z_intel-xeon-05fb84"
+    assert "data_seed" not in store.RunFolder(old).records()[0]["axes"]
+    assert "data_seed" in store.RunFolder(new).records()[0]["axes"]
+    (comparison,) = bench_cli.compare_runs([old, new])
+    assert comparison.rows and not comparison.only_a and not comparison.only_b
