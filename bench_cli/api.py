@@ -15,7 +15,6 @@ imports no torch; running imports it on first use.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -374,7 +373,12 @@ def reproduce(name: str | Path, *, quick: bool = False, **run_options: Any) -> R
     to ``tables/reproduction.md`` in the run folder.
     """
     suite = spec.load(paper_suite(name), quick=quick)
-    folder = run_suite(suite, **run_options)
+    return judge_reproduction(run_suite(suite, **run_options), suite)
+
+
+def judge_reproduction(folder: store.RunFolder, suite: spec.Suite) -> Reproduction:
+    """The verdicts of a finished run against its suite's reference (none without one),
+    also written to ``tables/reproduction.md``."""
     outcome = Reproduction(folder, suite)
     if suite.reference is not None:
         frame = reproduce_mod.verdicts(folder.records(), suite.reference)
@@ -430,7 +434,3 @@ def write_readme_section(readme: str | Path, results: str | Path = "results") ->
     start, end = text.index(README_START) + len(README_START), text.index(README_END)
     readme.write_text(text[:start] + "\n" + body + "\n" + text[end:])
     return len(available)
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)

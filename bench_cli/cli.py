@@ -29,7 +29,6 @@ from tabulate import tabulate
 
 import bench_cli
 from bench_cli import api, spec, store, tables
-from bench_cli import reproduce as reproduce_mod
 from bench_cli.compare import comparison_frame
 from bench_cli.errors import UserError, unknown_name
 
@@ -395,12 +394,10 @@ def reproduce(
     )  # fmt: skip
     if folder is None or suite.reference is None:
         return
-    frame = reproduce_mod.verdicts(folder.records(), suite.reference)
-    text = reproduce_mod.render(frame, suite.reference)
-    (folder.path / "tables" / "reproduction.md").write_text(text)
-    out_console().print(escape(text))
-    failing = reproduce_mod.failing_rows(frame)
-    if check and failing:
+    outcome = api.judge_reproduction(folder, suite)
+    out_console().print(escape(outcome.text))
+    if check and outcome.failing:
+        failing = outcome.failing
         for row in failing:
             print(f"does not reproduce: {printable(row)}", file=sys.stderr)
         print(f"matbench: {len(failing)} row(s) do not reproduce", file=sys.stderr)

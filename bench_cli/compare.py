@@ -137,21 +137,24 @@ def _label(record: Mapping[str, Any]) -> str:
     return f"{inputs['kind']}({shown}) {record['axes']['dtype']}"
 
 
-def _common_axes(*folders: RunFolder) -> set[str]:
-    """The axis names every record of every folder has."""
+def _common_axes(*runs: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The axis names every record of every run has."""
     names: set[str] | None = None
-    for folder in folders:
-        for record in folder.records():
+    for records in runs:
+        for record in records:
             keys = set(record["axes"])
             names = keys if names is None else names & keys
     return names or set()
 
 
 def _by_alignment(
-    folder: RunFolder, device: str | None = None, axes_keys: set[str] | None = None
+    folder: RunFolder,
+    records: Sequence[Mapping[str, Any]],
+    device: str | None = None,
+    axes_keys: set[str] | None = None,
 ) -> dict[tuple[str, str], Mapping[str, Any]]:
     out: dict[tuple[str, str], Mapping[str, Any]] = {}
-    for record in folder.records():
+    for record in records:
         if device is not None and record["axes"]["device"] != device:
             continue
         key = (alignment_key(record, axes_keys), record["metric"])
@@ -200,8 +203,10 @@ def compare_runs(
             f"('{meta_a['suite']}' and '{meta_b['suite']}')"
         )
     # Filter by device first: a folder may hold the same case on several devices.
-    common = _common_axes(a, b)
-    records_a, records_b = _by_alignment(a, device, common), _by_alignment(b, device, common)
+    all_a, all_b = a.records(), b.records()  # read once
+    common = _common_axes(all_a, all_b)
+    records_a = _by_alignment(a, all_a, device, common)
+    records_b = _by_alignment(b, all_b, device, common)
     shared = sorted(set(records_a) & set(records_b), key=lambda k: (k[1], k[0]))
     if not shared:
         raise UserError(

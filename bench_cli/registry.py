@@ -234,26 +234,21 @@ def _matrix_function_flops(method, options, params):
     return method.flops_for(_matrix_size(params), options)
 
 
+def _plus(parts: tuple[float | None, ...], extra: float) -> tuple[float | None, ...]:
+    """Each modelled part plus the layer's own work; a part without a model stays None."""
+    return tuple(None if part is None else part + extra for part in parts)
+
+
 def _o2p_flops(method, options, params):
     """The method's own count on the C x C covariance, plus forming it (2NC²) both ways."""
     n, c = params["samples"], params["channels"]
-    covariance = MATMUL * n * c * c
-    forward, backward = method.flops_for(c, options)
-    return (
-        None if forward is None else forward + covariance,
-        None if backward is None else backward + covariance,
-    )
+    return _plus(method.flops_for(c, options), MATMUL * n * c * c)
 
 
 def _ncut_flops(method, options, params):
     """The method's count on the N x N matrix, plus the affinity (2N²C) both ways."""
     n, c = params["samples"], params["channels"]
-    affinity = MATMUL * n * n * c
-    forward, backward = method.flops_for(n, options)
-    return (
-        None if forward is None else forward + affinity,
-        None if backward is None else backward + affinity,
-    )
+    return _plus(method.flops_for(n, options), MATMUL * n * n * c)
 
 
 def _symmetric_input(options, inputs):
@@ -465,6 +460,9 @@ def flop_model(
     for a mode containing a part the method's declaration has no model for."""
     layer = LAYERS[layer_name]
     batch = inputs.get("batch", 1)
+    sized = "dim" in inputs or ("samples" in inputs and "channels" in inputs)
+    if not sized:  # task data (images): no matrix size to count with
+        return {"fwd": None, "bwd": None, "fwd_bwd": None}
     forward, backward = layer.flops(layer.methods[method], options, inputs)
     return {
         "fwd": None if forward is None else batch * forward,

@@ -144,16 +144,6 @@ def _inputs_for(case: Case, seed: int) -> dict[str, torch.Tensor]:
     }
 
 
-def _flops(case: Case, options) -> dict[str, float | None]:
-    """The declared FLOP model for this case; none (n/a) for input families without the
-    sizes it needs (task data: images, not samples x channels)."""
-    try:
-        return registry.flop_model(case.config.layer, case.config.method, options,
-                                   case.resolved_inputs)  # fmt: skip
-    except KeyError:
-        return {"fwd": None, "bwd": None, "fwd_bwd": None}
-
-
 def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
     """Inputs, forward and references for one case (no timing in here)."""
     torch.manual_seed(case.seed)  # for methods with random starts
@@ -178,6 +168,9 @@ def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
             return layer.reference_grad(options, as64, upstream)
         return references.fd_reference_grad(layer.reference, options, as64, upstream)
 
+    def decomposed() -> torch.Tensor | None:
+        return None if layer.decomposed is None else layer.decomposed(options, detached64())
+
     probe = Probe(
         forward=lambda: forward_inputs(inputs),
         inputs=inputs,
@@ -192,11 +185,9 @@ def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
         method=case.config.method,
         options=options,
         input_params=case.resolved_inputs,
-        flops=_flops(case, options),
+        flops=registry.flop_model(layer.name, case.config.method, options, case.resolved_inputs),
         k_tilde=registry.k_tilde(layer.name, case.config.method, options),
-        decomposed=(
-            None if layer.decomposed is None else lambda: layer.decomposed(options, detached64())  # type: ignore[misc]
-        ),
+        decomposed=None if layer.decomposed is None else decomposed,
     )
     return probe, reference
 
