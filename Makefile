@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test smoke lint bench-layers bench-approx clean-venv
+.PHONY: test smoke lint bench-layers bench-approx clean-venv slurm-up slurm-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,10 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# A throwaway single-node Slurm cluster (root, Debian/Ubuntu) for the tests marked slurm.
+slurm-up:
+	bash .ci/slurm-up.sh
+
+slurm-down:
+	bash .ci/slurm-down.sh

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bench_cli import compare as compare_mod
 from bench_cli import reproduce as reproduce_mod
 from bench_cli import spec, store, tables
-from bench_cli.errors import UserError, unknown_name
+from bench_cli.errors import IncompleteRun, UserError, unknown_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -184,6 +184,7 @@ def run_suite(
     executor: str | None = None,
     executor_options: dict[str, Any] | None = None,
     allow_mixed: bool = False,
+    retry: bool = True,
     quick: bool = False,
     reporter: Reporter | None = None,
     job_reporter: Any = None,
@@ -203,6 +204,8 @@ def run_suite(
         executor: ``"local"`` or ``"slurm"``: shards as a submitit job array, merged here;
             ``executor_options`` override the suite's ``executor:`` block.
         allow_mixed: resume a folder whose records were measured by other code.
+        retry: measure again the cases a scheduler stopped at its time limit (records
+            marked ``retry``); False keeps their timeout records as the result.
         quick: the suite's reduced ``quick:`` size.
         reporter: progress callbacks (``bench_cli.runner.Reporter``); default silent.
         notify: called with each one-line message (default: the ``bench_cli`` logger).
@@ -210,6 +213,8 @@ def run_suite(
     Returns the run folder: records.jsonl, run.json, env.json, suite.yaml, tables/, plots/.
     Raises UserError for a bad suite, option or folder, before anything is measured.
     Interrupted (KeyboardInterrupt), every finished case stays saved and it re-raises.
+    Raises IncompleteRun, after writing the tables, when executor tasks failed or were
+    stopped: what they finished is saved, and running again measures the rest.
     """
     from bench_cli import env as env_mod
     from bench_cli import executor as executor_mod
@@ -227,6 +232,8 @@ def run_suite(
         settings = executor_mod.parse_settings(suite.executor, suite.source)
         scale_out = settings.model_copy(update=dict(executor_options or {}))
     cases = select_cases(suite, devices, filter)
+    if scale_out is not None and executor == "slurm":
+        executor_mod.preflight(scale_out, cases)  # sbatch's refusal, before any folder
     if shard is not None:
         index, count = shards.parse(shard)
         cases = shards.select(cases, index, count)
@@ -251,21 +258,28 @@ def run_suite(
             )
         if writer.mixed:
             say(f"mixed code: {writer.mixed}; new records carry their invocation")
+        done = folder.done(retry=retry)
+        outcome = None
         try:
             if scale_out is not None and executor is not None:
-                todo = [case for case, _ in runner.pending(cases, suite, folder.done())]
+                order = {case.key: case.grid for case in cases}
+                adopted = executor_mod.adopt_earlier_shards(folder, writer, order)
+                if adopted:
+                    say(f"appended {adopted} records that earlier array tasks left in shards/")
+                    done = folder.done(retry=retry)
+                todo = [case for case, _ in runner.pending(cases, suite, done)]
                 say(
                     f"{executor} executor: {len(todo)} cases as job arrays, logs under "
                     f"{folder.path / 'submitit'}"
                 )
-                executor_mod.submit_and_merge(
+                outcome = executor_mod.submit_and_merge(
                     suite, todo, folder, writer, executor, scale_out, devices or None, timeout,
                     job_reporter,
                 )  # fmt: skip
                 summary = runner.Summary(planned=len(cases), already_done=len(cases) - len(todo))
             else:
                 summary = runner.run(
-                    suite, cases, writer, folder.done(), timeout=timeout, reporter=reporter,
+                    suite, cases, writer, done, timeout=timeout, reporter=reporter,
                     isolate=isolate,
                 )  # fmt: skip
         except KeyboardInterrupt:
@@ -279,6 +293,8 @@ def run_suite(
     records = folder.records()
     tables.write(tables_of(folder, records), folder.path / "tables")
     plots.write(records, folder.path / "plots")
+    if outcome is not None and outcome.message(folder.path):
+        raise IncompleteRun(outcome.message(folder.path), folder)
     return folder
 
 

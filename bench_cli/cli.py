@@ -30,7 +30,7 @@ from tabulate import tabulate
 import bench_cli
 from bench_cli import api, spec, store, tables
 from bench_cli.compare import comparison_frame
-from bench_cli.errors import UserError, unknown_name
+from bench_cli.errors import IncompleteRun, UserError, unknown_name
 
 # Modules that import torch (registry, runner, env, executor, advise) are imported inside
 # the commands that run something: show, compare, report and merge never load torch.
@@ -241,9 +241,11 @@ def _run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFold
             suite, options.get("out"), resume=options.get("resume", False),
             results=options.get("results", "results"),
         )  # fmt: skip
-        done = folder.done() if (folder.path / "run.json").exists() else set()
+        exists = (folder.path / "run.json").exists()
+        done = folder.done(retry=options.get("retry", True)) if exists else set()
         _print_plan(console, suite, cases, done)
         return None
+    incomplete = None
     try:
         folder = api.run_suite(
             suite, reporter=RichReporter(err), job_reporter=JobReporter(err),
@@ -251,10 +253,15 @@ def _run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFold
         )  # fmt: skip
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except IncompleteRun as exc:
+        folder, incomplete = exc.folder, str(exc)
     print_tables(folder, console)
     records = folder.records()
     err.print(tables.status_summary(records))
     err.print(f"records: {folder.path / store.RECORDS}\ntables:  {folder.path / 'tables'}")
+    if incomplete:
+        err.print(f"[red]incomplete:[/red] {escape(incomplete)}")
+        raise typer.Exit(1)
     return folder
 
 
@@ -307,9 +314,28 @@ def run(
     array_parallelism: Annotated[
         int | None, typer.Option("--array-parallelism", min=1, help="Slurm tasks running at once.")
     ] = None,
+    setup: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--setup",
+            help="A shell line each array task runs first, e.g. 'module load cuda' or "
+            "'source /shared/venv/bin/activate' (repeatable; replaces the suite's).",
+        ),
+    ] = None,
+    no_retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--no-retry-failed",
+            help="Keep cases a scheduler stopped at its time limit as timeouts instead "
+            "of measuring them again.",
+        ),
+    ] = False,
     allow_mixed: AllowMixedOpt = False,
 ) -> None:
-    """Run a suite and write records and tables to a run folder."""
+    """Run a suite and write records and tables to a run folder.
+
+    With --executor slurm, every node needs matbench at the same venv path as this
+    one, and --out must be on a file system the nodes share (see the README)."""
     overrides = {
         k: v
         for k, v in {
@@ -318,6 +344,7 @@ def run(
             "gpus": gpus,
             "time_min": time_min,
             "array_parallelism": array_parallelism,
+            "setup": tuple(setup) if setup else None,
         }.items()
         if v is not None
     }
@@ -335,6 +362,7 @@ def run(
         executor=executor,
         executor_options=overrides,
         allow_mixed=allow_mixed,
+        retry=not no_retry_failed,
     )
 
 
@@ -471,6 +499,12 @@ def compare(
             + "): "
             + ", ".join(f"{m} {g:.3f}" for m, g in result.geomean.items())
         ]
+        for side, counts in (("A", result.machines_a), ("B", result.machines_b)):
+            if len(counts) > 1:
+                lines.append(
+                    f"{side} was measured on {len(counts)} machines: "
+                    + ", ".join(f"{k} ({n} records)" for k, n in sorted(counts.items()))
+                )
         if result.only_a:
             lines.append(f"only in A ({len(result.only_a)}): " + "; ".join(result.only_a[:10]))
         if result.only_b:
@@ -840,6 +874,8 @@ def show(
         print(tables.status_summary(records), file=sys.stderr)
     else:
         print("\n".join(tables.render(t, format) for t in made))
+    for line in store.describe_nodes(folder.env):
+        print(f"measured on {line}", file=sys.stderr)
 
 
 @app.command()

@@ -15,6 +15,10 @@ first, A:
   status (say ``ok`` -> ``nonfinite``) is called out first.
 - **summary**: the geometric mean of the time ratios per method, and the cases
   present in one run only.
+- **machines**: a record names the machine that measured it (``machine_key``,
+  set by executor runs whose nodes differ; otherwise the run's). The speed-up view
+  divides only by a baseline measured on the same machine, and a run measured on
+  several machines lists them and names the machines on each timing row.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ def load_results(path) -> pd.DataFrame:
                 "value": record["value"],
                 **record["axes"],
                 "run": str(folder.path),
-                "machine_key": meta.get("machine_key"),
+                "machine_key": machine_of(record, meta),
             }
         )
     return pd.DataFrame(rows)
@@ -111,6 +115,8 @@ class Comparison:
     geomean: dict[str, float] = field(default_factory=dict)
     mode: str = "fwd_bwd"
     baseline: str | None = None
+    machines_a: dict[str, int] = field(default_factory=dict)  # machine key: records
+    machines_b: dict[str, int] = field(default_factory=dict)
 
 
 def bootstrap_median_ratio(
@@ -182,7 +188,24 @@ def _without_method(record) -> str:
         for k, v in record["params"].items()
         if k not in ("device", "method", "layer", "impl", "options")
     }
+    # A baseline measured on another node of the same run is no baseline: same machine only.
+    params["machine_key"] = record.get("machine_key")
     return json.dumps(params, sort_keys=True, default=str)
+
+
+def machine_of(record: Mapping[str, Any], meta: Mapping[str, Any]) -> str | None:
+    """The machine that measured a record: its own ``machine_key`` (executor runs), else
+    the run's."""
+    return record.get("machine_key") or meta.get("machine_key")
+
+
+def machines(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> dict[str, int]:
+    """How many records each machine measured."""
+    out: dict[str, int] = {}
+    for record in records:
+        key = str(machine_of(record, meta))
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 def compare_runs(
@@ -213,6 +236,8 @@ def compare_runs(
             f"{a.path} and {b.path} share no cases" + (f" on device {device}" if device else "")
         )
     result = Comparison(str(a.path), str(b.path), mode=mode, baseline=baseline)
+    result.machines_a, result.machines_b = machines(all_a, meta_a), machines(all_b, meta_b)
+    several = len(result.machines_a) > 1 or len(result.machines_b) > 1
     result.only_a = sorted(
         {
             _label(records_a[k]) + " " + records_a[k]["axes"]["method"]
@@ -251,6 +276,9 @@ def compare_runs(
                 if wa is None or wb is None:
                     continue
                 sa, sb, note = sa / wa, sb / wb, f"relative to {baseline}"
+            if several:
+                where = f"A on {machine_of(ra, meta_a)}, B on {machine_of(rb, meta_b)}"
+                note = f"{note}; {where}" if note else where
             ratio = float(np.median(sb) / np.median(sa))
             low, high = bootstrap_median_ratio(sa, sb)
             verdict = _time_verdict(ratio, low, high, min_effect)

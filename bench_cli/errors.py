@@ -14,6 +14,15 @@ class UserError(Exception):
     """A bad suite, a missing file, an unknown name: something the user can fix."""
 
 
+class IncompleteRun(Exception):
+    """A run that saved what it measured but could not finish (executor tasks that
+    failed or were stopped). The CLI prints the tables, then this line, and exits 1."""
+
+    def __init__(self, message: str, folder):
+        super().__init__(message)
+        self.folder = folder
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' (did you mean 'x'?)' suffix, or '' when nothing is close."""
     close = difflib.get_close_matches(str(name), sorted(choices), n=1, cutoff=0.6)

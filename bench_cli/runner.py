@@ -259,6 +259,7 @@ def _records(case: Case, configs, outcomes) -> list[dict]:
             "params": case.key_params(),
             "metric_options": config.resolved,
             "seed": case.seed,
+            "grid": case.grid,
             "elapsed_s": round(outcomes[config.name][3], 6),
             "utc": finished,
         }

@@ -248,6 +248,7 @@ class Case:
     resolved_inputs: dict[str, Any]
     device: str
     dtype: str
+    grid: int = field(default=-1, compare=False)  # position in the suite's grid: table order
     key: str = field(init=False)
     seed: int = field(init=False)
 
@@ -342,7 +343,7 @@ class Suite:
         devices = [resolve_device(d) for d in (devices or self.devices)]
         devices = list(dict.fromkeys(devices))
         axes = list(self.input_axes)
-        out = []
+        out: list[Case] = []
         for config in self.methods:
             for values in itertools.product(*(self.input_axes[a] for a in axes)):
                 given = {"kind": self.input_kind, **dict(zip(axes, values, strict=True))}
@@ -350,7 +351,16 @@ class Suite:
                 for device in devices:
                     for dtype in self.dtypes:
                         out.append(
-                            Case(self.name, self.seed, config, given, resolved, device, dtype)
+                            Case(
+                                self.name,
+                                self.seed,
+                                config,
+                                given,
+                                resolved,
+                                device,
+                                dtype,
+                                grid=len(out),
+                            )  # fmt: skip
                         )
         return out
 

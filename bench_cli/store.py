@@ -94,9 +94,23 @@ class RunFolder:
         """Every complete record, in the order written."""
         return read_records(self.path)
 
-    def done(self) -> set[tuple[str, str]]:
-        """(case key, metric) pairs that already have a record."""
-        return {(r["case"], r["metric"]) for r in self.records()}
+    def done(self, retry: bool = True) -> set[tuple[str, str]]:
+        """(case key, metric) pairs that already have a record.
+
+        With ``retry``, a pair whose latest record is marked ``retry`` (a case the
+        scheduler stopped at its time limit) counts as not done, so a re-run measures
+        it again; the new record is appended and the latest record of a pair wins."""
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for record in self.records():
+            latest[(record["case"], record["metric"])] = record
+        return {key for key, record in latest.items() if not (retry and record.get("retry"))}
+
+    def note_nodes(self, nodes: dict[str, dict[str, Any]]) -> None:
+        """Add the env.json of each node that measured part of this run (executor runs),
+        under ``nodes`` by machine key; the top level stays the submitting host's."""
+        env = self.env
+        env.setdefault("nodes", {}).update(nodes)
+        _write_json(self.path / "env.json", env)
 
     # -- writing
     @contextlib.contextmanager
@@ -267,3 +281,12 @@ def runs_of(root: Path, suite_name: str) -> list[RunFolder]:
     if not base.is_dir():
         return []
     return [RunFolder(p) for p in sorted(base.iterdir()) if (p / "run.json").exists()]
+
+
+def describe_nodes(env: dict[str, Any]) -> list[str]:
+    """One line per node that measured an executor run, from its env.json's ``nodes``."""
+    out = []
+    for key, node in sorted((env.get("nodes") or {}).items()):
+        hardware = ", ".join(g["name"] for g in node.get("gpus") or []) or node.get("cpu_model")
+        out.append(f"{key}: {node.get('hostname')} ({hardware}, torch {node.get('torch')})")
+    return out

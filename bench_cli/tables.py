@@ -216,7 +216,9 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     for record in records:
         if record["metric"] == name:
             latest[record["case"]] = record  # the last record of a case wins
-    chosen = list(latest.values())
+    # Grid order (the suite's order of methods and values), whatever order shards or
+    # resumes wrote the records in; records from before "grid" keep their file order.
+    chosen = sorted(latest.values(), key=lambda r: (r.get("grid") is None, r.get("grid") or 0))
     rows = list(spec.rows)
     cols = list(spec.cols)
     free = []

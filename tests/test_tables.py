@@ -117,3 +117,21 @@ def test_high_variance_is_flagged_and_low_variance_is_not():
     # Statistics other than the median carry no spread.
     table = tables.build(noisy, TableSpec(title="t", metric="time.fwd_bwd.min", cols=["dim"]))
     assert table.spread is None and table.legend == ""
+
+
+def test_rows_and_columns_follow_the_grid_not_the_order_records_were_written():
+    # Written as shards finished: dim 5 before dim 7, method b before a.
+    grid = {("a", 7): 0, ("a", 5): 1, ("b", 7): 2, ("b", 5): 3}
+    records = []
+    for method, dim in [("b", 5), ("a", 5), ("b", 7), ("a", 7)]:
+        record = _record(method, dim, "float32", value=_time(1.0))
+        record["grid"] = grid[(method, dim)]
+        records.append(record)
+    table = tables.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    assert list(table.frame.columns) == ["dim=7", "dim=5"]
+    assert list(table.frame.index) == ["a", "b"]
+    # Records from before "grid" existed keep the order they were written in.
+    for record in records:
+        del record["grid"]
+    table = tables.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    assert list(table.frame.columns) == ["dim=5", "dim=7"]

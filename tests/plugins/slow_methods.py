@@ -1,0 +1,32 @@
+"""Test-only methods for scale-out tests, loaded through MATBENCH_PLUGINS (the
+tests put this folder on PYTHONPATH, so array tasks on the cluster import it too).
+
+- ``sleepy``: eig_dk after sleeping ``sleep_s``: a case that lasts long enough for a
+  scheduler to cancel its task mid-run.
+- ``stopped``: sends the process the scheduler's warning signal (SIGUSR2) while it
+  runs, as Slurm does ``signal_delay_s`` before a task's time limit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from bench_cli import registry
+from bench_cli.layers import matfun
+
+
+@registry.register_method("matrix_function", "sleepy", funcs=("sqrt", "log"))
+def sleepy(A, func, p=None, *, sleep_s: float = 0.0):
+    """eig_dk, after sleeping sleep_s seconds."""
+    time.sleep(sleep_s)
+    return matfun.eig_dk_matrix_function(A, func, p)
+
+
+@registry.register_method("matrix_function", "stopped", funcs=("sqrt", "log"))
+def stopped(A, func, p=None):
+    """Raises the scheduler's warning signal in its own process, then would compute."""
+    os.kill(os.getpid(), signal.SIGUSR2)
+    time.sleep(5)  # the handler interrupts this sleep
+    return matfun.eig_dk_matrix_function(A, func, p)
