@@ -12,10 +12,12 @@ What a real scheduler does, and what happens here:
 
 - sbatch refuses the array (unknown partition, GPUs the cluster lacks): one
   line naming sbatch's reason, and any array already submitted is cancelled.
-- A task nears its time limit: Slurm sends SIGUSR2 ``signal_delay_s`` before the
-  limit (a tenth of the limit, 5 to 90 s). The task records its case in flight as
-  failed, ``timeout: killed by the scheduler after N s``, marked ``retry``, keeps every
-  record it finished, and ends; a re-run measures that case again.
+- A task reaches its time limit: Slurm sends SIGUSR2 ``signal_delay_s`` before the
+  limit (a tenth of the limit, 5 to 90 s; Slurm may send it up to 60 s earlier
+  still), then SIGTERM at the limit. The task goes on after the warning; at the
+  SIGTERM it records its case in flight as failed, ``timeout: killed by the
+  scheduler after N s``, marked ``retry``, keeps every record it finished, and
+  ends; a re-run measures that case again.
 - A task fails or is cancelled: the records its shard finished are still
   appended, the other tasks go on, and the command ends with exit 1 naming it.
 - A task that neither finishes nor fails (no accounting, a lost node): the wait
@@ -110,6 +112,7 @@ class _InFlight:
         self.clock = clock
         self.case: spec.Case | None = None
         self.started = 0.0
+        self.warned: float | None = None  # when the scheduler's warning came
 
     def start(self, total: int) -> None: ...
 
@@ -145,10 +148,12 @@ def run_shard(
 ) -> str:
     """One array task: run the cases with these keys into their own run folder.
 
-    ``stop_signal`` (the scheduler's warning, SIGUSR2 under submitit) ends the task
-    cleanly: the case in flight gets a retryable timeout record. SIGTERM (the task
-    was cancelled; submitit would ignore it) ends it too, with no record for the case
-    in flight, and the task fails. Every case finished before stays saved."""
+    ``stop_signal`` is the scheduler's warning that the limit is near (SIGUSR2 under
+    submitit). Slurm may send it up to a minute early, so the task notes it and goes
+    on; the SIGTERM that follows at the limit ends the task cleanly, the case in
+    flight recorded as a retryable timeout. A SIGTERM with no warning before it
+    means the task was cancelled (submitit would ignore it): the task ends with no
+    record for the case in flight, and fails. Every finished case stays saved."""
     suite = spec.loads(suite_text, source)
     wanted = set(keys)
     cases = [case for case in suite.cases(devices) if case.key in wanted]
@@ -157,11 +162,14 @@ def run_shard(
     previous = {}
     if stop_signal is not None:
 
-        def on_stop(signum, frame):
+        def on_signal(signum, frame):
+            if signum == stop_signal:  # the limit is near: note it, use the time left
+                tracker.warned = tracker.clock()
+                return
             raise SchedulerStop(signum)
 
         for signum in (stop_signal, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, on_stop)
+            previous[signum] = signal.signal(signum, on_signal)
     try:
         cancelled = _run_shard_cases(suite, cases, shard, suite_text, timeout, tracker)
     finally:
@@ -190,10 +198,10 @@ def _run_shard_cases(suite, cases, shard, suite_text, timeout, tracker) -> int |
     ) as writer:
         try:
             runner.run(suite, cases, writer, shard.done(), timeout=timeout, reporter=tracker)
-        except SchedulerStop as stop:
-            if stop.signum == signal.SIGTERM:
+        except SchedulerStop:
+            if tracker.warned is None:  # SIGTERM with no warning first: cancelled
                 cancelled = len(shard.done())
-            elif tracker.case is not None:
+            elif tracker.case is not None:  # SIGTERM after the warning: the time limit
                 elapsed = tracker.clock() - tracker.started
                 writer.append(scheduler_killed_records(tracker.case, suite, elapsed))
     return cancelled
@@ -450,7 +458,7 @@ def adopt_earlier_shards(folder: store.RunFolder, writer, order: Mapping[str, in
     process died before appending); a folder whose task still holds its lock is left."""
     import fcntl
 
-    done = folder.done()
+    done = folder.done(retry=False)  # every record the run holds, retryable ones too
     new: list[dict[str, Any]] = []
     nodes: dict[str, dict[str, Any]] = {}
     for shard_dir in sorted((folder.path / "shards").glob("*/*")):
@@ -487,7 +495,7 @@ def collect(
     """Append the records of every task's shard folder (finished or not) in grid order,
     each stamped with the machine that measured it; note the nodes in env.json."""
     outcome = Outcome()
-    done = folder.done()
+    done = folder.done()  # a retryable record is not done: its new measurement goes in
     new: list[dict[str, Any]] = []
     nodes: dict[str, dict[str, Any]] = {}
     for task in tasks:
@@ -512,7 +520,7 @@ def collect(
     outcome.retry = sum(1 for r in new if r.get("retry"))
     if nodes:
         folder.note_nodes(nodes)
-    now_done = folder.done()
+    now_done = folder.done(retry=False)  # a stopped case has its record: counted in retry
     outcome.missing = sum(1 for key in order if any((key, m) not in now_done for m in metrics))
     return outcome
 

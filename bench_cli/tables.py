@@ -443,7 +443,10 @@ def write(tables: Sequence[Table], folder: Path) -> list[Path]:
 
 
 def status_summary(records: Sequence[Mapping[str, Any]]) -> str:
-    """One line counting records by status, with the commonest reasons."""
+    """One line counting records by status, with the commonest reasons. A (case, metric)
+    measured again (a retried scheduler stop) counts once, by its latest record."""
+    latest = {(r["case"], r["metric"]): r for r in records}
+    records = list(latest.values())
     counts: dict[str, int] = {}
     reasons: dict[str, set[str]] = {}
     for record in records:

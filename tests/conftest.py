@@ -68,3 +68,26 @@ def register_method(monkeypatch):
         registry.LAYERS[name].methods.clear()
         registry.LAYERS[name].methods.update(methods)
     registry.options_model.cache_clear()
+
+
+# ---------------------------------------------------------------- the Slurm tests, by name
+
+_slurm_reports: list = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and "slurm" in report.keywords:
+        _slurm_reports.append(report)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name each test that ran on the Slurm cluster, its outcome and time (CI's log)."""
+    if not _slurm_reports:
+        return
+    terminalreporter.section("tests on the Slurm cluster")
+    for report in _slurm_reports:
+        terminalreporter.write_line(
+            f"{report.outcome.upper():7} {report.nodeid} ({report.duration:.1f} s)"
+        )
+    total = sum(report.duration for report in _slurm_reports)
+    terminalreporter.write_line(f"{len(_slurm_reports)} tests, {total:.0f} s in all")

@@ -237,7 +237,8 @@ def stopping_method(monkeypatch, register_method):
 
     from bench_cli import registry
 
-    for fn in (slow_methods.stopped, slow_methods.sleepy):  # the import registers them once
+    # The import registers them once; a test that restores the registry may have removed them.
+    for fn in (slow_methods.stopped, slow_methods.sleepy, slow_methods.warned):
         if fn.__name__ not in registry.LAYERS["matrix_function"].methods:
             register_method(fn, funcs=("sqrt", "log"))
 
@@ -267,6 +268,14 @@ def test_the_scheduler_s_warning_records_a_retryable_timeout_and_keeps_the_rest(
     # The task ends at the warning: one record for the case in flight, none after it.
     assert len(stopped) == 1 and stopped[0]["status"] == "failed"
     assert stopped[0]["reason"].startswith("timeout: killed by the scheduler after ")
+
+
+def test_the_early_warning_alone_stops_nothing(stopping_method, tmp_path):
+    text = STOPPED.replace("method: stopped", "method: warned")
+    keys = [case.key for case in spec.loads(text).cases()]
+    executor.run_shard(text, "<t>", keys, None, str(tmp_path / "s"), None, signal.SIGUSR2)
+    records = _records(tmp_path / "s")
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
 
 
 def test_sigterm_ends_the_task_as_failed_with_its_finished_cases_saved(tmp_path, monkeypatch):
@@ -326,3 +335,26 @@ def test_a_rerun_appends_what_a_dead_submitter_s_tasks_left_without_resubmitting
     assert fake_submitit.submitted == []  # nothing left to measure, nothing submitted
     pairs = [(r["case"], r["metric"]) for r in _records(tmp_path / "run")]
     assert len(pairs) == len(set(pairs)) == 8
+
+
+def test_a_stopped_case_is_measured_again_once_and_its_timeout_not_copied_twice(
+    fake_submitit, cli, write_suite, tmp_path
+):
+    suite = write_suite(SUITE)
+    assert cli("run", suite, "--executor", "slurm", "--shards", "2", "--out", "run").exit_code == 0
+    # As a time limit leaves it: the timeout record in the task's shard and in the run.
+    first = _records(tmp_path / "run")[0]
+    stopped = {**first, "status": "failed", "value": None, "retry": True,
+               "reason": "timeout: killed by the scheduler after 8 s"}  # fmt: skip
+    (round_dir,) = (tmp_path / "run" / "shards").iterdir()
+    for path in (tmp_path / "run", round_dir / first["shard"]):
+        with (path / "records.jsonl").open("a") as handle:
+            handle.write(json.dumps(stopped) + "\n")
+    fake_submitit.submitted = []
+    result = cli("run", suite, "--executor", "slurm", "--out", "run")
+    assert result.exit_code == 0, result.output
+    assert len(fake_submitit.submitted) == 1  # measured again, not copied from the old shard
+    records = _records(tmp_path / "run")
+    assert len(records) == 10  # 8, the timeout, and the case measured again
+    assert [r["status"] for r in records if r["case"] == first["case"]] == ["ok", "failed", "ok"]
+    assert "8 records: 8 ok" in result.stderr  # the latest record of each counts

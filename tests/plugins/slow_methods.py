@@ -3,8 +3,8 @@ tests put this folder on PYTHONPATH, so array tasks on the cluster import it too
 
 - ``sleepy``: eig_dk after sleeping ``sleep_s``: a case that lasts long enough for a
   scheduler to cancel its task mid-run.
-- ``stopped``: sends the process the scheduler's warning signal (SIGUSR2) while it
-  runs, as Slurm does ``signal_delay_s`` before a task's time limit.
+- ``stopped``: sends its process what Slurm sends at a task's time limit: the
+  warning (SIGUSR2), then SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ def sleepy(A, func, p=None, *, sleep_s: float = 0.0):
 
 @registry.register_method("matrix_function", "stopped", funcs=("sqrt", "log"))
 def stopped(A, func, p=None):
-    """Raises the scheduler's warning signal in its own process, then would compute."""
+    """Sends its own process what Slurm sends at a time limit: the warning, then
+    SIGTERM; would compute after."""
     os.kill(os.getpid(), signal.SIGUSR2)
-    time.sleep(5)  # the handler interrupts this sleep
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # the SIGTERM handler interrupts this sleep
+    return matfun.eig_dk_matrix_function(A, func, p)
+
+
+@registry.register_method("matrix_function", "warned", funcs=("sqrt", "log"))
+def warned(A, func, p=None):
+    """Gets the scheduler's early warning only (Slurm may send it a minute early)."""
+    os.kill(os.getpid(), signal.SIGUSR2)
     return matfun.eig_dk_matrix_function(A, func, p)
