@@ -54,25 +54,45 @@ def test_a_run_compared_with_itself_is_all_tilde(cli, write_suite, tmp_path, vic
     assert cli_result.exit_code == 0 and "slower" not in cli_result.stdout
 
 
+def _copy_run(source, target, change):
+    """A copy of a run folder whose records pass through ``change`` (a deliberately wrong
+    measurement): comparisons tested on known numbers, not on two timed runs."""
+    import json
+
+    target.mkdir()
+    for name in ("run.json", "env.json", "suite.yaml"):
+        shutil.copy(source / name, target / name)
+    records = [change(r) for r in store.RunFolder(source).records()]
+    (target / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
 def test_the_slowed_method_and_only_it_is_flagged_slower(cli, write_suite, tmp_path, victim):
-    suite = write_suite(SUITE)
-    assert cli("run", suite, "--out", "fast").exit_code == 0
-    victim(True)
-    assert cli("run", suite, "--out", "slow").exit_code == 0
-    # A 20 ms sleep in a ~0.2 ms call: ~100x. The two runs happen at different moments on
-    # a shared 2-core machine, where load can double other timings between them, so the
-    # minimum effect is 200%: far below the injected slowdown, far above the noise.
-    result = compare.compare_runs(
-        store.RunFolder(tmp_path / "fast"), store.RunFolder(tmp_path / "slow"), min_effect=2.0
-    )
+    assert cli("run", write_suite(SUITE), "--out", "fast").exit_code == 0
+
+    def slower_victim(factor):
+        def change(record):  # every victim sample ``factor`` times longer; nothing else
+            if record["metric"] == "time" and record["axes"]["method"] == "victim":
+                for mode in record["value"].values():
+                    if isinstance(mode, dict) and "samples" in mode:
+                        mode["samples"] = [factor * x for x in mode["samples"]]
+            return record
+
+        return change
+
+    _copy_run(tmp_path / "fast", tmp_path / "slow", slower_victim(3.0))
+    fast, slow = store.RunFolder(tmp_path / "fast"), store.RunFolder(tmp_path / "slow")
+    result = compare.compare_runs(fast, slow)
     flagged = {key[1] for key, verdict in _verdicts(result).items() if verdict == "slower"}
     assert flagged == {"victim"}
-    # The ratio itself depends on how long the un-slowed call takes on this machine (20 ms
-    # over 0.2-1 ms): assert only what "slower" at a 200% minimum effect implies.
-    assert result.geomean["victim"] > 3
+    assert result.geomean["victim"] == pytest.approx(3.0)
+    assert result.geomean["dk"] == result.geomean["ag"] == 1.0
     assert all(v == "~" for k, v in _verdicts(result).items() if k[2] == "forward_error")
-    text = cli("compare", "fast", "slow", "--min-effect", "2", "--format", "md").stdout
+    text = cli("compare", "fast", "slow", "--format", "md").stdout
     assert "victim" in text and "slower" in text
+    # A 3% change is below the 5% minimum effect: no verdict, however tight its interval.
+    _copy_run(tmp_path / "fast", tmp_path / "slight", slower_victim(1.03))
+    result = compare.compare_runs(fast, store.RunFolder(tmp_path / "slight"))
+    assert set(_verdicts(result).values()) == {"~"}
 
 
 def test_speedup_view_divides_by_the_baseline_on_each_machine(cli, write_suite, tmp_path, victim):
