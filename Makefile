@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test smoke lint bench-layers bench-approx clean-venv slurm-up slurm-down
+.PHONY: test smoke lint bench-layers bench-approx clean-venv slurm-up slurm-down gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,13 @@ slurm-up:
 
 slurm-down:
 	bash .ci/slurm-down.sh
+
+# Every GPU measurement in one call (under 8 minutes on one H100/H200): throughput,
+# song2022 and gcp-cost at full size, the GPU stability sweep, advise at three sizes,
+# and a comparison of each run with the committed CPU run. DEVICE=cpu rehearses it at
+# quick sizes into .gpu-check-rehearsal/ (about a minute).
+DEVICE ?= cuda
+CHECK_RESULTS ?= $(if $(filter cpu,$(DEVICE)),.gpu-check-rehearsal,results)
+gpu-check: $(STAMP)
+	$(BIN)/python -m bench_cli.gpu_check --device $(DEVICE) --results $(CHECK_RESULTS) \
+		$(if $(filter cpu,$(DEVICE)),--quick,)

@@ -331,6 +331,10 @@ def run(
         ),
     ] = False,
     allow_mixed: AllowMixedOpt = False,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="The suite's reduced size (its quick: block): <name>-quick."),
+    ] = False,
 ) -> None:
     """Run a suite and write records and tables to a run folder.
 
@@ -349,7 +353,7 @@ def run(
         if v is not None
     }
     _run_and_print(
-        api.load_suite(suite_file),
+        api.load_suite(suite_file, quick=quick),
         dry_run,
         out=out,
         resume=resume,

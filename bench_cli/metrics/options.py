@@ -26,10 +26,10 @@ class TimeOptions(BaseModel):
         8 * 2**20, ge=0, description="rotate among input sets when the inputs are smaller"
     )
     input_sets: PositiveInt = 4
-    flush_l2: bool = Field(
-        False,
-        description="on CUDA, overwrite a 256 MiB buffer before "
-        "each timed call (outside the timed window)",
+    flush_l2: bool | None = Field(
+        None,
+        description="on CUDA, overwrite a buffer of twice the L2 right before each timed "
+        "call, after its setup (outside the timed window); default: on for CUDA",
     )
 
 

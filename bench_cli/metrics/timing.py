@@ -13,11 +13,17 @@ Pitfalls this guards against:
   ``warmup`` untimed calls come first.
 - Work outside the timed region (the forward before a backward) runs
   untimed in ``setup``.
+- A GPU's L2 (50-60 MB on an H100/H200) holds small inputs between calls: on
+  CUDA a buffer of twice the L2 is overwritten right before each timed call,
+  after the setup (``flush_l2``, on by default there).
+- ``cuda:N`` makes N current while timing and records events on its stream;
+  MPS synchronises around each call.
 - Thread count changes CPU times; env.json records it beside the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -31,25 +37,57 @@ import torch
 from bench_cli.metrics import CaseTimeout, Probe
 from bench_cli.metrics.options import MODE_LABELS, Mode, TimeOptions  # noqa: F401
 
+TIMED_DEVICES = ("cpu", "cuda", "mps")
+
 
 class Timer:
-    """Times ``fn(setup())`` repeatedly on one device; returns seconds per call."""
+    """Times ``fn(setup())`` repeatedly on one device; returns seconds per call.
 
-    def __init__(self, device: torch.device):
+    - ``cuda:N``: device N is made current for the whole measurement (and the previous
+      one restored), and the events are recorded on N's current stream, the stream the
+      work is queued on; all are read after one synchronize.
+    - ``mps``: ``torch.mps.synchronize()`` before and after each timed call, read with
+      perf_counter (without it, perf_counter times the kernel launches).
+    - ``cpu``: perf_counter.
+    Any other device type is refused by name.
+    ``flush`` (e.g. an L2 flush) runs after ``setup`` and right before each timed call.
+    """
+
+    def __init__(self, device: torch.device | str):
         self.device = torch.device(device)
+        if self.device.type not in TIMED_DEVICES:
+            raise ValueError(
+                f"cannot time on device type '{self.device.type}': "
+                f"matbench times {', '.join(TIMED_DEVICES)}"
+            )
         self.cuda = self.device.type == "cuda"
+        self.mps = self.device.type == "mps"
 
     @property
     def clock(self) -> str:
-        """The clock this timer reads: CUDA events or perf_counter."""
-        return "cuda_event" if self.cuda else "perf_counter"
+        """The clock this timer reads: CUDA events, or perf_counter (synchronised on MPS)."""
+        if self.cuda:
+            return "cuda_event"
+        return "perf_counter+mps_sync" if self.mps else "perf_counter"
 
     def _sync(self) -> None:
         if self.cuda:
             torch.cuda.synchronize(self.device)
+        elif self.mps:
+            torch.mps.synchronize()
 
-    def _once(self, fn: Callable[[Any], Any], setup: Callable[[], Any] | None) -> float:
+    def _current(self):
+        """Context: this timer's CUDA device current while it measures (restored after)."""
+        if self.cuda:
+            index = self.device.index if self.device.index is not None else None
+            if index is not None:
+                return torch.cuda.device(index)
+        return contextlib.nullcontext()
+
+    def _once(self, fn, setup, flush) -> float:
         state = setup() if setup else None
+        if flush is not None:
+            flush()
         self._sync()
         start = time.perf_counter()
         fn(state)
@@ -66,23 +104,33 @@ class Timer:
         min_repeats: int,
         max_repeats: int,
         deadline: float | None = None,
+        flush: Callable[[], Any] | None = None,
     ) -> list[float]:
         """Time ``fn(setup())`` after warm-up, calibrated to about budget_s; one sample per call."""
-        estimate = min(self._once(fn, setup) for _ in range(max(warmup, 1)))
+        with self._current():
+            return self._measure(
+                fn, setup, budget_s, warmup, min_repeats, max_repeats, deadline, flush
+            )
+
+    def _measure(self, fn, setup, budget_s, warmup, min_repeats, max_repeats, deadline, flush):
+        estimate = min(self._once(fn, setup, flush) for _ in range(max(warmup, 1)))
         repeats = int(min(max(math.ceil(budget_s / max(estimate, 1e-9)), min_repeats), max_repeats))
         samples: list[float] = []
         if self.cuda:
+            stream = torch.cuda.current_stream(self.device)
             events = []
             for _ in range(repeats):
                 _check(deadline)
                 state = setup() if setup else None
+                if flush is not None:
+                    flush()
                 start, end = (
                     torch.cuda.Event(enable_timing=True),
                     torch.cuda.Event(enable_timing=True),
                 )
-                start.record()
+                start.record(stream)
                 fn(state)
-                end.record()
+                end.record(stream)
                 events.append((start, end))
             torch.cuda.synchronize(self.device)
             samples = [start.elapsed_time(end) / 1e3 for start, end in events]
@@ -90,8 +138,12 @@ class Timer:
             for _ in range(repeats):
                 _check(deadline)
                 state = setup() if setup else None
+                if flush is not None:
+                    flush()
+                self._sync()
                 began = time.perf_counter()
                 fn(state)
+                self._sync()
                 samples.append(time.perf_counter() - began)
         return samples
 
@@ -168,11 +220,9 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
     grad_out = torch.randn(out_shape, generator=probe.generator, dtype=torch.float64)
     grad_out = grad_out.to(probe.device, next(iter(probe.inputs.values())).dtype)
     turn = itertools.count()
-    flush = _l2_flusher(probe.device) if options.flush_l2 else None
+    flush = _l2_flusher(probe.device) if flush_enabled(options, probe.device) else None
 
     def next_inputs():
-        if flush is not None:
-            flush()
         return input_sets[next(turn) % len(input_sets)]
 
     def leaves(inputs):
@@ -196,6 +246,7 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
     value: dict[str, Any] = {
         "labels": labels(probe.device),
         "input_sets": len(input_sets),
+        "flush_l2_bytes": getattr(flush, "nbytes", None),
         "peak_gflops": matmul_peak_gflops(str(probe.device), str(grad_out.dtype).split(".")[-1]),
     }
     with torch.enable_grad():
@@ -210,6 +261,7 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
                 min_repeats=options.min_repeats,
                 max_repeats=options.max_repeats,
                 deadline=probe.deadline,
+                flush=flush,
             )
             value[mode] = {
                 # Nanoseconds are below either clock's resolution: keep no more digits.
@@ -224,8 +276,31 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
     return value
 
 
-def _l2_flusher(device: torch.device):
-    if device.type != "cuda":
-        return None
-    scratch = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
-    return lambda: scratch.zero_()
+def flush_enabled(options: TimeOptions, device: torch.device) -> bool:
+    """The L2 flush: as the suite says, else on for GPUs, where a small input set
+    stays resident in a 50-60 MB L2 between calls and would be timed warm."""
+    if options.flush_l2 is not None:
+        return options.flush_l2 and device.type == "cuda"
+    return device.type == "cuda"
+
+
+def l2_cache_bytes(device: torch.device) -> int:
+    """The L2 size of a CUDA device from its properties; 0 when it does not say."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return int(getattr(torch.cuda.get_device_properties(index), "L2_cache_size", 0) or 0)
+
+
+class _L2Flusher:
+    """Overwrites a buffer of twice the device's L2 (at least 64 MiB) before a timed call."""
+
+    def __init__(self, device: torch.device, l2_bytes: int | None = None):
+        l2 = l2_cache_bytes(device) if l2_bytes is None else l2_bytes
+        self.nbytes = max(2 * l2, 64 * 2**20) if l2 else 256 * 2**20  # unknown L2: 256 MiB
+        self.scratch = torch.empty(self.nbytes, dtype=torch.uint8, device=device)
+
+    def __call__(self) -> None:
+        self.scratch.zero_()
+
+
+def _l2_flusher(device: torch.device) -> _L2Flusher | None:
+    return _L2Flusher(device) if device.type == "cuda" else None
