@@ -112,7 +112,17 @@ class Timer:
                 fn, setup, budget_s, warmup, min_repeats, max_repeats, deadline, flush
             )
 
-    def _measure(self, fn, setup, budget_s, warmup, min_repeats, max_repeats, deadline, flush):
+    def _measure(
+        self,
+        fn: Callable[[Any], Any],
+        setup: Callable[[], Any] | None,
+        budget_s: float,
+        warmup: int,
+        min_repeats: int,
+        max_repeats: int,
+        deadline: float | None,
+        flush: Callable[[], Any] | None,
+    ) -> list[float]:
         estimate = min(self._once(fn, setup, flush) for _ in range(max(warmup, 1)))
         repeats = int(min(max(math.ceil(budget_s / max(estimate, 1e-9)), min_repeats), max_repeats))
         samples: list[float] = []
