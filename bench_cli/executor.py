@@ -219,8 +219,15 @@ def _groups(cases: Sequence, settings: ExecutorSpec) -> dict[str, list]:
     return groups
 
 
-def _time_min(settings: ExecutorSpec, resources: Resources) -> int:
-    return resources.time_min or settings.time_min or DEFAULT_TIME_MIN
+def _resources(settings: ExecutorSpec, group: str) -> Resources:
+    """A group's resources: its own overrides, else the run's, with the default limit."""
+    own = settings.resources.get(group, Resources())
+    return Resources(
+        partition=own.partition or settings.partition,
+        gpus=own.gpus if own.gpus is not None else (settings.gpus or 0),
+        time_min=own.time_min or settings.time_min or DEFAULT_TIME_MIN,
+        array_parallelism=own.array_parallelism or settings.array_parallelism,
+    )
 
 
 def preflight(
@@ -232,12 +239,10 @@ def preflight(
 
     run = run or subprocess.run
     for group in _groups(cases, settings) or {"": []}:
-        resources = settings.resources.get(group, Resources())
-        partition = resources.partition or settings.partition
-        gpus = resources.gpus if resources.gpus is not None else (settings.gpus or 0)
-        command = ["sbatch", "--test-only", f"--time={_time_min(settings, resources)}"]
-        command += [f"--partition={partition}"] if partition else []
-        command += [f"--gpus-per-node={gpus}"] if gpus else []
+        res = _resources(settings, group)
+        command = ["sbatch", "--test-only", f"--time={res.time_min}"]
+        command += [f"--partition={res.partition}"] if res.partition else []
+        command += [f"--gpus-per-node={res.gpus}"] if res.gpus else []
         try:
             result = run([*command, "--wrap", "true"], capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
@@ -267,9 +272,8 @@ class Task:
 
 @dataclass
 class Outcome:
-    """What came back: records appended, and why each failed task failed."""
+    """What came back: why each failed task failed, stopped and missing cases."""
 
-    appended: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # task name: reason
     retry: int = 0  # records of cases the scheduler stopped
     missing: int = 0  # cases submitted that still lack a record
@@ -355,8 +359,8 @@ def _task_failure(task: Task) -> str | None:
     except Exception as exc:  # noqa: BLE001 -- any failure of the task is reported, not raised
         lines = [line for line in str(exc).splitlines() if line.strip()]
         state = ""
-        with contextlib.suppress(Exception):
-            state = str(task.job.state).split()[0].upper() if task.job.state else ""
+        with contextlib.suppress(Exception):  # no accounting: no state to name
+            state = (str(task.job.state).split() or [""])[0].upper()
         why = lines[-1].strip() if lines else type(exc).__name__
         if state in SCHEDULER_ENDS:
             why = f"{state.lower()} by the scheduler ({why})"
@@ -383,7 +387,7 @@ def submit_and_merge(
     included; the Outcome names the tasks that failed."""
     submitit = _submitit()
     reporter = reporter or _SilentJobs()
-    order = {case.key: position for position, case in enumerate(cases)}
+    order = {case.key: case.grid for case in cases}
     groups = _groups(cases, settings)
     round_dir = folder.path / "shards" / store.utc_stamp()
     n = 1
@@ -393,24 +397,21 @@ def submit_and_merge(
     tasks: list[Task] = []
     try:
         for group, members in groups.items():
-            resources = settings.resources.get(group, Resources())
+            res = _resources(settings, group)
+            time_min = res.time_min or DEFAULT_TIME_MIN
             count = min(settings.shards or 2, len(members))
-            time_min = _time_min(settings, resources)
             executor = submitit.AutoExecutor(
                 folder=folder.path / "submitit", cluster="local" if kind == "local" else "slurm"
             )
-            gpus = resources.gpus if resources.gpus is not None else (settings.gpus or 0)
-            parameters: dict[str, Any] = {"timeout_min": time_min, "gpus_per_node": gpus}
+            parameters: dict[str, Any] = {"timeout_min": time_min, "gpus_per_node": res.gpus}
             stop_signal = None
             if kind == "slurm":
                 parameters["slurm_signal_delay_s"] = signal_delay_s(time_min)
                 stop_signal = int(signal.SIGUSR2)
-                partition = resources.partition or settings.partition
-                if partition:
-                    parameters["slurm_partition"] = partition
-                parallelism = resources.array_parallelism or settings.array_parallelism
-                if parallelism:
-                    parameters["slurm_array_parallelism"] = parallelism
+                if res.partition:
+                    parameters["slurm_partition"] = res.partition
+                if res.array_parallelism:
+                    parameters["slurm_array_parallelism"] = res.array_parallelism
                 if settings.setup:
                     parameters["slurm_setup"] = list(settings.setup)
             elif settings.setup:
@@ -446,43 +447,66 @@ def submit_and_merge(
     reporter.start(len(tasks))
     try:
         wait(tasks, reporter, grace_s=grace_s)
-    except BaseException:
+    finally:
         reporter.finish()
-        raise
-    reporter.finish()
     return collect(tasks, folder, writer, order, [m.name for m in suite.metrics])
+
+
+def _append_shards(
+    folder: store.RunFolder,
+    writer,
+    order: Mapping[str, int],
+    shard_dirs: Sequence[tuple[str, Path]],
+    done: set[tuple[str, str]],
+) -> list[dict[str, Any]]:
+    """Append the records of these (name, folder) shards that the run lacks (``done``) and
+    the run's cases include, in grid order, each stamped with the machine that measured
+    it and its shard; note those machines in env.json. Returns what was appended."""
+    new: list[dict[str, Any]] = []
+    nodes: dict[str, dict[str, Any]] = {}
+    for name, path in shard_dirs:
+        if not (path / store.RECORDS).exists():
+            continue
+        shard = store.RunFolder(path)
+        env = shard.env
+        machine = env.get("machine_key")
+        for record in shard.records():
+            key = (record["case"], record["metric"])
+            if key in done or record["case"] not in order:
+                continue
+            done.add(key)
+            new.append({**record, "machine_key": machine, "shard": name})
+            if machine:
+                nodes[machine] = env
+    new.sort(key=lambda r: order.get(r["case"], math.inf))
+    writer.append(new)
+    if nodes:
+        folder.note_nodes(nodes)
+    return new
+
+
+def _unlocked(path: Path) -> bool:
+    """Whether no task holds this shard folder's lock (i.e. it is not still running)."""
+    import fcntl
+
+    with (path / ".lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    return True
 
 
 def adopt_earlier_shards(folder: store.RunFolder, writer, order: Mapping[str, int]) -> int:
     """Append what earlier rounds' shard folders hold and the run lacks (their submitting
     process died before appending); a folder whose task still holds its lock is left."""
-    import fcntl
-
-    done = folder.done(retry=False)  # every record the run holds, retryable ones too
-    new: list[dict[str, Any]] = []
-    nodes: dict[str, dict[str, Any]] = {}
-    for shard_dir in sorted((folder.path / "shards").glob("*/*")):
-        if not (shard_dir / store.RECORDS).exists():
-            continue
-        with (shard_dir / ".lock").open("a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its task is still running
-            shard = store.RunFolder(shard_dir)
-            machine = shard.env.get("machine_key")
-            for record in shard.records():
-                if (record["case"], record["metric"]) in done or record["case"] not in order:
-                    continue
-                done.add((record["case"], record["metric"]))
-                new.append({**record, "machine_key": machine, "shard": shard_dir.name})
-            if machine and any(r["machine_key"] == machine for r in new):
-                nodes[machine] = shard.env
-    new.sort(key=lambda r: order.get(r["case"], math.inf))
-    writer.append(new)
-    if nodes:
-        folder.note_nodes(nodes)
-    return len(new)
+    shard_dirs = [
+        (path.name, path)
+        for path in sorted((folder.path / "shards").glob("*/*"))
+        if (path / store.RECORDS).exists() and _unlocked(path)
+    ]
+    # Against every record the run holds, retryable ones too: those were appended already.
+    return len(_append_shards(folder, writer, order, shard_dirs, folder.done(retry=False)))
 
 
 def collect(
@@ -492,34 +516,17 @@ def collect(
     order: Mapping[str, int],
     metrics: Sequence[str],
 ) -> Outcome:
-    """Append the records of every task's shard folder (finished or not) in grid order,
-    each stamped with the machine that measured it; note the nodes in env.json."""
+    """Append the records of every task's shard folder (finished or not), and say which
+    tasks failed and which cases still lack a record."""
     outcome = Outcome()
-    done = folder.done()  # a retryable record is not done: its new measurement goes in
-    new: list[dict[str, Any]] = []
-    nodes: dict[str, dict[str, Any]] = {}
     for task in tasks:
         why = _task_failure(task)
         if why:
             outcome.failed[task.name] = why
-        if not (task.folder / store.RECORDS).exists():
-            continue
-        shard = store.RunFolder(task.folder)
-        env = shard.env
-        machine = env.get("machine_key")
-        if machine:
-            nodes[machine] = env
-        for record in shard.records():
-            if (record["case"], record["metric"]) in done:
-                continue
-            done.add((record["case"], record["metric"]))
-            new.append({**record, "machine_key": machine, "shard": task.name})
-    new.sort(key=lambda r: order.get(r["case"], math.inf))
-    writer.append(new)
-    outcome.appended = len(new)
+    # A retryable record is not done: its new measurement goes in.
+    shard_dirs = [(task.name, task.folder) for task in tasks]
+    new = _append_shards(folder, writer, order, shard_dirs, folder.done())
     outcome.retry = sum(1 for r in new if r.get("retry"))
-    if nodes:
-        folder.note_nodes(nodes)
     now_done = folder.done(retry=False)  # a stopped case has its record: counted in retry
     outcome.missing = sum(1 for key in order if any((key, m) not in now_done for m in metrics))
     return outcome

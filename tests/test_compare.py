@@ -106,38 +106,29 @@ def test_speedup_view_divides_by_the_baseline_on_each_machine(cli, write_suite, 
 
 
 def test_a_run_measured_on_two_machines_keeps_them_apart(cli, write_suite, tmp_path, victim):
-    import json
-
     assert cli("run", write_suite(SUITE), "--out", "a").exit_code == 0
+
+    def on(machine_of):
+        return lambda record: {**record, "machine_key": machine_of(record)}
+
     # The same records, as if dim 6 was measured on node m1 and dim 8 on node m2.
-    (tmp_path / "b").mkdir()
-    for name in ("run.json", "env.json", "suite.yaml"):
-        shutil.copy(tmp_path / "a" / name, tmp_path / "b" / name)
-    lines = []
-    for record in store.RunFolder(tmp_path / "a").records():
-        record["machine_key"] = "m1" if record["axes"]["dim"] == 6 else "m2"
-        lines.append(json.dumps(record))
-    (tmp_path / "b" / "records.jsonl").write_text("\n".join(lines) + "\n")
-    lines_by_dim = lines
+    _copy_run(tmp_path / "a", tmp_path / "b", on(lambda r: "m1" if r["axes"]["dim"] == 6 else "m2"))
     a, b = store.RunFolder(tmp_path / "a"), store.RunFolder(tmp_path / "b")
     result = compare.compare_runs(a, b)
     assert result.machines_b == {"m1": 6, "m2": 6} and len(result.machines_a) == 1
     timed = [r for r in result.rows if r.metric.startswith("time")]
     assert timed and all("B on m1" in r.note or "B on m2" in r.note for r in timed)
-    # Divided by a baseline from the same machine only: with dk measured on m1 alone,
-    # the methods measured on m2 have no baseline to divide by, and are left out.
-    lines = []
-    for record in store.RunFolder(tmp_path / "a").records():
-        record["machine_key"] = "m1" if record["axes"]["method"] == "dk" else "m2"
-        lines.append(json.dumps(record))
-    (tmp_path / "b" / "records.jsonl").write_text("\n".join(lines) + "\n")
-    result = compare.compare_runs(b, b, baseline="dk")
-    assert {r.method for r in result.rows if r.metric.startswith("time")} == {"dk"}
-    (tmp_path / "b" / "records.jsonl").write_text("\n".join(lines_by_dim) + "\n")
     frame = compare.load_results(tmp_path / "b")
     assert set(frame["machine_key"]) == {"m1", "m2"}
     text = cli("compare", "a", "b").stdout
     assert "B was measured on 2 machines: m1 (6 records), m2 (6 records)" in text
+    # Divided by a baseline from the same machine only: with dk measured on m1 alone,
+    # the methods measured on m2 have no baseline to divide by, and are left out.
+    by_method = on(lambda r: "m1" if r["axes"]["method"] == "dk" else "m2")
+    _copy_run(tmp_path / "a", tmp_path / "c", by_method)
+    c = store.RunFolder(tmp_path / "c")
+    result = compare.compare_runs(c, c, baseline="dk")
+    assert {r.method for r in result.rows if r.metric.startswith("time")} == {"dk"}
 
 
 def test_bad_comparisons_exit_2(cli, write_suite, tmp_path, victim):

@@ -145,7 +145,7 @@ def test_cancelled_tasks_mid_array_then_a_resume_leave_every_record_once(
     parent = _matbench("run", str(suite), "--executor", "slurm", "--shards", "20",
                        "--out", str(run), cwd=tmp_path)  # fmt: skip
     cancelled: dict[str, int] = {}
-    give_up = time.monotonic() + 150  # a hang guard, not a speed check
+    give_up = time.monotonic() + 600  # a hang guard only: load makes tasks slower, not faster
     while len(cancelled) < 3 and parent.poll() is None and time.monotonic() < give_up:
         time.sleep(0.2)
         rounds = list((run / "shards").glob("*")) if (run / "shards").exists() else []

@@ -78,10 +78,8 @@ class Timer:
 
     def _current(self):
         """Context: this timer's CUDA device current while it measures (restored after)."""
-        if self.cuda:
-            index = self.device.index if self.device.index is not None else None
-            if index is not None:
-                return torch.cuda.device(index)
+        if self.cuda and self.device.index is not None:
+            return torch.cuda.device(self.device.index)
         return contextlib.nullcontext()
 
     def _once(self, fn, setup, flush) -> float:
