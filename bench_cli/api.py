@@ -114,14 +114,26 @@ def latest_unfinished(root: Path, suite: spec.Suite, machine: str) -> store.RunF
     return None
 
 
-def new_run_folder(root: Path, suite: spec.Suite, machine: str, shard: str | None = None) -> Path:
-    """results/<suite>/<UTC stamp>_<machine>[_shard-i-of-N], never an existing folder."""
+def new_run_folder(
+    root: Path, suite: spec.Suite, machine: str, shard: str | None = None, reserve: bool = True
+) -> Path:
+    """results/<suite>/<UTC stamp>_<machine>[_shard-i-of-N], never an existing folder;
+    ``reserve`` makes it (empty) so no other run can take the name."""
     suffix = "" if shard is None else "_shard-" + shard.replace("/", "-of-")
     base = Path(root) / suite.name / f"{store.utc_stamp()}_{machine}{suffix}"
     path, n = base, 1
-    while path.exists():
+    while not reserve and path.exists():
         n += 1
         path = base.with_name(f"{base.name}-{n}")
+    while reserve:  # reserved by an exclusive mkdir: two runs started in one second never share
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        except OSError as exc:
+            raise store.write_failed(path.parent, exc) from exc
     return path
 
 
@@ -132,8 +144,10 @@ def choose_folder(
     resume: bool = False,
     results: str | Path = "results",
     shard: str | None = None,
+    reserve: bool = True,
 ) -> store.RunFolder:
-    """Where a run writes: ``out`` itself, the latest unfinished run (``resume``), or new."""
+    """Where a run writes: ``out`` itself, the latest unfinished run (``resume``), or new
+    (made empty at once unless ``reserve`` is False, as for a dry run)."""
     from bench_cli import env as env_mod
 
     if out is not None and resume:
@@ -149,7 +163,7 @@ def choose_folder(
                 f"under {Path(results) / suite.name}"
             )
         return folder
-    return store.RunFolder(new_run_folder(Path(results), suite, machine, shard))
+    return store.RunFolder(new_run_folder(Path(results), suite, machine, shard, reserve))
 
 
 def measured_peaks(cases: Sequence[spec.Case]) -> dict[str, float]:
@@ -291,8 +305,11 @@ def run_suite(
     if summary.already_done:
         say(f"resumed: {summary.already_done} of {summary.planned} cases were already done")
     records = folder.records()
-    tables.write(tables_of(folder, records), folder.path / "tables")
-    plots.write(records, folder.path / "plots")
+    try:
+        tables.write(tables_of(folder, records), folder.path / "tables")
+        plots.write(records, folder.path / "plots", progress=say)
+    except UserError as exc:  # every record is saved; `matbench show` writes them later
+        log.warning(f"tables and plots not written: {exc}")
     if outcome is not None and outcome.message(folder.path):
         raise IncompleteRun(outcome.message(folder.path), folder)
     return folder

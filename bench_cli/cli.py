@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,6 +62,30 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+class _WarningLines(logging.Handler):
+    """The library's warnings (a damaged record skipped, a duplicate dropped) as one
+    line each on stderr, each said once per process."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.said: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = printable(record.getMessage())
+        if message in self.said:
+            return
+        if len(self.said) > 10_000:
+            self.said.clear()
+        self.said.add(message)
+        print(f"matbench: warning: {message}", file=sys.stderr)
+
+
+def _install_warnings() -> None:
+    logger = logging.getLogger("bench_cli")
+    if not any(isinstance(h, _WarningLines) for h in logger.handlers):
+        logger.addHandler(_WarningLines())
+
+
 def handles_errors(fn):
     """One line and exit 2 for a user's mistake; the traceback only with --debug."""
 
@@ -82,6 +107,7 @@ def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     _state["debug"] = debug or _state["debug_in_argv"]
+    _install_warnings()
     if version:
         print(f"matbench {bench_cli.__version__}")
         raise typer.Exit(0)
@@ -239,7 +265,7 @@ def _run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFold
         cases = api.select_cases(suite, options.get("devices"), options.get("filter"))
         folder = api.choose_folder(
             suite, options.get("out"), resume=options.get("resume", False),
-            results=options.get("results", "results"),
+            results=options.get("results", "results"), reserve=False,
         )  # fmt: skip
         exists = (folder.path / "run.json").exists()
         done = folder.done(retry=options.get("retry", True)) if exists else set()
@@ -868,9 +894,9 @@ def show(
     made = api.tables_of(folder, records)
     try:
         tables.write(made, folder.path / "tables")
-        plots.write(records, folder.path / "plots")
-    except OSError as exc:
-        print(f"matbench: warning: tables not written: {exc}", file=sys.stderr)
+        plots.write(records, folder.path / "plots", progress=_err_notify(Console(stderr=True)))
+    except (OSError, UserError) as exc:
+        print(f"matbench: warning: tables not written: {printable(str(exc))}", file=sys.stderr)
     if format is None:
         console = out_console()
         for table in made:

@@ -8,7 +8,7 @@ the axes.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,11 @@ Figure = Any
 
 def _style(i: int) -> dict[str, Any]:
     return {"color": plt.cm.tab10(i % 10), "marker": MARKERS[i % len(MARKERS)]}
+
+
+def _is_number(value: Any) -> bool:
+    """Whether an axis value can be drawn on a numeric axis (a number, not a flag or name)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def _methods(records) -> list[str]:
@@ -58,7 +63,7 @@ def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> Figure:
 
 def time_vs_size(
     records: Sequence[Mapping[str, Any]], axis: str = "dim", mode: str = "fwd_bwd"
-) -> list[tuple[str, Figure]]:
+) -> Iterator[tuple[str, Figure]]:
     """Median time per call against a size axis, log-log, one line per method, IQR bands."""
     timed = [
         r
@@ -66,11 +71,10 @@ def time_vs_size(
         if r["metric"] == "time"
         and r["status"] == "ok"
         and mode in r["value"]
-        and axis in r["axes"]
+        and _is_number(r["axes"].get(axis))
     ]
     if len({r["axes"][axis] for r in timed}) < 2:
-        return []
-    figures = []
+        return
     for group, items in _groups(timed, axis).items():
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
         for i, method in enumerate(_methods(items)):
@@ -91,21 +95,17 @@ def time_vs_size(
         ax.set_xticks(sizes, [str(v) for v in sizes])  # the sizes measured, not powers of 10
         ax.minorticks_off()
         title = f"time per call ({mode}), median and IQR" + (f" - {group}" if group else "")
-        figures.append(
-            (f"time-vs-{axis}{_slug(group)}", _finish(fig, ax, title, axis, "time per call (ms)"))
-        )
-    return figures
+        yield f"time-vs-{axis}{_slug(group)}", _finish(fig, ax, title, axis, "time per call (ms)")
 
 
 def metric_vs(
     records: Sequence[Mapping[str, Any]], metric_path: str, axis: str, ylabel: str
-) -> list[tuple[str, Figure]]:
+) -> Iterator[tuple[str, Figure]]:
     """A metric (e.g. forward_error, stability.grad_norm) against gap or condition, log-log."""
     name, *path = metric_path.split(".")
-    chosen = [r for r in records if r["metric"] == name and r["axes"].get(axis) is not None]
+    chosen = [r for r in records if r["metric"] == name and _is_number(r["axes"].get(axis))]
     if len({r["axes"][axis] for r in chosen}) < 2:
-        return []
-    figures = []
+        return
     for group, items in _groups(chosen, axis).items():
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
         skipped = 0
@@ -130,13 +130,10 @@ def metric_vs(
         title = f"{metric_path} against {axis}" + (f" - {group}" if group else "")
         if skipped:
             title += f" ({skipped} non-numeric cells not drawn)"
-        figures.append(
-            (
-                f"{metric_path.replace('.', '-')}-vs-{axis}{_slug(group)}",
-                _finish(fig, ax, title, axis, ylabel),
-            )
+        yield (
+            f"{metric_path.replace('.', '-')}-vs-{axis}{_slug(group)}",
+            _finish(fig, ax, title, axis, ylabel),
         )
-    return figures
 
 
 def speedup_bars(geomeans: Mapping[str, Mapping[str, float]]) -> Figure:
@@ -168,26 +165,33 @@ def speedup_bars(geomeans: Mapping[str, Mapping[str, float]]) -> Figure:
     )
 
 
-def all_figures(records) -> list[tuple[str, Figure]]:
-    """Every figure a run's records support, with its file stem."""
-    figures = time_vs_size(records, "dim")
+def all_figures(records) -> Iterator[tuple[str, Figure]]:
+    """Every figure a run's records support, with its file stem, made one at a time: the
+    caller closes each before the next is drawn (a sweep of hundreds stays small)."""
+    yield from time_vs_size(records, "dim")
     for axis in ("gap", "condition"):
-        figures += metric_vs(records, "forward_error", axis, "relative forward error")
-        figures += metric_vs(records, "grad_error", axis, "relative gradient error")
-        figures += metric_vs(records, "stability.grad_norm", axis, "gradient norm")
-    return figures
+        yield from metric_vs(records, "forward_error", axis, "relative forward error")
+        yield from metric_vs(records, "grad_error", axis, "relative gradient error")
+        yield from metric_vs(records, "stability.grad_norm", axis, "gradient norm")
 
 
-def write(records, folder: Path) -> list[Path]:
-    """Every applicable plot as PNG and SVG under ``folder`` (re-made each time)."""
+def write(records, folder: Path, progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Every applicable plot as PNG and SVG under ``folder`` (re-made each time), one
+    figure at a time, each closed before the next; ``progress`` hears of every tenth."""
+    from bench_cli.store import output_folder, replace_file
+
     written = []
-    for name, fig in all_figures(records):
-        folder.mkdir(parents=True, exist_ok=True)
-        for suffix in (".png", ".svg"):
-            path = folder / f"{name}{suffix}"
-            fig.savefig(path, dpi=120)
-            written.append(path)
-        plt.close(fig)
+    for count, (name, fig) in enumerate(all_figures(records), start=1):
+        try:
+            target = output_folder(folder)
+            for suffix in (".png", ".svg"):
+                buffer = io.BytesIO()
+                fig.savefig(buffer, format=suffix[1:], dpi=120)
+                written.append(replace_file(target / f"{name[:120]}{suffix}", buffer.getvalue()))
+        finally:
+            plt.close(fig)
+        if progress is not None and count % 10 == 0:
+            progress(f"plots: {count} written to {folder}")
     return written
 
 

@@ -9,12 +9,14 @@ and keeps runs from different machines apart, one merged run per machine key.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench_cli.errors import UserError
-from bench_cli.store import RunFolder
+from bench_cli.store import RunFolder, write_failed
 
 
 def parse(text: str) -> tuple[int, int]:
@@ -48,8 +50,10 @@ def merge(folders: Sequence[RunFolder], out: Path) -> list[Path]:
     written = []
     for machine, group in machines.items():
         target = out if len(machines) == 1 else out / machine
-        if target.exists() and any(target.iterdir()):
-            raise UserError(f"{target}: exists and is not empty; merge never overwrites")
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise UserError(
+                f"{target}: exists and is not empty (or not a folder); merge never overwrites"
+            )
         seen: dict[tuple[str, str], str] = {}
         records = []
         for folder in group:
@@ -62,16 +66,30 @@ def merge(folders: Sequence[RunFolder], out: Path) -> list[Path]:
                     )
                 seen[key] = str(folder.path)
                 records.append(record)
-        target.mkdir(parents=True, exist_ok=True)
         first = group[0]
-        (target / "suite.yaml").write_text(first.suite_text)
-        env = first.env
-        (target / "env.json").write_text(json.dumps(env, indent=2, default=str) + "\n")
         meta = dict(first.meta)
         meta["merged_from"] = [str(folder.path) for folder in group]
-        (target / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        with (target / "records.jsonl").open("w") as handle:
-            for record in records:
-                handle.write(json.dumps(record, default=str, allow_nan=False) + "\n")
+        _write_whole(target, first.suite_text, first.env, meta, records)
         written.append(target)
     return written
+
+
+def _write_whole(target: Path, suite_text: str, env: dict, meta: dict, records: list[dict]) -> None:
+    """Write a merged run under a hidden temporary name, then rename it into place: an
+    interrupted merge leaves no half folder that would read as an empty run."""
+    temporary = target.parent / f".{target.name}.merging-{os.getpid()}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        (temporary / "suite.yaml").write_text(suite_text)
+        (temporary / "env.json").write_text(json.dumps(env, indent=2, default=str) + "\n")
+        with (temporary / "records.jsonl").open("w") as handle:
+            for record in records:
+                handle.write(json.dumps(record, default=str, allow_nan=False) + "\n")
+        (temporary / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        os.rename(temporary, target)  # onto a missing or empty folder
+    except OSError as exc:
+        raise write_failed(target, exc) from exc
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)

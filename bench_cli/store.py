@@ -10,15 +10,29 @@
 Records of a case are written in one write and fsync'ed when the case ends,
 so a killed run loses at most the case in flight. A torn last line (a kill
 during the write) is dropped when the file is next opened for writing.
+
+Damage never becomes a traceback. Entries of a run folder are never followed
+through a symbolic link (they are refused); run.json must name a suite, its
+fingerprint and its machine; a record of the wrong shape is reported with its
+line number (a warning on the ``bench_cli`` logger) and skipped; a folder is
+created complete (suite.yaml, env.json, run.json) under a temporary name and
+renamed into place; a full disk or an I/O error is one line naming the folder,
+which stays resumable. No (case, metric) is ever written twice unless its
+earlier record asks to be measured again (``retry``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
+import logging
+import math
 import os
+import shutil
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,6 +41,10 @@ from typing import Any
 from bench_cli.errors import UserError
 
 RECORDS = "records.jsonl"
+OURS = ("run.json", "env.json", "suite.yaml", RECORDS)
+STATUSES = frozenset({"ok", "failed", "skipped", "nonfinite", "unsupported"})
+MAX_META_BYTES = 16 * 2**20  # run.json, env.json, suite.yaml: far beyond any real one
+log = logging.getLogger("bench_cli")
 
 
 def utc_now() -> str:
@@ -39,28 +57,193 @@ def utc_stamp() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def write_failed(path: Path, exc: OSError) -> UserError:
+    """One line for a write that failed: a full disk or an I/O error names the folder
+    and says the run stays resumable."""
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        return UserError(
+            f"{path}: cannot write: {why}; every record written before is kept: free the "
+            "space (or fix the disk) and run again with the same --out to resume"
+        )
+    return UserError(f"{path}: cannot write: {why}")
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        if path.is_symlink() or tmp.is_symlink():
+            raise UserError(f"{path}: is a symbolic link; matbench never writes through one")
+        tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failed(path.parent, exc) from exc
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """All complete records of a run folder; a torn final line is ignored."""
-    file = Path(path) / RECORDS
-    if not file.exists():
+def entry(folder: Path, name: str) -> Path:
+    """``folder/name``, refused with one line when it is a symbolic link: a run folder's
+    entries are never followed elsewhere, for reading or writing."""
+    path = Path(folder) / name
+    if path.is_symlink():
+        raise UserError(
+            f"{path}: is a symbolic link; matbench never follows links inside a run folder"
+        )
+    return path
+
+
+def read_bytes(path: Path, what: str, limit: int | None = MAX_META_BYTES) -> bytes | None:
+    """A regular file's bytes (None if absent), opened without following a link; a
+    folder, a device, a FIFO or an unreadable file is one line."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path}: is a symbolic link; matbench never follows one") from exc
+        raise UserError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or (limit is not None and info.st_size > limit):
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path}: {what} is not a regular file")
+        raise UserError(f"{path}: {what} is {info.st_size} bytes, over the {limit} limit")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+
+
+def output_folder(path: Path) -> Path:
+    """A run's tables/ or plots/ folder, made if absent; refused when it is a link (it
+    would write outside the run) or not a folder."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UserError(f"{path}: is a symbolic link; matbench never writes through one")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failed(path, exc) from exc
+    return path
+
+
+def replace_file(path: Path, data: bytes) -> Path:
+    """Write a derived file (a table, a plot) whole: a temporary file renamed over it, so
+    a link in its place is replaced, never followed."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path.parent, exc) from exc
+    return path
+
+
+def _kind(value: Any) -> str:
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "text"}
+    return names.get(type(value), type(value).__name__)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _samples_problem(value: Any, where: str = "value") -> str | None:
+    """Raw samples anywhere in a value must be lists of finite numbers."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "samples":
+                if not isinstance(item, list) or not all(
+                    isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+                    for x in item
+                ):
+                    return f"'{where}.samples' is not a list of finite numbers"
+            else:
+                problem = _samples_problem(item, f"{where}.{key}")
+                if problem:
+                    return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = _samples_problem(item, where)
+            if problem:
+                return problem
+    return None
+
+
+def record_problem(record: Any) -> str | None:
+    """What makes a parsed line no matbench record (None if it is one): the fields every
+    reader relies on, with their types."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {_kind(record)}"
+    for key in ("case", "metric", "status"):
+        if not isinstance(record.get(key), str):
+            return f"'{key}' is missing or not text"
+    if record["status"] not in STATUSES:
+        return f"unknown status {record['status']!r}"
+    if record.get("reason") is not None and not isinstance(record["reason"], str):
+        return "'reason' is not text"
+    axes, params = record.get("axes"), record.get("params")
+    if not isinstance(axes, dict) or not all(isinstance(v, _SCALARS) for v in axes.values()):
+        return "'axes' is missing or not a mapping of plain values"
+    for key in ("method", "device", "dtype"):
+        if not isinstance(axes.get(key), str):
+            return f"'axes.{key}' is missing or not text"
+    if not isinstance(params, dict) or not isinstance(params.get("inputs"), dict):
+        return "'params.inputs' is missing or not a mapping"
+    inputs = params["inputs"]
+    if not isinstance(inputs.get("kind"), str) or not all(
+        isinstance(v, _SCALARS) for v in inputs.values()
+    ):
+        return "'params.inputs' is not a mapping of plain values with a kind"
+    for key in ("device", "dtype"):
+        if key in params and not isinstance(params[key], str):
+            return f"'params.{key}' is not text"
+    for key, kinds in (("grid", int), ("machine_key", str), ("shard", str), ("invocation", int)):
+        if record.get(key) is not None and (
+            not isinstance(record[key], kinds) or isinstance(record[key], bool)
+        ):
+            return f"'{key}' is not {'a whole number' if kinds is int else 'text'}"
+    if record["status"] == "ok":
+        if "value" not in record:
+            return "an ok record without a value"
+        from bench_cli.metrics import value_problem  # no torch
+
+        problem = value_problem(record["metric"], record["value"])
+        if problem:
+            return problem
+    return _samples_problem(record.get("value"))
+
+
+def read_records(path: Path, warn: bool = True) -> list[dict[str, Any]]:
+    """All complete, well-formed records of a run folder, in the order written.
+
+    A torn final line is ignored (that case is measured again on resume). A line that
+    is not JSON, or JSON of the wrong shape, is skipped and named with its line number
+    on the ``bench_cli`` logger."""
+    file = entry(Path(path), RECORDS)
+    data = read_bytes(file, "records.jsonl", limit=None)
+    if data is None:
         return []
-    records = []
-    with file.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.endswith(b"\n"):
-                break  # torn write of the last case: that case will be re-run
-            try:
-                records.append(json.loads(raw.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise UserError(
-                    f"{file}:{number}: corrupt record ({exc}); was the file edited by hand?"
-                ) from exc
+    records: list[dict[str, Any]] = []
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines[:-1], start=1):  # the last piece is torn or empty
+        problem: str | None
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            problem = f"not a JSON record ({exc.__class__.__name__}: {exc})"[:200]
+        else:
+            problem = record_problem(record)
+        if problem is None:
+            records.append(record)
+        elif warn:
+            log.warning(f"{file}:{number}: damaged record skipped: {problem}")
     return records
 
 
@@ -71,27 +254,60 @@ class RunFolder:
         self.path = Path(path)
 
     # -- reading
+    def _json(self, name: str) -> Any:
+        """A JSON file of the folder (None if absent); damaged is one line."""
+        file = entry(self.path, name)
+        data = read_bytes(file, name)
+        if data is None:
+            return None
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise UserError(f"{file}: damaged ({exc.__class__.__name__}: {exc})"[:300]) from exc
+
     @property
     def meta(self) -> dict[str, Any]:
-        """run.json: suite, fingerprint, machine key, invocations; a UserError if absent."""
+        """run.json: suite, fingerprint, machine key, invocations; one UserError if it is
+        absent or damaged (then the folder is not one matbench can read or resume)."""
+        if not self.path.is_dir():
+            raise UserError(f"{self.path}: run folder not found")
+        meta = self._json("run.json")
         file = self.path / "run.json"
-        if not file.exists():
+        if meta is None:
             raise UserError(f"{self.path}: not a matbench run folder (no run.json)")
-        return json.loads(file.read_text())
+        problem = meta_problem(meta)
+        if problem:
+            raise UserError(f"{file}: damaged: {problem}")
+        return meta
 
     @property
     def env(self) -> dict[str, Any]:
-        """env.json: the environment of the first invocation ({} if absent)."""
-        file = self.path / "env.json"
-        return json.loads(file.read_text()) if file.exists() else {}
+        """env.json: the environment of the first invocation ({} if absent). A damaged
+        env.json is a warning and {}: it describes the run, it measured nothing."""
+        try:
+            env = self._json("env.json")
+        except UserError as exc:
+            log.warning(f"{exc}; the environment is not shown")
+            return {}
+        if env is not None and not isinstance(env, dict):
+            log.warning(f"{self.path / 'env.json'}: damaged: {_kind(env)}, not a mapping")
+            return {}
+        return env or {}
 
     @property
     def suite_text(self) -> str:
         """The exact suite file that started the run."""
-        return (self.path / "suite.yaml").read_text()
+        file = entry(self.path, "suite.yaml")
+        data = read_bytes(file, "suite.yaml")
+        if data is None:
+            raise UserError(f"{file}: missing; a run folder keeps the suite that started it")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{file}: damaged: not UTF-8 text ({exc})") from exc
 
     def records(self) -> list[dict[str, Any]]:
-        """Every complete record, in the order written."""
+        """Every complete, well-formed record, in the order written (see read_records)."""
         return read_records(self.path)
 
     def done(self, retry: bool = True) -> set[tuple[str, str]]:
@@ -101,6 +317,8 @@ class RunFolder:
         scheduler stopped at its time limit) counts as not done, so a re-run measures
         it again; the new record is appended and the latest record of a pair wins."""
         latest: dict[tuple[str, str], dict[str, Any]] = {}
+        if not (self.path / "run.json").exists():
+            return set()
         for record in self.records():
             latest[(record["case"], record["metric"])] = record
         return {key for key, record in latest.items() if not (retry and record.get("retry"))}
@@ -109,8 +327,9 @@ class RunFolder:
         """Add the env.json of each node that measured part of this run (executor runs),
         under ``nodes`` by machine key; the top level stays the submitting host's."""
         env = self.env
-        env.setdefault("nodes", {}).update(nodes)
-        _write_json(self.path / "env.json", env)
+        before = env.get("nodes")
+        env["nodes"] = {**(before if isinstance(before, dict) else {}), **nodes}
+        _write_json(entry(self.path, "env.json"), env)
 
     # -- writing
     @contextlib.contextmanager
@@ -126,32 +345,46 @@ class RunFolder:
     ) -> Iterator[RunWriter]:
         """Create or resume the run; refuse a folder holding another suite or machine.
 
-        With ``provenance`` (bench_cli.env.provenance()), a resume whose records were
-        measured by other code refuses, naming both, unless ``allow_mixed``: then the new
-        records carry ``invocation``, their index in run.json's invocations.
+        A new folder is built complete under a temporary name beside it and renamed into
+        place, so a kill or a full disk during creation leaves either no run folder or a
+        whole one. With ``provenance`` (bench_cli.env.provenance()), a resume whose
+        records were measured by other code refuses, naming both, unless
+        ``allow_mixed``: then the new records carry ``invocation``, their index in
+        run.json's invocations.
         """
+        invocation: dict[str, Any] = {"utc": utc_now(), "argv": sys.argv[1:], "pid": os.getpid()}
+        if provenance is not None:
+            invocation["provenance"] = provenance
+        created = self._create(
+            suite_text,
+            env,
+            {
+                "suite": suite_name,
+                "fingerprint": fingerprint,
+                "machine_key": env["machine_key"],
+                "created_utc": utc_now(),
+                "invocations": [invocation],
+            },
+        )
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            lock_handle = (self.path / ".lock").open("a")
+            descriptor = os.open(
+                entry(self.path, ".lock"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+            )
         except OSError as exc:
             raise UserError(
                 f"{self.path}: cannot write the run folder: {exc.strerror or exc}"
             ) from exc
-        with lock_handle:
+        with os.fdopen(descriptor, "a") as lock_handle:
             try:
                 fcntl.flock(lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise UserError(
                     f"{self.path}: another matbench process is writing this run"
                 ) from None
-            meta_file = self.path / "run.json"
-            invocation = {"utc": utc_now(), "argv": sys.argv[1:], "pid": os.getpid()}
-            if provenance is not None:
-                invocation["provenance"] = provenance
+            meta = self.meta
             mixed = ""
-            if meta_file.exists():
-                meta = json.loads(meta_file.read_text())
-                if meta.get("suite") != suite_name or meta.get("fingerprint") != fingerprint:
+            if not created:
+                if meta["suite"] != suite_name or meta["fingerprint"] != fingerprint:
                     what = (
                         "suite '" + str(meta.get("suite")) + "'"
                         if meta.get("suite") != suite_name
@@ -160,7 +393,7 @@ class RunFolder:
                     raise UserError(
                         f"{self.path}: this folder holds a run of {what}; choose another --out"
                     )
-                if meta.get("machine_key") != env["machine_key"]:
+                if meta["machine_key"] != env["machine_key"]:
                     raise UserError(
                         f"{self.path}: this run was measured on machine "
                         f"'{meta.get('machine_key')}', this is '{env['machine_key']}'; "
@@ -179,43 +412,84 @@ class RunFolder:
                                 "pass --allow-mixed to resume anyway, or choose another --out"
                             )
                 meta.setdefault("invocations", []).append(invocation)
-            else:
-                if any(p.name not in {".lock"} for p in self.path.iterdir()):
-                    raise UserError(
-                        f"{self.path}: folder is not empty and holds no matbench run; "
-                        "choose another --out"
-                    )
-                meta = {
-                    "suite": suite_name,
-                    "fingerprint": fingerprint,
-                    "machine_key": env["machine_key"],
-                    "created_utc": utc_now(),
-                    "invocations": [invocation],
-                }
-                (self.path / "suite.yaml").write_text(suite_text)
-                _write_json(self.path / "env.json", env)
-            _write_json(meta_file, meta)
-            writer = RunWriter(self.path / RECORDS)
+                _write_json(entry(self.path, "run.json"), meta)
+            writer = RunWriter(entry(self.path, RECORDS))
             if mixed:
                 writer.mixed = mixed
                 writer.invocation = len(meta["invocations"]) - 1
             yield writer
 
+    def _create(self, suite_text: str, env: dict[str, Any], meta: dict[str, Any]) -> bool:
+        """Make the run folder, complete, if it holds no run yet; True if this call made it.
+
+        The files are written under a hidden temporary sibling, then renamed onto the
+        path (a missing or empty folder): a run folder either holds run.json or is not
+        there. A folder left by an older, interrupted creation (our files, no run.json,
+        no records) is completed the same way."""
+        if entry(self.path, "run.json").exists():
+            return False
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path}: exists and is not a folder; choose another --out")
+        if self.path.is_dir():
+            names = {p.name for p in self.path.iterdir()}
+            leftovers = {".lock", "suite.yaml", "env.json", "env.json.tmp", "run.json.tmp"}
+            if not names <= leftovers:
+                raise UserError(
+                    f"{self.path}: folder is not empty and holds no matbench run; "
+                    "choose another --out"
+                )
+            for name in names:
+                entry(self.path, name).unlink()
+        temporary = self.path.parent / f".{self.path.name}.creating-{os.getpid()}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir()
+            (temporary / "suite.yaml").write_text(suite_text)
+            _write_json(temporary / "env.json", env)
+            _write_json(temporary / "run.json", meta)
+            os.rename(temporary, self.path)  # onto a missing or empty folder, atomically
+        except OSError as exc:
+            shutil.rmtree(temporary, ignore_errors=True)
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and (self.path / "run.json").exists():
+                return False  # another process created it first: resume it like any run
+            raise write_failed(self.path, exc) from exc
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        return True
+
 
 class RunWriter:
-    """Appends records; each ``append`` is one write followed by fsync."""
+    """Appends records; each ``append`` is one write followed by fsync.
+
+    It never writes a second record for a (case, metric) that has one, unless that
+    record is marked ``retry`` (a case a scheduler stopped): a duplicate from any path
+    (a resume, an executor's shards, a repeated option) is dropped with a warning."""
 
     def __init__(self, file: Path):
         self.file = file
-        self.dropped = self._drop_torn_tail()
+        try:
+            self.dropped = self._drop_torn_tail()
+        except OSError as exc:
+            raise write_failed(file.parent, exc) from exc
         self.mixed = ""  # why this invocation's code differs from the records', if it does
         self.invocation: int | None = None  # stamped on each record when mixed
+        self.latest: dict[tuple[str, str], bool] = {  # (case, metric) -> marked retry
+            (r["case"], r["metric"]): bool(r.get("retry"))
+            for r in read_records(file.parent, warn=False)
+        }
 
     def _drop_torn_tail(self) -> bytes:
         """Remove a torn last line (a kill during a write); return what was removed."""
-        if not self.file.exists():
+        try:
+            descriptor = os.open(self.file, os.O_RDWR | os.O_NOFOLLOW)
+        except FileNotFoundError:
             return b""
-        with self.file.open("rb+") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise UserError(f"{self.file}: is not a regular file")
+        with os.fdopen(descriptor, "rb+") as handle:
             data = handle.read()
             if data and not data.endswith(b"\n"):
                 keep = data.rfind(b"\n") + 1
@@ -227,20 +501,50 @@ class RunWriter:
         """Append records in one write and fsync (stamped with the invocation when mixed)."""
         if self.invocation is not None:
             records = [{**r, "invocation": self.invocation} for r in records]
-        text = "".join(json.dumps(r, default=str, allow_nan=False) + "\n" for r in records)
+        fresh = []
+        for record in records:
+            key = (record["case"], record["metric"])
+            if key in self.latest and not self.latest[key]:
+                log.warning(
+                    f"{self.file}: a record of case {key[0]} {key[1]} is already written; "
+                    "the second one is dropped"
+                )
+                continue
+            self.latest[key] = bool(record.get("retry"))
+            fresh.append(record)
+        text = "".join(json.dumps(r, default=str, allow_nan=False) + "\n" for r in fresh)
         if not text:
             return
-        with self.file.open("a", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            descriptor = os.open(
+                self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644
+            )
+            with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise write_failed(self.file.parent, exc) from exc
+
+
+def meta_problem(meta: Any) -> str | None:
+    """What makes run.json unreadable: the fields every reader relies on."""
+    if not isinstance(meta, dict):
+        return f"expected a JSON object, got {_kind(meta)}"
+    for key in ("suite", "fingerprint", "machine_key"):
+        if not isinstance(meta.get(key), str):
+            return f"'{key}' is missing or not text"
+    invocations = meta.get("invocations", [])
+    if not isinstance(invocations, list) or not all(isinstance(i, dict) for i in invocations):
+        return "'invocations' is not a list of mappings"
+    return None
 
 
 def previous_provenance(meta: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     """The provenance of the latest invocation that recorded one; for runs made before
     invocations did, what env.json says of the code (version, git, torch; no digest)."""
     for invocation in reversed(meta.get("invocations", [])):
-        if "provenance" in invocation:
+        if isinstance(invocation.get("provenance"), dict):
             return invocation["provenance"]
     return {
         "matbench": env.get("matbench"),
@@ -280,7 +584,11 @@ def runs_of(root: Path, suite_name: str) -> list[RunFolder]:
     base = Path(root) / suite_name
     if not base.is_dir():
         return []
-    return [RunFolder(p) for p in sorted(base.iterdir()) if (p / "run.json").exists()]
+    return [
+        RunFolder(p)
+        for p in sorted(base.iterdir())
+        if not p.name.startswith(".") and (p / "run.json").is_file()
+    ]
 
 
 def describe_nodes(env: dict[str, Any]) -> list[str]:

@@ -47,6 +47,8 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
             if value["flops"] is None:
                 return "n/a"  # the method declares no FLOP model for this mode
             rate = value["flops"] / STATS["median"](value["samples"])
+            if part == "peak_fraction" and not top.get("peak_gflops"):
+                return "n/a"  # no measured peak for this device and dtype
             value = rate if part == "flops_per_s" else rate / (top["peak_gflops"] * 1e9)
         else:
             raise KeyError(f"'{part}' not found in the value of metric '{record['metric']}'")
@@ -59,6 +61,16 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
     if not isinstance(value, int | float):
         raise KeyError(f"'{'.'.join(path)}' of metric '{record['metric']}' is not a number")
     return float(value)
+
+
+def cell_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
+    """metric_value for a table cell: a value this record does not hold (a timing mode it
+    did not measure, a field an older version did not record) is "n/a", not an error.
+    Suite validation has already refused paths no metric produces."""
+    try:
+        return metric_value(record, path)
+    except KeyError:
+        return "n/a"
 
 
 NOISY_IQR = 0.10  # IQR/median above this is flagged, as torch.utils.benchmark's Compare does
@@ -243,7 +255,7 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
         col_label = ", ".join(f"{c}={axes.get(c)}" for c in cols) or spec.metric
         if col_label not in col_labels:
             col_labels.append(col_label)
-        cells.setdefault(row_key, {})[col_label] = metric_value(record, path)
+        cells.setdefault(row_key, {})[col_label] = cell_value(record, path)
         spreads.setdefault(row_key, {})[col_label] = spread_value(record, path)
     if len(index_axes) == 1:
         index = pd.Index([key[0] for key in cells], name=index_axes[0])
@@ -269,7 +281,7 @@ def _paired_table(spec: TableSpec, chosen, path) -> Table:
     assert spec.paired is not None
     values: dict[str, dict[tuple, float]] = {}
     for record in chosen:
-        value = metric_value(record, path)
+        value = cell_value(record, path)
         method = str(record["axes"]["method"])
         values.setdefault(method, {})
         if isinstance(value, float) and math.isfinite(value):
@@ -352,7 +364,7 @@ def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
         label = ", ".join(f"{c}={axes.get(c)}" for c in cols) or f"exponent in {spec.scaling}"
         if label not in col_labels:
             col_labels.append(label)
-        value = metric_value(record, path)
+        value = cell_value(record, path)
         points = groups.setdefault(tuple(axes.get(a) for a in index_axes), {})
         if isinstance(value, float):
             points.setdefault(label, []).append((float(axes[spec.scaling]), value))
@@ -432,13 +444,14 @@ def tables_for(
 
 def write(tables: Sequence[Table], folder: Path) -> list[Path]:
     """Write every table as .md, .csv and .tex under ``folder`` (re-made each time)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    from bench_cli.store import output_folder, replace_file
+
+    folder = output_folder(folder)
     written = []
     for table in tables:
         for fmt, suffix in (("md", ".md"), ("csv", ".csv"), ("latex", ".tex")):
             path = folder / f"{table.stem}{suffix}"
-            path.write_text(render(table, fmt))
-            written.append(path)
+            written.append(replace_file(path, render(table, fmt).encode()))
     return written
 
 

@@ -8,6 +8,19 @@ from bench_cli.errors import UserError
 ENV = {"machine_key": "test-machine"}
 
 
+def rec(case, metric="m", status="ok", **extra):
+    """A record with every field a reader relies on (store.record_problem)."""
+    return {
+        "case": case,
+        "metric": metric,
+        "status": status,
+        "value": 1.0,
+        "axes": {"method": "x", "device": "cpu", "dtype": "float32"},
+        "params": {"inputs": {"kind": "spd"}, "device": "cpu", "dtype": "float32"},
+        **extra,
+    }
+
+
 def _open(folder, fingerprint="f1", suite="s"):
     return folder.open_for_run(
         suite_name=suite, fingerprint=fingerprint, suite_text="name: s\n", env=ENV
@@ -17,9 +30,9 @@ def _open(folder, fingerprint="f1", suite="s"):
 def test_append_is_durable_and_append_only(tmp_path):
     folder = store.RunFolder(tmp_path / "run")
     with _open(folder) as writer:
-        writer.append([{"case": "a", "metric": "m", "status": "ok"}])
+        writer.append([rec("a")])
     with _open(folder) as writer:
-        writer.append([{"case": "b", "metric": "m", "status": "ok"}])
+        writer.append([rec("b")])
     assert [r["case"] for r in folder.records()] == ["a", "b"]
     assert folder.done() == {("a", "m"), ("b", "m")}
     assert len(folder.meta["invocations"]) == 2
@@ -29,12 +42,12 @@ def test_append_is_durable_and_append_only(tmp_path):
 def test_torn_last_line_is_ignored_then_dropped(tmp_path):
     folder = store.RunFolder(tmp_path / "run")
     with _open(folder) as writer:
-        writer.append([{"case": "a", "metric": "m", "status": "ok"}])
+        writer.append([rec("a")])
     with (tmp_path / "run" / "records.jsonl").open("a") as handle:
         handle.write('{"case": "b", "metr')  # a kill in the middle of a write
     assert [r["case"] for r in folder.records()] == ["a"]
     with _open(folder) as writer:
-        writer.append([{"case": "c", "metric": "m", "status": "ok"}])
+        writer.append([rec("c")])
     lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
     assert [json.loads(line)["case"] for line in lines] == ["a", "c"]
 
@@ -63,5 +76,5 @@ def test_a_second_writer_is_refused(tmp_path):
 def test_nan_never_enters_a_record(tmp_path):
     folder = store.RunFolder(tmp_path / "run")
     with _open(folder) as writer, pytest.raises(ValueError):
-        writer.append([{"case": "a", "metric": "m", "value": float("nan")}])
+        writer.append([rec("a", value=float("nan"))])
     assert folder.records() == []

@@ -200,6 +200,85 @@ METRICS: dict[str, Metric] = {
 }
 
 
+# ---------------------------------------------------------------- recorded value shapes
+# What a reader may rely on in an ok record's value, per metric: a damaged record that
+# breaks it is skipped (bench_cli.store.record_problem), never a traceback in a table.
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
+
+
+def _number(x: Any, where: str) -> str | None:
+    return None if x is None or _is_number(x) else f"'{where}' is not a finite number"
+
+
+def _samples(x: Any, where: str, empty_ok: bool = False) -> str | None:
+    if not isinstance(x, dict) or not isinstance(x.get("samples"), list):
+        return f"'{where}' has no list of samples"
+    if not x["samples"] and not empty_ok:
+        return f"'{where}.samples' is empty"
+    if not all(_is_number(v) for v in x["samples"]):
+        return f"'{where}.samples' holds something other than finite numbers"
+    return None
+
+
+def _fields(value: Any, where: str, check: Callable[[Any, str], str | None]) -> str | None:
+    if not isinstance(value, dict):
+        return f"'{where}' is not a mapping"
+    for key, item in value.items():
+        problem = check(item, f"{where}.{key}")
+        if problem:
+            return problem
+    return None
+
+
+def _time_value(value: Any) -> str | None:
+    if not isinstance(value, dict) or not any(m in value for m in ("fwd", "bwd", "fwd_bwd")):
+        return "'value' holds no timing mode"
+    for mode in ("fwd", "bwd", "fwd_bwd"):
+        if mode in value:
+            problem = _samples(value[mode], f"value.{mode}") or _number(
+                value[mode].get("flops"), f"value.{mode}.flops"
+            )
+            if problem:
+                return problem
+    return _number(value.get("peak_gflops"), "value.peak_gflops")
+
+
+def _task_value(value: Any) -> str | None:
+    def check(item: Any, where: str) -> str | None:
+        if isinstance(item, dict) and "samples" in item:
+            return _samples(item, where, empty_ok=True)
+        return None if not isinstance(item, int | float) else _number(item, where)
+
+    return _fields(value, "value", check)
+
+
+def _plain(item: Any, where: str) -> str | None:
+    if isinstance(item, bool | str | list | dict) or item is None:
+        return None  # flags, labels and curves: no table reads these as numbers
+    return _number(item, where)
+
+
+VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "time": _time_value,
+    "forward_error": lambda v: _number(v, "value"),
+    "abs_error": lambda v: _number(v, "value"),
+    "grad_error": lambda v: _number(v, "value"),
+    "fd_check": lambda v: _fields(v, "value", _plain),
+    "terms_needed": lambda v: _fields(v, "value", _plain),
+    "stability": lambda v: _fields(v, "value", _plain),
+    "task": _task_value,
+}
+
+
+def value_problem(name: str, value: Any) -> str | None:
+    """What makes an ok record's value unreadable by tables, plots and compare."""
+    check = VALUE_CHECKS.get(name)
+    return check(value) if check else None
+
+
 def metric(name: str) -> Metric:
     """One metric by name, or a UserError naming the known ones."""
     if name not in METRICS:
