@@ -52,13 +52,25 @@ class Question:
             raise UserError("--batch and --dim must be positive integers")
         if not 0 < self.tolerance <= 1:
             raise UserError(f"--tolerance must be in (0, 1], got {self.tolerance:g}")
-        if self.budget_s <= 0:
-            raise UserError("--budget must be positive")
+        if not math.isfinite(self.budget_s) or not 0 < self.budget_s <= MAX_BUDGET_S:
+            raise UserError(
+                f"--budget must be a number of seconds in (0, {MAX_BUDGET_S:g}], "
+                f"got {self.budget_s:g}"
+            )
+        if not math.isfinite(self.condition) or not 1 <= self.condition <= MAX_CONDITION:
+            raise UserError(
+                f"--condition must be a finite number in [1, {MAX_CONDITION:g}], "
+                f"got {self.condition:g}"
+            )
+        if self.samples is not None and self.samples < 1:
+            raise UserError(f"--samples must be at least 1, got {self.samples}")
         if self.rank is not None and not 0 < self.rank < max(self.dims):
             raise UserError(f"--rank must be in [1, {max(self.dims)}), got {self.rank}")
 
 
 SHORT_BUDGET_S = 20.0
+MAX_BUDGET_S = 24 * 3600.0  # a day: a longer budget is a mistake, not a question
+MAX_CONDITION = 1e16  # beyond float64's reach: the probe's spectrum is no longer what it says
 SCREEN_BATCH = 4  # errors are per matrix (the worst over the batch): a few matrices suffice
 
 
@@ -248,6 +260,9 @@ def advise(question: Question, reporter_factory=None, save_to: Path | None = Non
     root) every phase is also written as an ordinary run folder (``Advice.saved``).
     """
     question.check()
+    absent = runner.device_unavailable(spec.resolve_device(question.device))
+    if absent:
+        raise UserError(f"--device {question.device}: {absent}")
     started = time.monotonic()
     advice = Advice()
     if question.batch > SCREEN_BATCH:
@@ -269,6 +284,13 @@ def advise(question: Question, reporter_factory=None, save_to: Path | None = Non
     configs = {r["axes"]["method"]: r["params"] for r in advice.records["spd"]}
     eligible = [label for label in configs if label not in advice.excluded]
     if not eligible:
+        screened = [r for role in ("spd", "covariance") for r in advice.records[role]]
+        if screened and not any(r["status"] == "ok" for r in screened):
+            reasons = sorted({str(r.get("reason")) for r in screened})
+            raise UserError(
+                f"no method could run at all ({len(screened)} screening records, none ok): "
+                f"{reasons[0][:200]}"
+            )
         advice.notes.append("no method meets the tolerance on every probe")
         return advice
     spent = time.monotonic() - started

@@ -71,11 +71,25 @@ def resolve_suite(name_or_path: str | Path) -> Path:
     return bundled_suites().get(text, path)  # spec.load reports a missing one
 
 
-def load_suite(name_or_path: str | Path | spec.Suite, quick: bool = False) -> spec.Suite:
-    """A validated suite from a path, a bundled name, or a Suite (returned as is)."""
+def load_suite(
+    name_or_path: str | Path | spec.Suite, quick: bool = False, max_cases: int | None = None
+) -> spec.Suite:
+    """A validated suite from a path, a bundled name, or a Suite (returned as is); a grid
+    of more than ``max_cases`` cases (default spec.MAX_CASES) is refused unexpanded."""
     if isinstance(name_or_path, spec.Suite):
         return name_or_path
-    return spec.load(resolve_suite(name_or_path), quick=quick)
+    if max_cases is not None and max_cases < 1:
+        raise UserError(f"--max-cases must be at least 1, got {max_cases}")
+    ceiling = spec.MAX_CASES if max_cases is None else max_cases
+    return spec.load(resolve_suite(name_or_path), quick=quick, max_cases=ceiling)
+
+
+def check_timeout(timeout: float | None) -> None:
+    """A per-case limit must be a finite number of seconds up to spec.MAX_TIMEOUT_S."""
+    if timeout is not None and not 0 < timeout <= spec.MAX_TIMEOUT_S:  # NaN fails too
+        raise UserError(
+            f"--timeout must be seconds in (0, {spec.MAX_TIMEOUT_S:g}], got {timeout:g}"
+        )
 
 
 def select_cases(
@@ -166,6 +180,22 @@ def choose_folder(
     return store.RunFolder(new_run_folder(Path(results), suite, machine, shard, reserve))
 
 
+def done_in(folder: store.RunFolder, suite: spec.Suite, retry: bool = True) -> set:
+    """The (case, metric) pairs a folder already holds for this suite (none if it holds no
+    run yet); a UserError if it holds another suite or another version of it."""
+    if not folder.path.exists():
+        return set()
+    meta = folder.meta
+    if meta["suite"] != suite.name or meta["fingerprint"] != suite.fingerprint:
+        what = (
+            f"suite '{meta['suite']}'"
+            if meta["suite"] != suite.name
+            else f"a different version of suite '{suite.name}'"
+        )
+        raise UserError(f"{folder.path}: holds a run of {what}, not of this suite")
+    return folder.done(retry=retry)
+
+
 def measured_peaks(cases: Sequence[spec.Case]) -> dict[str, float]:
     """The batched-matmul rate of each (device, dtype) the run times, for "% of peak"."""
     from bench_cli import runner
@@ -236,6 +266,11 @@ def run_suite(
 
     say = notify or log.info
     suite = load_suite(suite, quick=quick)
+    check_timeout(timeout)
+    if isolate:
+        from bench_cli import isolate as isolate_mod
+
+        isolate_mod.grace_s()  # a bad MATBENCH_WORKER_GRACE_S, before any folder
     scale_out = None
     if executor is not None:
         if executor not in ("local", "slurm"):

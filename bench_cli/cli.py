@@ -158,9 +158,7 @@ ResumeOpt = Annotated[
 ]
 TimeoutOpt = Annotated[
     float | None,
-    typer.Option(
-        "--timeout", min=0.001, help="Per-case time limit in seconds (default: the suite's)."
-    ),
+    typer.Option("--timeout", help="Per-case time limit in seconds (default: the suite's)."),
 ]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="List what would run; measure and write nothing.")
@@ -171,6 +169,14 @@ AllowMixedOpt = Annotated[
         "--allow-mixed",
         help="Resume a run measured by other code (another commit, edit or torch); the new "
         "records then carry their invocation.",
+    ),
+]
+MaxCasesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-cases",
+        help=f"Refuse a grid of more cases than this (default {spec.MAX_CASES:,}), before "
+        "expanding it.",
     ),
 ]
 FormatOpt = Annotated[
@@ -267,8 +273,7 @@ def _run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFold
             suite, options.get("out"), resume=options.get("resume", False),
             results=options.get("results", "results"), reserve=False,
         )  # fmt: skip
-        exists = (folder.path / "run.json").exists()
-        done = folder.done(retry=options.get("retry", True)) if exists else set()
+        done = api.done_in(folder, suite, retry=options.get("retry", True))
         _print_plan(console, suite, cases, done)
         return None
     incomplete = None
@@ -361,6 +366,7 @@ def run(
         bool,
         typer.Option("--quick", help="The suite's reduced size (its quick: block): <name>-quick."),
     ] = False,
+    max_cases: MaxCasesOpt = None,
 ) -> None:
     """Run a suite and write records and tables to a run folder.
 
@@ -379,7 +385,7 @@ def run(
         if v is not None
     }
     _run_and_print(
-        api.load_suite(suite_file, quick=quick),
+        api.load_suite(suite_file, quick=quick, max_cases=max_cases),
         dry_run,
         out=out,
         resume=resume,
@@ -717,35 +723,47 @@ def merge(
 @handles_errors
 def validate(
     suite_files: Annotated[list[str], typer.Argument(help="Suite YAML files or bundled names.")],
+    max_cases: MaxCasesOpt = None,
 ) -> None:
     """Check suite files without running them."""
     for name in suite_files:
-        suite = api.load_suite(name)
+        suite = api.load_suite(name, max_cases=max_cases)
         print(
-            f"{suite.source}: ok — {len(suite.cases())} cases, "
+            f"{suite.source}: ok — {suite.case_count} cases, "
             f"{len(suite.methods)} method configs, metrics: "
             f"{', '.join(m.name for m in suite.metrics)}"
         )
 
 
+PLAN_TABLE_ROWS = 500  # beyond this, plan streams plain lines instead of one table
+
+
 def _print_plan(console: Console, suite: spec.Suite, cases, done) -> None:
     names = [m.name for m in suite.metrics]
-    table = RichTable(title=escape(f"{suite.name}: {len(cases)} cases"), title_justify="left")
-    for column in ("key", "method", "inputs", "device", "dtype", "status"):
+    total = len(cases) if isinstance(cases, list) else suite.case_count
+    columns = ("key", "method", "inputs", "device", "dtype", "status")
+    table = RichTable(title=escape(f"{suite.name}: {total} cases"), title_justify="left")
+    for column in columns:
         table.add_column(column)
+    streaming = total > PLAN_TABLE_ROWS
+    if streaming:  # a large grid: a line per case as it is expanded, not one table at the end
+        print(f"{suite.name}: {total:,} cases\n" + "\t".join(columns), flush=True)
     n_done = 0
-    for case in cases:
+    for count, case in enumerate(cases, start=1):
         have = sum((case.key, n) in done for n in names)
         status = (
             "done" if have == len(names) else (f"{have}/{len(names)} metrics" if have else "to do")
         )
         n_done += status == "done"
         inputs = ", ".join(f"{k}={v}" for k, v in case.inputs.items() if k != "kind")
-        table.add_row(
-            case.key, escape(case.config.label), escape(inputs), case.device, case.dtype, status
-        )
-    console.print(table)
-    console.print(f"{n_done} done, {len(cases) - n_done} to do")
+        row = (case.key, case.config.label, inputs, case.device, case.dtype, status)
+        if streaming:
+            print(printable("\t".join(row)), flush=count % 1000 == 0)
+        else:
+            table.add_row(*(escape(cell) for cell in row))
+    if not streaming:
+        console.print(table)
+    console.print(f"{n_done} done, {total - n_done} to do")
 
 
 @app.command()
@@ -764,15 +782,16 @@ def plan(
     device: DeviceOpt = None,
     filter: FilterOpt = None,
     results: ResultsOpt = Path("results"),
+    max_cases: MaxCasesOpt = None,
 ) -> None:
     """List the expanded cases of a suite and which are already done."""
     from bench_cli import env as env_mod
 
-    suite = api.load_suite(suite_file)
-    cases = api.select_cases(suite, device, filter)
+    suite = api.load_suite(suite_file, max_cases=max_cases)
+    cases = api.select_cases(suite, device, filter) if filter else suite.iter_cases(device)
     done: set = set()
     if out is not None:
-        done = store.RunFolder(out).done()
+        done = api.done_in(store.RunFolder(out), suite)
     else:
         runs = api.matching_runs(results, suite, env_mod.machine_key())
         if runs:

@@ -13,6 +13,7 @@ lines the worker wrote to stderr.
 from __future__ import annotations
 
 import faulthandler
+import math
 import multiprocessing
 import os
 import signal
@@ -20,12 +21,27 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench_cli.errors import UserError
+
 STARTUP_S = 300.0  # importing torch in a fresh worker can take a while on a busy machine
 
 
+MAX_GRACE_S = 3600.0
+
+
 def grace_s() -> float:
-    """Seconds past a case's own limit before its worker is killed."""
-    return float(os.environ.get("MATBENCH_WORKER_GRACE_S", "10"))
+    """Seconds past a case's own limit before its worker is killed (MATBENCH_WORKER_GRACE_S,
+    default 10); a UserError for anything but a number in [0, MAX_GRACE_S]."""
+    text = os.environ.get("MATBENCH_WORKER_GRACE_S", "10")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_GRACE_S:  # NaN fails too
+        raise UserError(
+            f"MATBENCH_WORKER_GRACE_S must be seconds in [0, {MAX_GRACE_S:g}], got {text!r}"
+        )
+    return value
 
 
 STDERR_LINES = 5

@@ -423,7 +423,7 @@ def load_plugins() -> None:
     for point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
         try:
             point.load()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- a plugin's own error, said in one line
             raise UserError(f"plugin entry point '{point.name}' ({point.value}): {exc}") from exc
     for module in filter(
         None, (m.strip() for m in os.environ.get("MATBENCH_PLUGINS", "").split(","))
@@ -434,6 +434,11 @@ def load_plugins() -> None:
             on_path = os.getcwd() in (os.path.abspath(p) for p in sys.path if p)
             hint = "" if on_path else "; a module in the current folder needs PYTHONPATH=."
             raise UserError(f"MATBENCH_PLUGINS: cannot import '{module}': {exc}{hint}") from exc
+        except Exception as exc:  # noqa: BLE001 -- a plugin's own error, said in one line
+            raise UserError(
+                f"MATBENCH_PLUGINS: plugin '{module}' failed while importing: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]) -> str | None:

@@ -14,8 +14,9 @@ import fnmatch
 import hashlib
 import itertools
 import json
+import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +36,16 @@ from bench_cli import metrics as metrics_catalog
 from bench_cli.errors import UserError, did_you_mean, unknown_name
 
 Loc = tuple[str | int, ...]
+
+# Limits on what a suite may ask of the parser and the grid (the README states them).
+MAX_SUITE_BYTES = 1_000_000  # a suite file; the largest bundled one is under 10 kB
+MAX_YAML_NODES = 100_000  # nodes after expanding aliases: an alias bomb stops here
+MAX_DEPTH = 64  # nesting levels of mappings and lists
+MAX_CASES = 100_000  # grid size; --max-cases raises it
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a per-case limit of a week is already no limit
+MAX_TITLE = 200
+MAX_FILE = 100
+MAX_STEM = 80
 
 # ---------------------------------------------------------------- YAML + lines
 
@@ -82,22 +93,39 @@ def format_loc(loc: Loc) -> str:
 
 
 def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], source: str) -> None:
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise SuiteError(
-                    source, line, loc + (key,), f"duplicate key (first on line {seen[key]})"
-                )
-            seen[key] = line
-            lines[loc + (key,)] = line
-            _index_lines(value_node, loc + (key,), lines, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, loc + (i,), lines, source)
+    """Map every key path to its line; refuse non-scalar keys, too many nodes (aliases
+    expand here, before anything is built) and too deep a nesting."""
+    count = 0
+    stack: list[tuple[yaml.Node, Loc]] = [(node, loc)]
+    while stack:
+        node, loc = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise SuiteError(
+                source, None, (), f"the suite expands to more than {MAX_YAML_NODES:,} YAML "
+                "nodes (aliases?); a suite is far smaller"
+            )  # fmt: skip
+        if len(loc) > MAX_DEPTH:
+            raise SuiteError(
+                source, node.start_mark.line + 1, (), f"nested more than {MAX_DEPTH} levels deep"
+            )
+        lines.setdefault(loc, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                line = key_node.start_mark.line + 1
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise SuiteError(source, line, loc, "a key must be a plain name, not a list")
+                key = key_node.value
+                if key in seen:
+                    raise SuiteError(
+                        source, line, loc + (key,), f"duplicate key (first on line {seen[key]})"
+                    )
+                seen[key] = line
+                lines[loc + (key,)] = line
+                stack.append((value_node, loc + (key,)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, loc + (i,)) for i, item in enumerate(node.value))
 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
@@ -116,6 +144,10 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
         raise SuiteError(source, line, (), f"malformed YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
         raise SuiteError(source, None, (), f"malformed YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise SuiteError(source, None, (), f"nested more than {MAX_DEPTH} levels deep") from exc
+    except ValueError as exc:  # int('9' * 5000): Python's digit limit
+        raise SuiteError(source, None, (), f"a number with too many digits ({exc})") from exc
     finally:
         if loader is not None:
             loader.dispose()
@@ -148,11 +180,13 @@ class PairedSpec(_Strict):
 class TableSpec(_Strict):
     """One table of a suite: a metric path, row and column axes, and optional scaling or pairing."""
 
-    title: str
-    metric: Annotated[str, StringConstraints(min_length=1)]
+    title: Annotated[str, StringConstraints(max_length=MAX_TITLE)]
+    metric: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TITLE)]
     rows: Annotated[list[str], BeforeValidator(_as_list)] = ["method"]
     cols: Annotated[list[str], BeforeValidator(_as_list)] = []
-    file: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
+    file: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_FILE)] | None
+    ) = None
     # Fit log(value) against log(axis) along this axis: the empirical complexity exponent.
     scaling: str | None = None
     # Mean and 95% t interval per method over the data draws, and the paired difference
@@ -163,7 +197,8 @@ class TableSpec(_Strict):
     @property
     def stem(self) -> str:
         """The file name the table is written under (from file:, else the title)."""
-        return self.file or re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-") or "table"
+        slug = re.sub(r"[^a-z0-9]+", "-", self.title.lower())[:MAX_STEM].strip("-")
+        return self.file or slug or "table"
 
 
 class ReferenceSpec(_Strict):
@@ -200,7 +235,7 @@ class _SuiteShape(_Strict):
     seed: Annotated[int, Field(ge=0)] = 0
     device: Annotated[list[Device], BeforeValidator(_as_list)] = ["cpu"]
     dtype: Annotated[list[DType], BeforeValidator(_as_list)] = ["float32"]
-    timeout: PositiveFloat = 300.0
+    timeout: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 300.0
     inputs: dict[str, Any]
     methods: dict[str, dict[str, Any]]
     metrics: list[str | dict[str, dict[str, Any] | None]]
@@ -324,6 +359,12 @@ class Suite:
     executor: dict[str, Any] | None = None
 
     @property
+    def case_count(self) -> int:
+        """How many cases the grid has, without expanding it."""
+        inputs = math.prod(len(values) for values in self.input_axes.values())
+        return len(self.methods) * inputs * len(self.devices) * len(self.dtypes)
+
+    @property
     def fingerprint(self) -> str:
         """What determines the measurements; tables and description may change freely."""
         return case_key(
@@ -340,29 +381,25 @@ class Suite:
 
     def cases(self, devices: Sequence[str] | None = None) -> list[Case]:
         """The grid: methods x inputs x device x dtype, in a stable order."""
+        return list(self.iter_cases(devices))
+
+    def iter_cases(self, devices: Sequence[str] | None = None) -> Iterator[Case]:
+        """The grid, one case at a time (``plan`` streams a large one)."""
         devices = [resolve_device(d) for d in (devices or self.devices)]
         devices = list(dict.fromkeys(devices))
         axes = list(self.input_axes)
-        out: list[Case] = []
+        grid = 0
         for config in self.methods:
             for values in itertools.product(*(self.input_axes[a] for a in axes)):
                 given = {"kind": self.input_kind, **dict(zip(axes, values, strict=True))}
                 resolved = {**self.input_defaults, **given}
                 for device in devices:
                     for dtype in self.dtypes:
-                        out.append(
-                            Case(
-                                self.name,
-                                self.seed,
-                                config,
-                                given,
-                                resolved,
-                                device,
-                                dtype,
-                                grid=len(out),
-                            )  # fmt: skip
-                        )
-        return out
+                        yield Case(
+                            self.name, self.seed, config, given, resolved, device, dtype,
+                            grid=grid,
+                        )  # fmt: skip
+                        grid += 1
 
 
 def resolve_device(device: str) -> str:
@@ -446,6 +483,15 @@ def _expand_options(
             if not value:
                 errors.add(loc + (key,), "empty list: a grid axis needs at least one value")
                 return []
+            repeat = _repeated(value)
+            if repeat is not None:
+                first, again = repeat
+                errors.add(
+                    loc + (key, again),
+                    f"repeated value {value[again]!r} (the same as [{first}]): a grid axis "
+                    "lists each value once",
+                )
+                return []
             choices.append(list(enumerate(value)))
         else:
             choices.append([(None, value)])
@@ -455,6 +501,43 @@ def _expand_options(
         index = {k: i for k, (i, _) in zip(keys, picked, strict=True) if i is not None}
         combos.append((values, index))
     return combos
+
+
+def _repeated(values: Sequence[Any]) -> tuple[int, int] | None:
+    """The first (earlier index, index) of a value listed twice (2 and 2.0 are one)."""
+    seen: dict[Any, int] = {}
+    unhashable: list[tuple[int, Any]] = []
+    for i, value in enumerate(values):
+        try:
+            if value in seen:
+                return seen[value], i
+            seen[value] = i
+        except TypeError:  # a list or mapping value: compared one by one
+            for j, other in unhashable:
+                if other == value:
+                    return j, i
+            unhashable.append((i, value))
+    return None
+
+
+def _grid_size(raw: Mapping[str, Any], skip: Iterable[str] = ()) -> int:
+    size = 1
+    for key, value in raw.items():
+        if key not in skip and isinstance(value, list):
+            size *= max(len(value), 1)
+    return size
+
+
+def _non_finite(data: Any, loc: Loc, errors: _Errors) -> None:
+    """Every infinite or NaN number in the suite, at its key path."""
+    if isinstance(data, float) and not math.isfinite(data):
+        errors.add(loc, f"expected a finite number, got {data}")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            _non_finite(value, loc + (key,), errors)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            _non_finite(value, loc + (i,), errors)
 
 
 def _validate_combos(
@@ -495,8 +578,14 @@ def _check_list_axes(raw: Mapping[str, Any], loc: Loc, errors: _Errors) -> None:
             errors.add(loc + (key,), "empty list: a grid axis needs at least one value")
 
 
-def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = None) -> Suite:
-    """Validate parsed YAML into a Suite, or raise SuiteError."""
+def validate(
+    data: Any,
+    source: str = "<suite>",
+    lines: dict[Loc, int] | None = None,
+    max_cases: int = MAX_CASES,
+) -> Suite:
+    """Validate parsed YAML into a Suite, or raise SuiteError (also for a grid of more
+    than ``max_cases`` cases, before it is expanded)."""
     from bench_cli import registry  # layers and input families: imports torch
 
     errors = _Errors(source, lines or {})
@@ -506,6 +595,7 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
         got = "a list" if isinstance(data, list) else type(data).__name__
         raise SuiteError(source, 1, (), f"a suite must be a mapping of keys, got {got}")
     _check_list_axes(data, (), errors)
+    _non_finite(data, (), errors)
     errors.raise_first()
     try:
         shape = _SuiteShape.model_validate(data)
@@ -513,6 +603,18 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
         _pydantic_errors(errors, exc, (), SUITE_KEYS)
         errors.raise_first()
         raise  # unreachable: every ValidationError has at least one error
+    size = (
+        _grid_size(shape.inputs)
+        * sum(_grid_size(raw, ("layer", "method")) for raw in shape.methods.values())
+        * len(set(shape.device))
+        * len(set(shape.dtype))
+    )
+    if size > max_cases:
+        raise SuiteError(
+            source, errors.line(("methods",)), ("methods",),
+            f"the grid has {size:,} cases, over the ceiling of {max_cases:,}: split the suite, "
+            "or raise the ceiling with --max-cases",
+        )  # fmt: skip
 
     # inputs
     inputs = dict(shape.inputs)
@@ -580,6 +682,16 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
             label = _method_label(base, given, index)
             methods.append(MethodConfig(label, base, layer_name, method_name, given, resolved))
 
+    owners: dict[str, str] = {}
+    for made in methods:
+        if made.label in owners:
+            errors.add(
+                ("methods", made.base),
+                f"label '{made.label}' is also made by methods.{owners[made.label]}: "
+                "two configurations would share one row; rename one",
+            )
+        owners.setdefault(made.label, made.base)
+
     # metrics
     metrics: list[MetricConfig] = []
     for i, entry in enumerate(shape.metrics):
@@ -632,10 +744,32 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
                 f"metric '{head}' is not measured by this suite{did_you_mean(head, metric_names)}"
                 f"; measured: {', '.join(metric_names)}",
             )
+        elif metrics:
+            problem = metrics_catalog.path_problem(table.metric)
+            if problem:
+                errors.add(("tables", i, "metric"), problem)
         if table.scaling is not None and table.scaling not in axis_names:
             errors.add(
                 ("tables", i, "scaling"),
                 f"unknown axis '{table.scaling}'{did_you_mean(table.scaling, axis_names)}",
+            )
+        elif table.scaling is not None:
+            values = _axis_values(table.scaling, input_axes, input_defaults, methods)
+            if not values or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            ):
+                errors.add(
+                    ("tables", i, "scaling"),
+                    f"'{table.scaling}' is not a numeric axis (values: "
+                    f"{', '.join(map(str, list(dict.fromkeys(map(str, values)))[:5]))}); "
+                    "scaling fits a power of a size",
+                )
+        both = [*table.rows, *table.cols]
+        twice = [axis for j, axis in enumerate(both) if axis in both[:j]]
+        if twice:
+            errors.add(
+                ("tables", i, "rows"),
+                f"axis '{twice[0]}' appears twice in rows and cols; each axis once",
             )
         labels = [config.label for config in methods]
         if table.paired is not None and table.paired.baseline not in labels:
@@ -673,6 +807,22 @@ def validate(data: Any, source: str = "<suite>", lines: dict[Loc, int] | None = 
     )
 
 
+def _axis_values(
+    axis: str,
+    input_axes: Mapping[str, list[Any]],
+    input_defaults: Mapping[str, Any],
+    methods: Sequence[MethodConfig],
+) -> list[Any]:
+    """Every value an axis takes in the grid (names for method, layer, impl and the rest)."""
+    if axis in ("method", "layer", "impl", "device", "dtype", "kind"):
+        return [axis]  # names, never sizes
+    if axis in input_axes:
+        return list(input_axes[axis])
+    if axis in input_defaults:
+        return [input_defaults[axis]]
+    return [m.resolved[axis] for m in methods if axis in m.resolved]
+
+
 @dataclass(frozen=True)
 class Outline:
     """What reading a run needs of its suite: tables, metric names, the reference."""
@@ -703,10 +853,12 @@ def outline(text: str, source: str = "<suite>") -> Outline:
     return Outline(shape.name, shape.description, names, tuple(shape.tables), shape.reference)
 
 
-def loads(text: str, source: str = "<suite>") -> Suite:
+def loads(text: str, source: str = "<suite>", max_cases: int = MAX_CASES) -> Suite:
     """Parse and validate suite YAML text; a SuiteError (file, line, key path) on a mistake."""
+    if len(text) > MAX_SUITE_BYTES:
+        raise SuiteError(source, None, (), f"over the {MAX_SUITE_BYTES:,}-byte limit of a suite")
     data, lines = parse_yaml(text, source)
-    suite = validate(data, source, lines)
+    suite = validate(data, source, lines, max_cases)
     return _with_text(suite, text)
 
 
@@ -744,21 +896,45 @@ def quick_text(text: str, source: str) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
-def load(path: str | Path, quick: bool = False) -> Suite:
-    """Read and validate a suite file (``quick``: as ``reproduce --quick`` runs it)."""
+def read_suite_text(path: str | Path) -> str:
+    """A suite file's text: a regular file of at most MAX_SUITE_BYTES, in UTF-8 (a FIFO,
+    a device or a folder is refused without reading from it)."""
+    import os
+    import stat
+
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: suite file not found")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, expected a suite .yaml file")
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: suite file not found") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read suite file: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{path}: is a folder, expected a suite .yaml file")
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{path}: not a regular file; a suite is a .yaml file")
+    if info.st_size > MAX_SUITE_BYTES:
+        raise UserError(
+            f"{path}: {info.st_size:,} bytes, over the {MAX_SUITE_BYTES:,}-byte limit of a suite"
+        )
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SUITE_BYTES + 1)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read suite file: {exc}") from exc
+    if len(data) > MAX_SUITE_BYTES:
+        raise UserError(f"{path}: over the {MAX_SUITE_BYTES:,}-byte limit of a suite")
+    return text
+
+
+def load(path: str | Path, quick: bool = False, max_cases: int = MAX_CASES) -> Suite:
+    """Read and validate a suite file (``quick``: as ``reproduce --quick`` runs it)."""
+    text = read_suite_text(path)
     if quick:
-        loads(text, str(path))  # report mistakes against the file as written
+        loads(text, str(path), max_cases)  # report mistakes against the file as written
         text = quick_text(text, str(path))
-    return loads(text, str(path))
+    return loads(text, str(path), max_cases)
 
 
 # ---------------------------------------------------------------- filters

@@ -18,6 +18,7 @@ A metric signals an explicit non-ok outcome by raising :class:`NonFinite`
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,9 @@ class Metric:
     unit: str  # "s" for times, "" for dimensionless
     summary: str
     default_view: str = ""  # what a table shows when a suite names none, e.g. "fwd_bwd.median"
+    # The table paths below the metric's name that name a value it records, as patterns:
+    # "" is the value itself, "{a|b}" one of a or b, "<stat>" a statistic of samples.
+    views: tuple[str, ...] = ("",)
     # Whether, with these options, the metric differentiates the layer.
     needs_grad: Callable[[Any], bool] = lambda options: True
 
@@ -135,6 +139,11 @@ METRICS: dict[str, Metric] = {
             needs_grad=lambda options: any(mode != "fwd" for mode in options["modes"]),
             summary="wall time per call: fwd, bwd, fwd_bwd (samples; median/iqr/min derived)",
             default_view="fwd_bwd.median",
+            views=(
+                "{fwd|bwd|fwd_bwd}",
+                "{fwd|bwd|fwd_bwd}.<stat>",
+                "{fwd|bwd|fwd_bwd}.{flops_per_s|peak_fraction}",
+            ),
         ),
         Metric(
             name="forward_error",
@@ -168,6 +177,7 @@ METRICS: dict[str, Metric] = {
             summary="the paper's gradient check: directional derivative vs central differences "
             "over steps 2^-1..2^-20; the error curve and its minimum",
             default_view="min",
+            views=("{min|argmin}",),
         ),
         Metric(
             name="terms_needed",
@@ -177,6 +187,7 @@ METRICS: dict[str, Metric] = {
             summary="smallest iteration count (or degree) whose eigenpair-coupling gradient error "
             "is under a tolerance, against the float64 Daleckii-Krein reference",
             default_view="count",
+            views=("{count|error|error_before}",),
         ),
         Metric(
             name="stability",
@@ -186,6 +197,10 @@ METRICS: dict[str, Metric] = {
             summary="non-finite fractions, gradient norm vs reference, largest |K~| used, "
             "explosion flag",
             default_view="grad_norm",
+            views=(
+                "{grad_norm|reference_grad_norm|max_k_tilde|nonfinite_output|nonfinite_grad"
+                "|exploded|k_tilde_infinite}",
+            ),
         ),
         Metric(
             name="task",
@@ -195,9 +210,32 @@ METRICS: dict[str, Metric] = {
             summary="end-to-end training with the layer as head: test accuracy over seeds, "
             "diverged runs, seconds per epoch",
             default_view="runs",
+            views=(
+                "{accuracy|adapted_rand_error|voi|epoch_time_s}",
+                "{accuracy|adapted_rand_error|voi|epoch_time_s}.<stat>",
+                "{runs|diverged}",
+            ),
         ),
     )
 }
+
+
+def _view_regex(view: str) -> str:
+    out = re.escape(view).replace(re.escape("<stat>"), "(?:" + "|".join(STATS) + ")")
+    return re.sub(r"\\\{(.*?)\\\}", lambda m: "(?:" + m.group(1).replace("\\|", "|") + ")", out)
+
+
+def path_problem(path: str) -> str | None:
+    """Why a table's metric path names no value its metric records (None if it does)."""
+    name, _, rest = path.partition(".")
+    metric = METRICS.get(name)
+    if metric is None:
+        return unknown_name("metric", name, METRICS)
+    if any(re.fullmatch(_view_regex(view), rest) for view in metric.views):
+        return None
+    shown = ", ".join(f"{name}.{v}" if v else name for v in metric.views)
+    stats = f" (<stat>: {', '.join(STATS)})" if any("<stat>" in v for v in metric.views) else ""
+    return f"'{path}' is not a value metric '{name}' records; it records {shown}{stats}"
 
 
 # ---------------------------------------------------------------- recorded value shapes
