@@ -1,3 +1,3 @@
-from bench_cli.cli import main
+from bench_cli.entry import main
 
 main()

@@ -52,9 +52,7 @@ def out_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=400)
 
 
-def printable(text: str) -> str:
-    """Escape control characters (a key may hold any), so an error stays one line."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+printable = tables.plain  # control characters escaped: an error stays one line
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -101,16 +99,24 @@ def handles_errors(fn):
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:  # eager: answered before a command is required (or a plugin loaded)
+        print(f"matbench {bench_cli.__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = debug or _state["debug_in_argv"]
     _install_warnings()
-    if version:
-        print(f"matbench {bench_cli.__version__}")
-        raise typer.Exit(0)
 
 
 def main() -> None:
@@ -228,12 +234,12 @@ class RichReporter:
         self.task = self.progress.add_task("starting", total=total)
 
     def case_started(self, case: spec.Case) -> None:
-        self.progress.update(self.task, description=escape(case.label))
+        self.progress.update(self.task, description=escape(printable(case.label)))
 
     def case_finished(self, case: spec.Case, records) -> None:
         bad = [r for r in records if r["status"] in ("failed", "nonfinite")]
         for record in bad:
-            detail = escape(f"{case.label} {record['metric']}: {record['reason']}")
+            detail = escape(printable(f"{case.label} {record['metric']}: {record['reason']}"))
             self.progress.console.print(f"[yellow]{record['status']}[/]: {detail}")
         self.progress.advance(self.task)
 
@@ -244,7 +250,7 @@ class RichReporter:
 
 def _add_row(table: RichTable, *cells: str) -> None:
     """Add a row of plain text: names and summaries are never rich markup."""
-    table.add_row(*(escape(str(cell)) for cell in cells))
+    table.add_row(*(escape(printable(cell)) for cell in cells))
 
 
 def print_tables(folder: store.RunFolder, console: Console) -> list[tables.Table]:
@@ -261,7 +267,7 @@ def _check_format(format: str | None) -> None:
 
 
 def _err_notify(err: Console):
-    return lambda message: err.print(escape(message))
+    return lambda message: err.print(escape(printable(message)))
 
 
 def _run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFolder | None:
@@ -872,14 +878,15 @@ def list_(
         console.print(table)
     if "metrics" in show:
         table = RichTable(title="metrics", title_justify="left")
-        for col in ("metric", "unit", "options", "summary"):
+        for col in ("metric", "unit", "options", "table paths", "summary"):
             table.add_column(col)
         for metric in metrics_catalog.METRICS.values():
             options = ", ".join(
                 f"{n}={f.get_default(call_default_factory=True)}"
                 for n, f in metric.options.model_fields.items()
             )
-            _add_row(table, metric.name, metric.unit or "—", options, metric.summary)
+            paths = ", ".join(f"{metric.name}.{v}" if v else metric.name for v in metric.views)
+            _add_row(table, metric.name, metric.unit or "—", options, paths, metric.summary)
         console.print(table)
     if "suites" in show:
         root = api.suites_dir()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -350,6 +351,18 @@ def wait(
             sleep(poll_s)
 
 
+def task_exception(text: str) -> str:
+    """The task's own exception line from a submitit failure message: the last line of
+    the trace between its "----" rules (after it come only log paths), else the last
+    line that names an error, else the last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    rules = [i for i, line in enumerate(lines) if set(line) == {"-"}]
+    if len(rules) >= 2 and rules[1] > rules[0] + 1:
+        return lines[rules[1] - 1]
+    named = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", line)]
+    return (named or lines or [""])[-1]
+
+
 def _task_failure(task: Task) -> str | None:
     """Why a finished task failed, in one line, or None if it returned its folder."""
     if task.gave_up:
@@ -357,11 +370,10 @@ def _task_failure(task: Task) -> str | None:
     try:
         task.job.result()
     except Exception as exc:  # noqa: BLE001 -- any failure of the task is reported, not raised
-        lines = [line for line in str(exc).splitlines() if line.strip()]
         state = ""
         with contextlib.suppress(Exception):  # no accounting: no state to name
             state = (str(task.job.state).split() or [""])[0].upper()
-        why = lines[-1].strip() if lines else type(exc).__name__
+        why = task_exception(str(exc)) or type(exc).__name__
         if state in SCHEDULER_ENDS:
             why = f"{state.lower()} by the scheduler ({why})"
         return f"job {task.job.job_id}: {why}"[:400]

@@ -12,12 +12,15 @@ lines the worker wrote to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import math
 import multiprocessing
 import os
 import signal
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,12 +54,32 @@ class WorkerDied(Exception):
     """The worker crashed or was killed; the message is the reason."""
 
 
-def _worker_main(conn, stderr_path: str) -> None:
+def _die_with(parent: int) -> None:
+    """Kill this worker's whole process group (itself and whatever a method started) as
+    soon as the parent is gone, a kill -9 included: a thread that watches the parent's
+    pid. The worker leads its own group, so nothing else is touched."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="matbench-parent-watch", daemon=True).start()
+
+
+def _worker_main(conn, stderr_path: str, parent: int) -> None:
+    os.setpgid(0, 0)  # a group of its own: killed whole, children included
+    _die_with(parent)
     fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 2)  # native crashes write here too; the parent reads the tail
     faulthandler.enable()  # a fatal signal prints its Python traceback there first
-    from bench_cli import runner
+    from bench_cli import registry, runner
 
+    try:
+        registry.load_plugins()  # here, so a plugin that breaks in workers says so at once
+    except UserError as exc:
+        conn.send(("error", str(exc)))
+        return
     conn.send("ready")  # imports done: the parent's deadline now covers cases only
     while True:
         message = conn.recv()
@@ -74,11 +97,15 @@ class Worker:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(
-            target=_worker_main, args=(child, self._stderr_path), daemon=True
+            target=_worker_main, args=(child, self._stderr_path, os.getpid()), daemon=True
         )
         self.process.start()
         child.close()
-        if not self.conn.poll(STARTUP_S) or self._receive_ready() != "ready":
+        ready = self._receive_ready() if self.conn.poll(STARTUP_S) else None
+        if isinstance(ready, tuple) and ready[0] == "error":
+            self.close()
+            raise UserError(f"in the isolated worker: {ready[1]}")
+        if ready != "ready":
             self.kill()
             raise WorkerDied(f"worker did not start within {STARTUP_S:g} s{self._stderr_tail()}")
 
@@ -127,6 +154,10 @@ class Worker:
         return f"; stderr: {tail}" if tail else ""
 
     def kill(self) -> None:
+        """Kill the worker and its process group (what a method started dies with it)."""
+        if self.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         if self.process.is_alive():
             self.process.kill()
         self.process.join(5)

@@ -51,6 +51,22 @@ def _groups(records, axis: str) -> dict[str, list]:
     return groups
 
 
+MAX_FIGURES_PER_KIND = 24  # a wide sweep draws this many groups per plot kind, and says so
+
+
+def _capped(groups: dict[str, list], kind: str, notes: list[str] | None) -> list:
+    """At most MAX_FIGURES_PER_KIND groups of one plot kind (the first, in grid order)."""
+    items = list(groups.items())
+    if len(items) > MAX_FIGURES_PER_KIND:
+        if notes is not None:
+            notes.append(
+                f"plots: {kind} has {len(items)} groups; drew the first "
+                f"{MAX_FIGURES_PER_KIND} (the tables hold every value)"
+            )
+        items = items[:MAX_FIGURES_PER_KIND]
+    return items
+
+
 def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> Figure:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -62,7 +78,10 @@ def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> Figure:
 
 
 def time_vs_size(
-    records: Sequence[Mapping[str, Any]], axis: str = "dim", mode: str = "fwd_bwd"
+    records: Sequence[Mapping[str, Any]],
+    axis: str = "dim",
+    mode: str = "fwd_bwd",
+    notes: list[str] | None = None,
 ) -> Iterator[tuple[str, Figure]]:
     """Median time per call against a size axis, log-log, one line per method, IQR bands."""
     timed = [
@@ -75,7 +94,7 @@ def time_vs_size(
     ]
     if len({r["axes"][axis] for r in timed}) < 2:
         return
-    for group, items in _groups(timed, axis).items():
+    for group, items in _capped(_groups(timed, axis), f"time-vs-{axis}", notes):
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
         for i, method in enumerate(_methods(items)):
             points = sorted(
@@ -99,14 +118,18 @@ def time_vs_size(
 
 
 def metric_vs(
-    records: Sequence[Mapping[str, Any]], metric_path: str, axis: str, ylabel: str
+    records: Sequence[Mapping[str, Any]],
+    metric_path: str,
+    axis: str,
+    ylabel: str,
+    notes: list[str] | None = None,
 ) -> Iterator[tuple[str, Figure]]:
     """A metric (e.g. forward_error, stability.grad_norm) against gap or condition, log-log."""
     name, *path = metric_path.split(".")
     chosen = [r for r in records if r["metric"] == name and _is_number(r["axes"].get(axis))]
     if len({r["axes"][axis] for r in chosen}) < 2:
         return
-    for group, items in _groups(chosen, axis).items():
+    for group, items in _capped(_groups(chosen, axis), f"{metric_path}-vs-{axis}", notes):
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
         skipped = 0
         for i, method in enumerate(_methods(items)):
@@ -165,14 +188,15 @@ def speedup_bars(geomeans: Mapping[str, Mapping[str, float]]) -> Figure:
     )
 
 
-def all_figures(records) -> Iterator[tuple[str, Figure]]:
+def all_figures(records, notes: list[str] | None = None) -> Iterator[tuple[str, Figure]]:
     """Every figure a run's records support, with its file stem, made one at a time: the
-    caller closes each before the next is drawn (a sweep of hundreds stays small)."""
-    yield from time_vs_size(records, "dim")
+    caller closes each before the next is drawn (a sweep of hundreds stays small). Groups
+    beyond MAX_FIGURES_PER_KIND per kind are left out, with a line in ``notes``."""
+    yield from time_vs_size(records, "dim", notes=notes)
     for axis in ("gap", "condition"):
-        yield from metric_vs(records, "forward_error", axis, "relative forward error")
-        yield from metric_vs(records, "grad_error", axis, "relative gradient error")
-        yield from metric_vs(records, "stability.grad_norm", axis, "gradient norm")
+        yield from metric_vs(records, "forward_error", axis, "relative forward error", notes)
+        yield from metric_vs(records, "grad_error", axis, "relative gradient error", notes)
+        yield from metric_vs(records, "stability.grad_norm", axis, "gradient norm", notes)
 
 
 def write(records, folder: Path, progress: Callable[[str], None] | None = None) -> list[Path]:
@@ -180,8 +204,9 @@ def write(records, folder: Path, progress: Callable[[str], None] | None = None) 
     figure at a time, each closed before the next; ``progress`` hears of every tenth."""
     from bench_cli.store import output_folder, replace_file
 
-    written = []
-    for count, (name, fig) in enumerate(all_figures(records), start=1):
+    written: list[Path] = []
+    notes: list[str] = []
+    for count, (name, fig) in enumerate(all_figures(records, notes), start=1):
         try:
             target = output_folder(folder)
             for suffix in (".png", ".svg"):
@@ -192,6 +217,9 @@ def write(records, folder: Path, progress: Callable[[str], None] | None = None) 
             plt.close(fig)
         if progress is not None and count % 10 == 0:
             progress(f"plots: {count} written to {folder}")
+    if progress is not None:
+        for note in notes:
+            progress(note)
     return written
 
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from bench_cli import metrics, references, registry
+from bench_cli.errors import UserError
 from bench_cli.metrics import CaseTimeout, NonFinite, NotApplicable, Probe
 from bench_cli.spec import Case, Suite
 from bench_cli.store import utc_now
@@ -307,7 +308,10 @@ def run(
             if isolate:
                 from bench_cli.isolate import Worker, WorkerDied
 
-                worker = worker or Worker()
+                try:
+                    worker = worker or Worker()
+                except WorkerDied as exc:
+                    raise UserError(f"the isolated worker could not start: {exc}") from exc
                 try:
                     records = worker.run(case, suite, todo, limit)
                 except WorkerDied as exc:  # only this case is lost; the next gets a new worker

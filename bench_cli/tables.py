@@ -385,6 +385,18 @@ def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
     return Table(spec.title, f"{spec.metric} ~ {spec.scaling}^k", "exponent", frame, spec.stem)
 
 
+def plain(text: Any) -> str:
+    """Text with every control character escaped (a label may hold any): one line, and
+    nothing a terminal would act on."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(text))
+
+
+def md_cell(text: Any) -> str:
+    """A markdown table cell: control characters escaped and "|" escaped, so a label can
+    neither break the table nor reach the terminal raw."""
+    return plain(text).replace("|", "\\|")
+
+
 def render(table: Table, fmt: str) -> str:
     """One table as markdown, CSV (raw SI numbers) or LaTeX (booktabs)."""
     if fmt == "csv":
@@ -393,15 +405,18 @@ def render(table: Table, fmt: str) -> str:
     headers = [str(c) for c in shown.columns]
     if fmt == "md":
         body = tabulate(
-            shown.values.tolist(), headers=headers, tablefmt="github", disable_numparse=True
+            [[md_cell(v) for v in row] for row in shown.values.tolist()],
+            headers=[md_cell(h) for h in headers],
+            tablefmt="github",
+            disable_numparse=True,
         )
         legend = f" ({table.legend})" if table.legend else ""
-        return f"### {table.title}\n\n`{table.metric}`{legend}\n\n{body}\n"
+        return f"### {md_cell(table.title)}\n\n`{plain(table.metric)}`{legend}\n\n{body}\n"
     if fmt == "latex":
         return (
             tabulate(
-                shown.values.tolist(),
-                headers=headers,
+                [[plain(v) for v in row] for row in shown.values.tolist()],
+                headers=[plain(h) for h in headers],
                 tablefmt="latex_booktabs",
                 disable_numparse=True,
             )
@@ -415,13 +430,15 @@ def to_rich(table: Table) -> RichTable:
     shown = table.formatted().reset_index()
     # Labels such as ns[iters=3] would read as rich markup: escape every user-derived string.
     caption = table.metric + (f"; {table.legend}" if table.legend else "")
-    out = RichTable(title=escape(table.title), caption=escape(caption), title_justify="left")
+    out = RichTable(
+        title=escape(plain(table.title)), caption=escape(plain(caption)), title_justify="left"
+    )
     n_index = table.frame.index.nlevels
     for i, column in enumerate(shown.columns):
         is_index = i < n_index
         # One line per axis in headers such as "condition=100.0, dtype=float32"; no cell is
         # cut or squeezed: a table wider than the terminal wraps whole instead.
-        header = escape(str(column)).replace(", ", "\n")
+        header = escape(plain(column)).replace(", ", "\n")
         width = max([*map(len, str(column).split(", ")), *(len(str(v)) for v in shown[column])])
         out.add_column(
             header,
@@ -431,7 +448,7 @@ def to_rich(table: Table) -> RichTable:
             min_width=width,
         )
     for row in shown.itertuples(index=False):
-        out.add_row(*(escape(str(v)) for v in row))
+        out.add_row(*(escape(plain(v)) for v in row))
     return out
 
 
