@@ -110,7 +110,10 @@ def write_report(
     from bench_cli.errors import UserError
 
     target = Path(target)
+    text = page(folders, comparisons)  # reading: its own errors name the file they read
+    if target.is_symlink():
+        raise UserError(f"{target}: is a symbolic link; matbench never writes through one")
     try:
-        target.write_text(page(folders, comparisons))
+        target.write_text(text)
     except OSError as exc:
         raise UserError(f"{target}: cannot write the report: {exc.strerror or exc}") from exc

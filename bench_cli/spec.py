@@ -42,6 +42,7 @@ MAX_SUITE_BYTES = 1_000_000  # a suite file; the largest bundled one is under 10
 MAX_YAML_NODES = 100_000  # nodes after expanding aliases: an alias bomb stops here
 MAX_DEPTH = 64  # nesting levels of mappings and lists
 MAX_CASES = 100_000  # grid size; --max-cases raises it
+MAX_ERRORS = 1000  # validation stops collecting here: the first is reported, the rest counted
 MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a per-case limit of a week is already no limit
 MAX_TITLE = 200
 MAX_FILE = 100
@@ -420,11 +421,13 @@ class _Errors:
     def __init__(self, source: str, lines: dict[Loc, int]):
         self.source, self.lines = source, lines
         self.items: list[tuple[Loc, str, int]] = []
+        self.seen: set[tuple[Loc, str]] = set()
 
     def add(self, loc: Loc, message: str, priority: int = 1) -> None:
         """Record an error; priority 0 (an unknown key) is reported before the rest,
         since a misspelt key also makes the key it meant look missing."""
-        if all((loc, message) != (l, m) for l, m, _ in self.items):
+        if (loc, message) not in self.seen:
+            self.seen.add((loc, message))
             self.items.append((loc, message, priority))
 
     def line(self, loc: Loc) -> int | None:
@@ -473,8 +476,9 @@ def _nested_allowed(loc: Loc) -> Sequence[str]:
 
 def _expand_options(
     raw: Mapping[str, Any], loc: Loc, errors: _Errors
-) -> list[tuple[dict[str, Any], dict[str, int]]]:
-    """All grid combinations of raw option values, each with the list index it took."""
+) -> Iterator[tuple[dict[str, Any], dict[str, int]]]:
+    """All grid combinations of raw option values, each with the list index it took,
+    one at a time (a large grid is never held whole)."""
     keys = list(raw)
     choices: list[list[tuple[int | None, Any]]] = []
     for key in keys:
@@ -482,7 +486,7 @@ def _expand_options(
         if isinstance(value, list):
             if not value:
                 errors.add(loc + (key,), "empty list: a grid axis needs at least one value")
-                return []
+                return iter(())
             repeat = _repeated(value)
             if repeat is not None:
                 first, again = repeat
@@ -491,16 +495,17 @@ def _expand_options(
                     f"repeated value {value[again]!r} (the same as [{first}]): a grid axis "
                     "lists each value once",
                 )
-                return []
+                return iter(())
             choices.append(list(enumerate(value)))
         else:
             choices.append([(None, value)])
-    combos = []
-    for picked in itertools.product(*choices):
-        values = {k: v for k, (_, v) in zip(keys, picked, strict=True)}
-        index = {k: i for k, (i, _) in zip(keys, picked, strict=True) if i is not None}
-        combos.append((values, index))
-    return combos
+    return (
+        (
+            {k: v for k, (_, v) in zip(keys, picked, strict=True)},
+            {k: i for k, (i, _) in zip(keys, picked, strict=True) if i is not None},
+        )
+        for picked in itertools.product(*choices)
+    )
 
 
 def _repeated(values: Sequence[Any]) -> tuple[int, int] | None:
@@ -545,10 +550,12 @@ def _validate_combos(
     raw: Mapping[str, Any],
     loc: Loc,
     errors: _Errors,
-) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, int]]]:
-    """Validate every combination; return (given typed, resolved, list indexes)."""
-    out = []
+) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, int]]]:
+    """Validate every combination; yield (given typed, resolved, list indexes). Stops
+    after MAX_ERRORS mistakes: one is reported, with a count of the rest."""
     for values, index in _expand_options(raw, loc, errors):
+        if len(errors.items) >= MAX_ERRORS:
+            return
         try:
             validated = model.model_validate(values)
         except ValidationError as exc:
@@ -561,8 +568,7 @@ def _validate_combos(
             continue
         resolved = validated.model_dump()
         given = {k: resolved[k] for k in values}
-        out.append((given, resolved, index))
-    return out
+        yield given, resolved, index
 
 
 def _method_label(base: str, given: Mapping[str, Any], index: Mapping[str, int]) -> str:
@@ -632,10 +638,13 @@ def validate(
     input_axes: dict[str, list[Any]] = {key: [] for key in inputs}
     input_defaults: dict[str, Any] = {}
     if family is not None:
-        for given, resolved, _ in _validate_combos(family.params, inputs, ("inputs",), errors):
+        seen: dict[str, set[int]] = {key: set() for key in inputs}  # list indexes taken
+        for given, resolved, index in _validate_combos(family.params, inputs, ("inputs",), errors):
             input_defaults = {k: v for k, v in resolved.items() if k not in given}
             for key, value in given.items():
-                if value not in input_axes[key]:
+                i = index.get(key, 0)
+                if i not in seen[key]:
+                    seen[key].add(i)
                     input_axes[key].append(value)
 
     # methods

@@ -207,3 +207,11 @@ def test_merge_onto_a_file_is_one_line(cli, measured, tmp_path):
     (tmp_path / "a-file").write_text("x")
     _one_error_line(cli("merge", run, "--out", tmp_path / "a-file"), "not empty (or not a folder)")
     assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_report_names_the_file_it_failed_to_read_not_the_page(cli, measured, tmp_path):
+    _, run = measured
+    (run / "suite.yaml").unlink()
+    result = cli("report", run, "--out", tmp_path / "page.html")
+    _one_error_line(result, "suite.yaml", "missing")
+    assert "cannot write" not in result.stderr
