@@ -764,7 +764,7 @@ def _print_plan(console: Console, suite: spec.Suite, cases, done) -> None:
         inputs = ", ".join(f"{k}={v}" for k, v in case.inputs.items() if k != "kind")
         row = (case.key, case.config.label, inputs, case.device, case.dtype, status)
         if streaming:
-            print(printable("\t".join(row)), flush=count % 1000 == 0)
+            print("\t".join(printable(cell) for cell in row), flush=count % 1000 == 0)
         else:
             table.add_row(*(escape(cell) for cell in row))
     if not streaming:

@@ -235,3 +235,18 @@ def test_the_ceiling_is_checked_by_the_library_too(write_suite):
     text = HEAD.replace("dim: 4", "dim: [2, 3, 4, 5]")
     with pytest.raises(UserError, match="4 cases"):
         spec.load(_suite(write_suite, text), max_cases=3)
+
+
+def test_plan_streams_a_large_grid_as_lines(cli, write_suite, monkeypatch):
+    from bench_cli import cli as cli_mod
+
+    monkeypatch.setattr(cli_mod, "PLAN_TABLE_ROWS", 3)
+    suite = _suite(write_suite, HEAD.replace("dim: 4", "dim: [2, 3, 4, 5]"))
+    result = cli("plan", suite, "--results", "nowhere")
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 0, result.output
+    assert lines[:2] == ["hostile: 4 cases", "key\tmethod\tinputs\tdevice\tdtype\tstatus"]
+    assert [line.split("\t")[2] for line in lines[2:6]] == [
+        f"batch=2, dim={d}, condition=10.0" for d in (2, 3, 4, 5)
+    ]
+    assert lines[-1] == "0 done, 4 to do"
