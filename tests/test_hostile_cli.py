@@ -317,6 +317,7 @@ def test_plots_are_made_one_at_a_time_and_closed(monkeypatch, tmp_path):
                     "axes": {"method": "m", "dim": dim, "batch": batch, "dtype": "float32"},
                 }
             )
+    plt.close("all")  # figures other tests left open are not this test's
     open_at_save = []
     real = plt.Figure.savefig
 
