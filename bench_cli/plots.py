@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench_cli.metrics import is_number  # noqa: E402
 from bench_cli.tables import metric_value  # noqa: E402
 
 MARKERS = "osD^v<>phX*P"
@@ -26,11 +27,6 @@ Figure = Any
 
 def _style(i: int) -> dict[str, Any]:
     return {"color": plt.cm.tab10(i % 10), "marker": MARKERS[i % len(MARKERS)]}
-
-
-def _is_number(value: Any) -> bool:
-    """Whether an axis value can be drawn on a numeric axis (a number, not a flag or name)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def _methods(records) -> list[str]:
@@ -90,7 +86,7 @@ def time_vs_size(
         if r["metric"] == "time"
         and r["status"] == "ok"
         and mode in r["value"]
-        and _is_number(r["axes"].get(axis))
+        and is_number(r["axes"].get(axis))
     ]
     if len({r["axes"][axis] for r in timed}) < 2:
         return
@@ -126,7 +122,7 @@ def metric_vs(
 ) -> Iterator[tuple[str, Figure]]:
     """A metric (e.g. forward_error, stability.grad_norm) against gap or condition, log-log."""
     name, *path = metric_path.split(".")
-    chosen = [r for r in records if r["metric"] == name and _is_number(r["axes"].get(axis))]
+    chosen = [r for r in records if r["metric"] == name and is_number(r["axes"].get(axis))]
     if len({r["axes"][axis] for r in chosen}) < 2:
         return
     for group, items in _capped(_groups(chosen, axis), f"{metric_path}-vs-{axis}", notes):

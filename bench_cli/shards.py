@@ -9,14 +9,12 @@ and keeps runs from different machines apart, one merged run per machine key.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench_cli.errors import UserError
-from bench_cli.store import RunFolder, write_failed
+from bench_cli.store import RunFolder, json_text, write_failed, write_whole_folder
 
 
 def parse(text: str) -> tuple[int, int]:
@@ -75,21 +73,17 @@ def merge(folders: Sequence[RunFolder], out: Path) -> list[Path]:
 
 
 def _write_whole(target: Path, suite_text: str, env: dict, meta: dict, records: list[dict]) -> None:
-    """Write a merged run under a hidden temporary name, then rename it into place: an
-    interrupted merge leaves no half folder that would read as an empty run."""
-    temporary = target.parent / f".{target.name}.merging-{os.getpid()}"
+    """Write a merged run whole (built aside, renamed into place): an interrupted merge
+    leaves no half folder that would read as an empty run."""
+    files = {
+        "suite.yaml": suite_text,
+        "env.json": json_text(env),
+        "records.jsonl": "".join(
+            json.dumps(record, default=str, allow_nan=False) + "\n" for record in records
+        ),
+        "run.json": json_text(meta),
+    }
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir()
-        (temporary / "suite.yaml").write_text(suite_text)
-        (temporary / "env.json").write_text(json.dumps(env, indent=2, default=str) + "\n")
-        with (temporary / "records.jsonl").open("w") as handle:
-            for record in records:
-                handle.write(json.dumps(record, default=str, allow_nan=False) + "\n")
-        (temporary / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        os.rename(temporary, target)  # onto a missing or empty folder
+        write_whole_folder(target, files, "merging")
     except OSError as exc:
         raise write_failed(target, exc) from exc
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)

@@ -908,33 +908,18 @@ def quick_text(text: str, source: str) -> str:
 def read_suite_text(path: str | Path) -> str:
     """A suite file's text: a regular file of at most MAX_SUITE_BYTES, in UTF-8 (a FIFO,
     a device or a folder is refused without reading from it)."""
-    import os
-    import stat
+    from bench_cli.store import read_bytes  # no torch
 
     path = Path(path)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: suite file not found") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read suite file: {exc.strerror or exc}") from exc
-    if stat.S_ISDIR(info.st_mode):
+    if path.is_dir():
         raise UserError(f"{path}: is a folder, expected a suite .yaml file")
-    if not stat.S_ISREG(info.st_mode):
-        raise UserError(f"{path}: not a regular file; a suite is a .yaml file")
-    if info.st_size > MAX_SUITE_BYTES:
-        raise UserError(
-            f"{path}: {info.st_size:,} bytes, over the {MAX_SUITE_BYTES:,}-byte limit of a suite"
-        )
+    data = read_bytes(path, "suite file", limit=MAX_SUITE_BYTES, follow=True)
+    if data is None:
+        raise UserError(f"{path}: suite file not found")
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_SUITE_BYTES + 1)
-        text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise UserError(f"{path}: cannot read suite file: {exc}") from exc
-    if len(data) > MAX_SUITE_BYTES:
-        raise UserError(f"{path}: over the {MAX_SUITE_BYTES:,}-byte limit of a suite")
-    return text
 
 
 def load(path: str | Path, quick: bool = False, max_cases: int = MAX_CASES) -> Suite:

@@ -29,7 +29,6 @@ import errno
 import fcntl
 import json
 import logging
-import math
 import os
 import shutil
 import stat
@@ -69,12 +68,33 @@ def write_failed(path: Path, exc: OSError) -> UserError:
     return UserError(f"{path}: cannot write: {why}")
 
 
+def json_text(data: Any) -> str:
+    """run.json and env.json as written: indented, never NaN."""
+    return json.dumps(data, indent=2, default=str, allow_nan=False) + "\n"
+
+
+def write_whole_folder(path: Path, files: dict[str, str], tag: str) -> None:
+    """Write ``files`` (name: text) into a hidden sibling of ``path``, then rename it onto
+    ``path`` (missing, or an empty folder): a reader sees the whole folder or none of it.
+    An OSError is raised as it is; the temporary sibling never stays behind."""
+    temporary = path.parent / f".{path.name}.{tag}-{os.getpid()}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        for name, text in files.items():
+            (temporary / name).write_text(text)
+        os.rename(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         if path.is_symlink() or tmp.is_symlink():
             raise UserError(f"{path}: is a symbolic link; matbench never writes through one")
-        tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
+        tmp.write_text(json_text(data))
         os.replace(tmp, path)
     except OSError as exc:
         raise write_failed(path.parent, exc) from exc
@@ -91,11 +111,14 @@ def entry(folder: Path, name: str) -> Path:
     return path
 
 
-def read_bytes(path: Path, what: str, limit: int | None = MAX_META_BYTES) -> bytes | None:
-    """A regular file's bytes (None if absent), opened without following a link; a
-    folder, a device, a FIFO or an unreadable file is one line."""
+def read_bytes(
+    path: Path, what: str, limit: int | None = MAX_META_BYTES, follow: bool = False
+) -> bytes | None:
+    """A regular file's bytes (None if absent), opened without following a link unless
+    ``follow``; a folder, a device, a FIFO (never waited on) or an unreadable file is one
+    line, and so is a file over ``limit`` bytes, refused before it is read."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -154,28 +177,6 @@ def _kind(value: Any) -> str:
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _samples_problem(value: Any, where: str = "value") -> str | None:
-    """Raw samples anywhere in a value must be lists of finite numbers."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "samples":
-                if not isinstance(item, list) or not all(
-                    isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-                    for x in item
-                ):
-                    return f"'{where}.samples' is not a list of finite numbers"
-            else:
-                problem = _samples_problem(item, f"{where}.{key}")
-                if problem:
-                    return problem
-    elif isinstance(value, list):
-        for item in value:
-            problem = _samples_problem(item, where)
-            if problem:
-                return problem
-    return None
-
-
 def record_problem(record: Any) -> str | None:
     """What makes a parsed line no matbench record (None if it is one): the fields every
     reader relies on, with their types."""
@@ -209,15 +210,13 @@ def record_problem(record: Any) -> str | None:
             not isinstance(record[key], kinds) or isinstance(record[key], bool)
         ):
             return f"'{key}' is not {'a whole number' if kinds is int else 'text'}"
-    if record["status"] == "ok":
-        if "value" not in record:
-            return "an ok record without a value"
-        from bench_cli.metrics import value_problem  # no torch
+    if record["status"] == "ok" and "value" not in record:
+        return "an ok record without a value"
+    from bench_cli.metrics import value_problem  # no torch
 
-        problem = value_problem(record["metric"], record["value"])
-        if problem:
-            return problem
-    return _samples_problem(record.get("value"))
+    if record["status"] == "ok":
+        return value_problem(record["metric"], record["value"])
+    return value_problem("", record.get("value"))  # samples only, for a value kept anyway
 
 
 def read_records(path: Path, warn: bool = True) -> list[dict[str, Any]]:
@@ -329,7 +328,7 @@ class RunFolder:
         env = self.env
         before = env.get("nodes")
         env["nodes"] = {**(before if isinstance(before, dict) else {}), **nodes}
-        _write_json(entry(self.path, "env.json"), env)
+        _write_json(self.path / "env.json", env)
 
     # -- writing
     @contextlib.contextmanager
@@ -412,7 +411,7 @@ class RunFolder:
                                 "pass --allow-mixed to resume anyway, or choose another --out"
                             )
                 meta.setdefault("invocations", []).append(invocation)
-                _write_json(entry(self.path, "run.json"), meta)
+                _write_json(self.path / "run.json", meta)
             writer = RunWriter(entry(self.path, RECORDS))
             if mixed:
                 writer.mixed = mixed
@@ -440,23 +439,13 @@ class RunFolder:
                 )
             for name in names:
                 entry(self.path, name).unlink()
-        temporary = self.path.parent / f".{self.path.name}.creating-{os.getpid()}"
+        files = {"suite.yaml": suite_text, "env.json": json_text(env), "run.json": json_text(meta)}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(temporary, ignore_errors=True)
-            temporary.mkdir()
-            (temporary / "suite.yaml").write_text(suite_text)
-            _write_json(temporary / "env.json", env)
-            _write_json(temporary / "run.json", meta)
-            os.rename(temporary, self.path)  # onto a missing or empty folder, atomically
+            write_whole_folder(self.path, files, "creating")
         except OSError as exc:
-            shutil.rmtree(temporary, ignore_errors=True)
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and (self.path / "run.json").exists():
                 return False  # another process created it first: resume it like any run
             raise write_failed(self.path, exc) from exc
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
         return True
 
 

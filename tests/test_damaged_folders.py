@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bench_cli.cli import app
+from tests.test_hostile_input import _paths
 
 RUNNER = CliRunner()
 FILES = ("run.json", "env.json", "suite.yaml", "records.jsonl")
@@ -60,18 +61,6 @@ json_values = st.recursive(
     ),
     max_leaves=8,
 )
-
-
-def _paths(data, prefix=()):
-    """Every key path inside a JSON value."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield prefix + (key,)
-            yield from _paths(value, prefix + (key,))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            yield prefix + (i,)
-            yield from _paths(value, prefix + (i,))
 
 
 def _mutate(data, draw):

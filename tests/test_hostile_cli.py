@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench_cli import registry, tables
+from tests.test_hostile_suites import _one_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,15 +27,6 @@ methods:
   eig: {layer: matrix_function, func: sqrt, method: eig}
 metrics: [forward_error]
 """
-
-
-def _one_line(result, *fragments):
-    lines = [x for x in result.stderr.splitlines() if x.strip()]
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert len(lines) == 1 and lines[0].startswith("matbench: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # ---------------------------------------------------------------- class 8: plugins

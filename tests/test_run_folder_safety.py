@@ -84,19 +84,17 @@ def test_a_linked_table_file_is_replaced_not_followed(cli, measured, tmp_path):
 
 
 def test_a_kill_during_creation_leaves_no_half_folder(monkeypatch, tmp_path):
-    real = store._write_json
+    real = store.os.rename
 
-    def killed(path, data):
-        if path.name == "run.json":
-            raise KeyboardInterrupt  # kill -INT between env.json and run.json
-        real(path, data)
+    def killed(source, target):
+        raise KeyboardInterrupt  # kill -INT with every file written, before the rename
 
     folder = store.RunFolder(tmp_path / "run")
     opening = folder.open_for_run(suite_name="s", fingerprint="f", suite_text="name: s\n", env=ENV)
-    monkeypatch.setattr(store, "_write_json", killed)
+    monkeypatch.setattr(store.os, "rename", killed)
     with pytest.raises(KeyboardInterrupt), opening:
         pass
-    monkeypatch.setattr(store, "_write_json", real)
+    monkeypatch.setattr(store.os, "rename", real)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run folder, no temporary
     with folder.open_for_run(suite_name="s", fingerprint="f", suite_text="name: s\n", env=ENV):
         pass

@@ -243,12 +243,13 @@ def path_problem(path: str) -> str | None:
 # breaks it is skipped (bench_cli.store.record_problem), never a traceback in a table.
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
+def is_number(x: Any) -> bool:
+    """A finite int or float (not a flag): what a table or a plot can place on an axis."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and bool(np.isfinite(x))
 
 
 def _number(x: Any, where: str) -> str | None:
-    return None if x is None or _is_number(x) else f"'{where}' is not a finite number"
+    return None if x is None or is_number(x) else f"'{where}' is not a finite number"
 
 
 def _samples(x: Any, where: str, empty_ok: bool = False) -> str | None:
@@ -256,7 +257,7 @@ def _samples(x: Any, where: str, empty_ok: bool = False) -> str | None:
         return f"'{where}' has no list of samples"
     if not x["samples"] and not empty_ok:
         return f"'{where}.samples' is empty"
-    if not all(_is_number(v) for v in x["samples"]):
+    if not all(is_number(v) for v in x["samples"]):
         return f"'{where}.samples' holds something other than finite numbers"
     return None
 
@@ -311,10 +312,29 @@ VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
 }
 
 
+def _nested_samples(value: Any, where: str = "value") -> str | None:
+    """Raw samples anywhere in a value (tables derive statistics from any) must be lists
+    of finite numbers."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "samples":
+                problem = _samples(value, where, empty_ok=True)
+            else:
+                problem = _nested_samples(item, f"{where}.{key}")
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = _nested_samples(item, where)
+            if problem:
+                return problem
+    return None
+
+
 def value_problem(name: str, value: Any) -> str | None:
-    """What makes an ok record's value unreadable by tables, plots and compare."""
+    """What makes a record's value unreadable by tables, plots and compare."""
     check = VALUE_CHECKS.get(name)
-    return check(value) if check else None
+    return (check(value) if check else None) or _nested_samples(value)
 
 
 def metric(name: str) -> Metric:
