@@ -295,6 +295,9 @@ def _run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFold
     print_tables(folder, console)
     records = folder.records()
     err.print(tables.status_summary(records))
+    noisy = tables.noise_summary(records)
+    if noisy:
+        err.print(escape(noisy), style="yellow")
     err.print(f"records: {folder.path / store.RECORDS}\ntables:  {folder.path / 'tables'}")
     if incomplete:
         err.print(f"[red]incomplete:[/red] {escape(incomplete)}")
@@ -928,6 +931,8 @@ def show(
         for table in made:
             console.print(tables.to_rich(table))
         print(tables.status_summary(records), file=sys.stderr)
+        if tables.noise_summary(records):
+            print(tables.noise_summary(records), file=sys.stderr)
     else:
         print("\n".join(tables.render(t, format) for t in made))
     for line in store.describe_nodes(folder.env):

@@ -411,7 +411,10 @@ def submit_and_merge(
         for group, members in groups.items():
             res = _resources(settings, group)
             time_min = res.time_min or DEFAULT_TIME_MIN
-            count = min(settings.shards or 2, len(members))
+            # A paired-timing group stays in one task (shards.select): count groups.
+            together = suite.baseline is not None and any(m.name == "time" for m in suite.metrics)
+            units = len({c.group_key for c in members}) if together else len(members)
+            count = min(settings.shards or 2, units)
             executor = submitit.AutoExecutor(
                 folder=folder.path / "submitit", cluster="local" if kind == "local" else "slurm"
             )
@@ -431,7 +434,7 @@ def submit_and_merge(
             executor.update_parameters(**parameters)
             planned = []
             for index in range(1, count + 1):
-                members_i = shards.select(members, index, count)
+                members_i = shards.select(members, index, count, together)
                 name = f"{group or 'all'}-{index}-of-{count}"
                 planned.append((name, [c.key for c in members_i], round_dir / name))
             try:  # submitit prints sbatch's refusal itself: keep it for the one-line error

@@ -85,6 +85,10 @@ def _worker_main(conn, stderr_path: str, parent: int) -> None:
         message = conn.recv()
         if message is None:
             return
+        if message[0] == "group":  # a paired-timing group: interleaved time records
+            _, cases, suite, timeout = message
+            conn.send(runner.run_time_group(cases, suite, timeout))
+            continue
         case, suite, metric_names, timeout = message
         conn.send(runner.run_case(case, suite, metric_names, timeout))
 
@@ -118,7 +122,14 @@ class Worker:
 
     def run(self, case, suite, metric_names: Sequence[str], timeout: float) -> list[dict]:
         self.conn.send((case, suite, list(metric_names), timeout))
-        deadline = timeout + grace_s()
+        return self._answer(timeout + grace_s())
+
+    def run_group(self, cases, suite, timeout: float) -> dict[str, dict]:
+        """The time records of a paired-timing group (runner.run_time_group), in the worker."""
+        self.conn.send(("group", list(cases), suite, timeout))
+        return self._answer(timeout * len(cases) + grace_s())
+
+    def _answer(self, deadline: float):
         if not self.conn.poll(deadline):
             self.kill()
             raise WorkerDied(f"timeout: worker killed after {deadline:g} s{self._stderr_tail()}")

@@ -25,6 +25,7 @@ import torch
 
 from bench_cli import metrics, references, registry
 from bench_cli.errors import UserError
+from bench_cli.isolate import WorkerDied
 from bench_cli.metrics import CaseTimeout, NonFinite, NotApplicable, Probe
 from bench_cli.spec import Case, Suite
 from bench_cli.store import utc_now
@@ -268,6 +269,74 @@ def _records(case: Case, configs, outcomes) -> list[dict]:
     ]
 
 
+def _time_outcome(value: Any) -> tuple[str, Any, str | None]:
+    if _is_finite(value):
+        return ("ok", value, None)
+    return ("nonfinite", None, "the measured value is NaN or Inf")
+
+
+def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[str, dict]:
+    """The time records of a paired-timing group (cases that differ only in the method),
+    timed in interleaved rounds on the same inputs; {case key: record}.
+
+    A case that cannot be prepared fails alone; if the interleaved measurement itself
+    raises, each case is timed alone instead, so one broken method costs only its own
+    record. Without the baseline in the group (it failed, or another shard holds it)
+    the others are interleaved without ratios. The group's time limit is the case limit
+    times its size.
+    """
+    from bench_cli.metrics import timing
+
+    (config,) = [m for m in suite.metrics if m.name == "time"]
+    options = metrics.metric("time").options.model_validate(config.resolved)
+    outcomes: dict[str, tuple[str, Any, str | None, float]] = {}
+    ready: list[tuple[Case, Probe]] = []
+    started = time.perf_counter()
+    try:
+        with time_limit(timeout * len(cases)) as deadline:
+            for case in cases:
+                skip = device_unavailable(case.device)
+                if skip:
+                    outcomes[case.key] = ("skipped", None, skip, 0.0)
+                    continue
+                try:
+                    probe, _ = _prepare(case)
+                    probe.deadline = deadline
+                    ready.append((case, probe))
+                except CaseTimeout:
+                    raise
+                except Exception as exc:
+                    status = "unsupported" if _is_unsupported(case, exc) else "failed"
+                    outcomes[case.key] = (status, None, _reason(exc), 0.0)
+            names = [case.config.label for case, _ in ready]
+            base = names.index(suite.baseline) if suite.baseline in names else None
+            try:
+                values = timing.measure_time_group([p for _, p in ready], options, names, base)
+                share = (time.perf_counter() - started) / max(len(ready), 1)
+                for (case, _), value in zip(ready, values, strict=True):
+                    outcomes[case.key] = (*_time_outcome(value), share)
+            except CaseTimeout:
+                raise
+            except Exception:  # which method broke is unknown: each alone, as without pairing
+                for case, probe in ready:
+                    began = time.perf_counter()
+                    try:
+                        outcome = _time_outcome(timing.measure_time(probe, options))
+                    except CaseTimeout:
+                        raise
+                    except Exception as exc:
+                        status = "unsupported" if _is_unsupported(case, exc) else "failed"
+                        outcome = (status, None, _reason(exc))
+                    outcomes[case.key] = (*outcome, time.perf_counter() - began)
+    except CaseTimeout as exc:
+        for case in cases:
+            outcomes.setdefault(case.key, ("failed", None, _reason(exc), 0.0))
+    finally:
+        if any(c.device.startswith("cuda") for c in cases) and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return {case.key: _records(case, [config], {"time": outcomes[case.key]})[0] for case in cases}
+
+
 def failed_records(case: Case, suite: Suite, metric_names: Sequence[str], reason: str):
     """One failed record per metric, for a case whose worker died."""
     configs = [m for m in suite.metrics if m.name in metric_names]
@@ -285,6 +354,25 @@ def pending(cases: Sequence[Case], suite: Suite, done: set[tuple[str, str]]):
     return out
 
 
+def paired_timing(suite: Suite) -> bool:
+    """Whether the suite times its methods in interleaved groups (it names a baseline)."""
+    return suite.baseline is not None and any(m.name == "time" for m in suite.metrics)
+
+
+Work = list[tuple[Case, list[str]]]
+
+
+def units(work: Work, suite: Suite) -> list[Work]:
+    """The pending work in the order it runs: one case at a time, or with a baseline each
+    paired-timing group together (in the order its first case comes)."""
+    if not paired_timing(suite):
+        return [[item] for item in work]
+    groups: dict[str, Work] = {}
+    for item in work:
+        groups.setdefault(item[0].group_key, []).append(item)
+    return list(groups.values())
+
+
 def run(
     suite: Suite,
     cases: Sequence[Case],
@@ -300,33 +388,60 @@ def run(
     work = pending(cases, suite, done)
     summary = Summary(planned=len(cases), already_done=len(cases) - len(work))
     reporter.start(len(work))
-    worker = None
+    worker: Any = None
     try:
-        for case, todo in work:
-            reporter.case_started(case)
+        for unit in units(work, suite):
             limit = timeout or suite.timeout
-            if isolate:
-                from bench_cli.isolate import Worker, WorkerDied
-
-                try:
-                    worker = worker or Worker()
-                except WorkerDied as exc:
-                    raise UserError(f"the isolated worker could not start: {exc}") from exc
-                try:
-                    records = worker.run(case, suite, todo, limit)
-                except WorkerDied as exc:  # only this case is lost; the next gets a new worker
-                    records = failed_records(case, suite, todo, str(exc))
-                    worker.close()
-                    worker = None
-            else:
-                records = run_case(case, suite, todo, limit)
-            writer.append(records)
-            summary.ran += 1
-            for record in records:
-                summary.statuses[record["status"]] += 1
-            reporter.case_finished(case, records)
+            timed: dict[str, dict] = {}
+            paired = paired_timing(suite)
+            grouped = [case for case, todo in unit if "time" in todo] if paired else []
+            if grouped:
+                reporter.case_started(grouped[0])
+                if isolate:
+                    worker = _worker(worker)
+                    try:
+                        timed = worker.run_group(grouped, suite, limit)
+                    except WorkerDied as exc:
+                        timed = {
+                            c.key: failed_records(c, suite, ["time"], str(exc))[0] for c in grouped
+                        }
+                        worker.close()
+                        worker = None
+                else:
+                    timed = run_time_group(grouped, suite, limit)
+                writer.append(list(timed.values()))
+            for case, todo in unit:
+                reporter.case_started(case)
+                rest = [name for name in todo if case.key not in timed or name != "time"]
+                records: list[dict] = []
+                if rest and isolate:
+                    worker = _worker(worker)
+                    try:
+                        records = worker.run(case, suite, rest, limit)
+                    except WorkerDied as exc:  # only this case is lost; the next gets a new worker
+                        records = failed_records(case, suite, rest, str(exc))
+                        worker.close()
+                        worker = None
+                elif rest:
+                    records = run_case(case, suite, rest, limit)
+                writer.append(records)
+                records = [timed[case.key], *records] if case.key in timed else records
+                summary.ran += 1
+                for record in records:
+                    summary.statuses[record["status"]] += 1
+                reporter.case_finished(case, records)
     finally:
         if worker is not None:
             worker.close()
         reporter.finish()
     return summary
+
+
+def _worker(worker: Any) -> Any:
+    """The isolated worker, started if there is none."""
+    from bench_cli.isolate import Worker
+
+    try:
+        return worker or Worker()
+    except WorkerDied as exc:
+        raise UserError(f"the isolated worker could not start: {exc}") from exc

@@ -25,10 +25,18 @@ def parse(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def select(cases: Sequence, index: int, count: int) -> list:
-    """Shard ``index`` (1-based) of ``count``: balanced to within one case, by key."""
-    ordered = sorted(cases, key=lambda case: case.key)
-    return ordered[index - 1 :: count]
+def select(cases: Sequence, index: int, count: int, together: bool = False) -> list:
+    """Shard ``index`` (1-based) of ``count``: balanced to within one case, by key.
+    ``together``: a paired-timing group (``Case.group_key``) stays in one shard, since its
+    methods are timed in interleaved rounds; shards then balance groups, not cases."""
+    if not together:
+        ordered = sorted(cases, key=lambda case: case.key)
+        return ordered[index - 1 :: count]
+    groups: dict[str, list] = {}
+    for case in cases:
+        groups.setdefault(case.group_key, []).append(case)
+    chosen = sorted(groups)[index - 1 :: count]
+    return [case for key in chosen for case in groups[key]]
 
 
 def merge(folders: Sequence[RunFolder], out: Path) -> list[Path]:

@@ -244,6 +244,9 @@ class _SuiteShape(_Strict):
     reference: ReferenceSpec | None = None
     quick: QuickSpec | None = None
     executor: dict[str, Any] | None = None  # validated by bench_cli.executor
+    # A method label: each group of cases that differ only in the method is timed in
+    # interleaved rounds, with per-round ratios to this method (README, "Paired timing").
+    baseline: str | None = None
 
 
 SUITE_KEYS = tuple(_SuiteShape.model_fields)
@@ -326,6 +329,15 @@ class Case:
         }
 
     @property
+    def group_key(self) -> str:
+        """What the case shares with the other methods of its paired-timing group: all
+        but the method (the same inputs, device and dtype)."""
+        params = self.key_params()
+        for name in ("method", "layer", "impl", "options"):
+            params.pop(name)
+        return case_key(params)
+
+    @property
     def label(self) -> str:
         """A readable one-line description of the case."""
         shown = ", ".join(f"{k}={v}" for k, v in self.inputs.items() if k != "kind")
@@ -358,6 +370,7 @@ class Suite:
     text: str = ""
     reference: ReferenceSpec | None = None
     executor: dict[str, Any] | None = None
+    baseline: str | None = None  # the method paired timing divides by
 
     @property
     def case_count(self) -> int:
@@ -377,6 +390,8 @@ class Suite:
                 "inputs": [self.input_kind, self.input_axes, self.input_defaults],
                 "methods": [(m.label, m.layer, m.method, m.resolved) for m in self.methods],
                 "metrics": [(m.name, m.options) for m in self.metrics],
+                # Only when set, so suites without one keep their fingerprint.
+                **({"baseline": self.baseline} if self.baseline else {}),
             }
         )
 
@@ -796,6 +811,19 @@ def validate(
                         f"unknown axis '{axis}'{did_you_mean(axis, axis_names)}; "
                         f"axes: {', '.join(sorted(axis_names))}",
                     )
+    if shape.baseline is not None:
+        labels = [config.label for config in methods]
+        if shape.baseline not in labels:
+            errors.add(
+                ("baseline",),
+                f"unknown method '{shape.baseline}'{did_you_mean(shape.baseline, labels)}; "
+                f"methods: {', '.join(labels)}",
+            )
+        elif "time" not in metric_names:
+            errors.add(
+                ("baseline",),
+                "a baseline pairs timings: add the time metric, or remove baseline:",
+            )
     errors.raise_first()
     return Suite(
         name=shape.name,
@@ -813,6 +841,7 @@ def validate(
         source=source,
         reference=shape.reference,
         executor=shape.executor,
+        baseline=shape.baseline,
     )
 
 

@@ -27,6 +27,9 @@ FORMATS = ("md", "csv", "latex")
 # Derived from a timing mode's nominal FLOPs and its median: the rate, and the fraction
 # of the run's measured matmul peak.
 THROUGHPUT = ("flops_per_s", "peak_fraction")
+# A timing mode of a paired-timing run: the median of its per-round ratios to the baseline.
+RATIO = "ratio_to_baseline"
+NOISY_MARK = "⚠"
 _TIME_SCALES = ((1e-6, "ns", 1e9), (1e-3, "µs", 1e6), (1.0, "ms", 1e3), (math.inf, "s", 1.0))
 
 
@@ -43,6 +46,11 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
             if not value["samples"]:
                 return "n/a"  # e.g. epoch times of a method that does not train
             value = STATS[part](value["samples"])
+        elif isinstance(value, Mapping) and "samples" in value and part == RATIO:
+            ratios = [r for r in (value.get("paired") or {}).get("ratios") or [] if r]
+            if not ratios:
+                return "n/a"  # timed alone: no baseline in its group, or an older run
+            value = STATS["median"](ratios)
         elif isinstance(value, Mapping) and "flops" in value and part in THROUGHPUT:
             if value["flops"] is None:
                 return "n/a"  # the method declares no FLOP model for this mode
@@ -90,6 +98,42 @@ def spread_value(record: Mapping[str, Any], path: Sequence[str]) -> float | None
     return 0.5 * STATS["iqr"](value["samples"])
 
 
+def noise_reasons(record: Mapping[str, Any], path: Sequence[str]) -> list[str] | None:
+    """Why the timing a cell shows was flagged noisy (README, "Noise fields"); None when
+    it was not, or the path shows no timing."""
+    from bench_cli.metrics.noise import is_noisy, paired_reasons, reasons_of
+
+    if record["status"] != "ok" or record["metric"] != "time" or not path:
+        return None
+    mode = record["value"].get(path[0]) if isinstance(record["value"], Mapping) else None
+    if path[-1] == RATIO:  # a ratio's noise: the paired ratios' dispersion, and the load
+        return paired_reasons(mode) or None
+    return reasons_of(mode) or ["noisy"] if is_noisy(mode) else None
+
+
+def noise_summary(records: Sequence[Mapping[str, Any]]) -> str:
+    """A line per reason class when timing records were flagged noisy, else ""."""
+    from bench_cli.metrics.noise import is_noisy, reasons_of
+
+    latest = {(r["case"], r["metric"]): r for r in records if r["metric"] == "time"}
+    timed = [r for r in latest.values() if r["status"] == "ok" and isinstance(r["value"], dict)]
+    flagged = [r for r in timed if any(is_noisy(v) for v in r["value"].values())]
+    if not flagged:
+        return ""
+    kinds: dict[str, list[str]] = {}
+    for record in flagged:
+        for mode in record["value"].values():
+            for reason in reasons_of(mode) if is_noisy(mode) else []:
+                kinds.setdefault(reason.split(":")[0], []).append(reason)
+    lines = [
+        f"warning: {len(flagged)} of {len(timed)} timing records were measured while the "
+        f"machine was noisy ({NOISY_MARK} in tables); compare calls their changes inconclusive"
+    ]
+    for kind, reasons in sorted(kinds.items()):
+        lines.append(f"  {kind}: {len(reasons)} mode(s), e.g. {reasons[0]}")
+    return "\n".join(lines)
+
+
 @dataclass
 class Table:
     """A rendered-later table: raw cells (SI numbers or statuses) with labels."""
@@ -101,6 +145,15 @@ class Table:
     stem: str
     # Half the IQR of each median cell (same shape as frame; None elsewhere), or no frame.
     spread: pd.DataFrame | None = None
+    # The noise reasons of each cell whose timing was flagged noisy (None elsewhere).
+    noise: pd.DataFrame | None = None
+
+    @property
+    def flagged(self) -> int:
+        """How many cells show a timing flagged noisy."""
+        if self.noise is None:
+            return 0
+        return sum(isinstance(v, list) for v in self.noise.to_numpy().ravel())
 
     @property
     def noisy(self) -> bool:
@@ -127,9 +180,14 @@ class Table:
             return "GFLOP/s", 1e-9
         if self.unit == "fraction":
             return "%", 100.0
+        if self.unit == "ratio":
+            return "×", 1.0
         if self.unit != "s":
             return self.unit, 1.0
-        numbers = [v for v in self.frame.to_numpy().ravel() if isinstance(v, float)]
+        # Finite cells only: a missing cell (NaN) would break the median that picks the unit.
+        numbers = [
+            v for v in self.frame.to_numpy().ravel() if isinstance(v, float) and math.isfinite(v)
+        ]
         if not numbers:
             return "s", 1.0
         typical = sorted(abs(v) for v in numbers)[len(numbers) // 2]
@@ -156,17 +214,27 @@ class Table:
                     if (i, j) in noisy:
                         text += f" (!{noisy[(i, j)]:.0f}%)"
                     out.iat[i, j] = text
+        if self.noise is not None:
+            for i in range(out.shape[0]):
+                for j in range(out.shape[1]):
+                    if isinstance(self.noise.iat[i, j], list):
+                        out.iat[i, j] = f"{out.iat[i, j]} {NOISY_MARK}"
         return out
 
     @property
     def legend(self) -> str:
         """A sentence saying how spread is shown, or "" for tables without it."""
-        if self.spread is None:
-            return ""
-        text = "median ± half the interquartile range of the samples"
-        if self.noisy:
-            text += f"; (!N%): the IQR is N% of the median, above {NOISY_IQR:.0%}: noisy"
-        return text
+        parts = []
+        if self.spread is not None:
+            parts.append("median ± half the interquartile range of the samples")
+            if self.noisy:
+                parts.append(f"(!N%): the IQR is N% of the median, above {NOISY_IQR:.0%}")
+        if self.flagged:
+            parts.append(
+                f"{NOISY_MARK}: timed while the machine was noisy (load, dispersion or too "
+                "few samples; the run's last lines say which)"
+            )
+        return "; ".join(parts)
 
 
 def format_number(value: float, unit: str) -> str:
@@ -248,6 +316,7 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
         return _scaling_table(spec, chosen, path, index_axes, cols)
     cells: dict[tuple, dict[str, Any]] = {}
     spreads: dict[tuple, dict[str, Any]] = {}
+    noises: dict[tuple, dict[str, Any]] = {}
     col_labels: list[str] = []
     for record in chosen:
         axes = record["axes"]
@@ -257,13 +326,16 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
             col_labels.append(col_label)
         cells.setdefault(row_key, {})[col_label] = cell_value(record, path)
         spreads.setdefault(row_key, {})[col_label] = spread_value(record, path)
+        noises.setdefault(row_key, {})[col_label] = noise_reasons(record, path)
     if len(index_axes) == 1:
         index = pd.Index([key[0] for key in cells], name=index_axes[0])
     else:
         index = pd.MultiIndex.from_tuples(list(cells), names=index_axes) if index_axes else None
     frame = pd.DataFrame(list(cells.values()), index=index, columns=col_labels, dtype=object)
     spread = pd.DataFrame(list(spreads.values()), index=index, columns=col_labels, dtype=object)
+    noise = pd.DataFrame(list(noises.values()), index=index, columns=col_labels, dtype=object)
     has_spread = any(isinstance(h, float) for h in spread.to_numpy().ravel())
+    has_noise = any(isinstance(h, list) for h in noise.to_numpy().ravel())
     unit = METRICS[name].unit if name in METRICS else (chosen[0]["unit"] if chosen else "")
     if any(part.endswith("_s") for part in path):  # e.g. task.epoch_time_s.median
         unit = "s"
@@ -271,7 +343,12 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
         unit = "fraction"
     if path and path[-1] in THROUGHPUT:
         unit = "FLOP/s" if path[-1] == "flops_per_s" else "fraction"
-    return Table(spec.title, spec.metric, unit, frame, spec.stem, spread if has_spread else None)
+    if path and path[-1] == RATIO:
+        unit = "ratio"
+    return Table(
+        spec.title, spec.metric, unit, frame, spec.stem,
+        spread if has_spread else None, noise if has_noise else None,
+    )  # fmt: skip
 
 
 def _paired_table(spec: TableSpec, chosen, path) -> Table:

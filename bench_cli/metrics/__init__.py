@@ -137,12 +137,13 @@ METRICS: dict[str, Metric] = {
             impl="bench_cli.metrics.timing:measure_time",
             unit="s",
             needs_grad=lambda options: any(mode != "fwd" for mode in options["modes"]),
-            summary="wall time per call: fwd, bwd, fwd_bwd (samples; median/iqr/min derived)",
+            summary="wall time per call: fwd, bwd, fwd_bwd (samples; median/iqr/min derived; "
+            "each mode's noise block; with a suite baseline, per-round ratios to it)",
             default_view="fwd_bwd.median",
             views=(
                 "{fwd|bwd|fwd_bwd}",
                 "{fwd|bwd|fwd_bwd}.<stat>",
-                "{fwd|bwd|fwd_bwd}.{flops_per_s|peak_fraction}",
+                "{fwd|bwd|fwd_bwd}.{flops_per_s|peak_fraction|ratio_to_baseline}",
             ),
         ),
         Metric(

@@ -19,7 +19,8 @@ class TimeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     budget_s: PositiveFloat = Field(0.25, description="seconds of timed calls per mode")
     warmup: PositiveInt = 2
-    min_repeats: PositiveInt = 5
+    # At least noise.MIN_SAMPLES: fewer give no usable IQR, and the record is flagged.
+    min_repeats: PositiveInt = 10
     max_repeats: PositiveInt = 2000
     modes: list[Mode] = Field(default_factory=lambda: list(ALL_MODES), min_length=1)
     rotate_below_bytes: int = Field(

@@ -19,6 +19,13 @@ Pitfalls this guards against:
 - ``cuda:N`` makes N current while timing and records events on its stream;
   MPS synchronises around each call.
 - Thread count changes CPU times; env.json records it beside the run.
+- Drift on a shared machine (another process, a frequency change) turns into
+  a "difference" between cases timed one after another: a suite with a
+  ``baseline:`` times each group of methods on the same inputs in interleaved
+  rounds (``measure_time_group``) and records per-round paired ratios.
+- A loaded machine, a dispersed sample or too few samples: every mode's
+  record carries a ``noise`` block with a ``noisy`` flag and its reasons
+  (bench_cli.metrics.noise); calls shorter than 100 clock ticks are batched.
 """
 
 from __future__ import annotations
@@ -29,15 +36,24 @@ import itertools
 import math
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from bench_cli.metrics import CaseTimeout, Probe
+from bench_cli.metrics import CaseTimeout, Probe, noise
 from bench_cli.metrics.options import MODE_LABELS, Mode, TimeOptions  # noqa: F401
 
 TIMED_DEVICES = ("cpu", "cuda", "mps")
+
+
+@dataclass
+class Measured:
+    """Seconds per call, one sample per timed block of ``calls`` calls."""
+
+    samples: list[float]
+    calls: int = 1
 
 
 class Timer:
@@ -51,9 +67,15 @@ class Timer:
     - ``cpu``: perf_counter.
     Any other device type is refused by name.
     ``flush`` (e.g. an L2 flush) runs after ``setup`` and right before each timed call.
+    ``clock`` is the host clock read (a fake one in tests, so no test depends on load).
+
+    A call shorter than ``noise.MIN_TICKS_PER_SAMPLE`` ticks of the clock is timed in a
+    block of several calls (their setups all run first, untimed), and a sample is the
+    block's time divided by its calls. With a flush there is no batching: the flush must
+    come right before each call.
     """
 
-    def __init__(self, device: torch.device | str):
+    def __init__(self, device: torch.device | str, clock: Callable[[], float] = time.perf_counter):
         self.device = torch.device(device)
         if self.device.type not in TIMED_DEVICES:
             raise ValueError(
@@ -62,6 +84,8 @@ class Timer:
             )
         self.cuda = self.device.type == "cuda"
         self.mps = self.device.type == "mps"
+        self._clock = clock
+        self._resolution: float | None = None
 
     @property
     def clock(self) -> str:
@@ -69,6 +93,17 @@ class Timer:
         if self.cuda:
             return "cuda_event"
         return "perf_counter+mps_sync" if self.mps else "perf_counter"
+
+    @property
+    def resolution(self) -> float:
+        """The timer's resolution in seconds: documented for CUDA events, else measured."""
+        if self._resolution is None:
+            self._resolution = (
+                noise.CUDA_EVENT_RESOLUTION_S
+                if self.cuda
+                else noise.perf_counter_resolution(self._clock)
+            )
+        return self._resolution
 
     def _sync(self) -> None:
         if self.cuda:
@@ -87,10 +122,47 @@ class Timer:
         if flush is not None:
             flush()
         self._sync()
-        start = time.perf_counter()
+        start = self._clock()
         fn(state)
         self._sync()
-        return time.perf_counter() - start
+        return self._clock() - start
+
+    def _block(self, fn, setup, flush, calls: int) -> Any:
+        """Time one block of ``calls`` calls: seconds, or a CUDA event pair read later."""
+        states = [setup() if setup else None for _ in range(calls)]
+        if flush is not None:
+            flush()
+        if self.cuda:
+            stream = torch.cuda.current_stream(self.device)
+            start, end = (
+                torch.cuda.Event(enable_timing=True),
+                torch.cuda.Event(enable_timing=True),
+            )
+            start.record(stream)
+            for state in states:
+                fn(state)
+            end.record(stream)
+            return start, end
+        self._sync()
+        began = self._clock()
+        for state in states:
+            fn(state)
+        self._sync()
+        return self._clock() - began
+
+    def _read(self, blocks: list[Any], calls: int) -> Measured:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            seconds = [start.elapsed_time(end) / 1e3 for start, end in blocks]
+        else:
+            seconds = list(blocks)
+        return Measured([s / calls for s in seconds], calls)
+
+    def _calibrate(self, fn, setup, flush, warmup: int) -> tuple[float, int]:
+        """(seconds per call after warm-up, calls per timed block)."""
+        estimate = min(self._once(fn, setup, flush) for _ in range(max(warmup, 1)))
+        calls = 1 if flush is not None else noise.calls_per_sample(estimate, self.resolution)
+        return estimate, calls
 
     def measure(
         self,
@@ -104,56 +176,67 @@ class Timer:
         deadline: float | None = None,
         flush: Callable[[], Any] | None = None,
     ) -> list[float]:
-        """Time ``fn(setup())`` after warm-up, calibrated to about budget_s; one sample per call."""
-        with self._current():
-            return self._measure(
-                fn, setup, budget_s, warmup, min_repeats, max_repeats, deadline, flush
-            )
+        """Time ``fn(setup())`` after warm-up, calibrated to about budget_s; one sample per
+        timed block (seconds per call)."""
+        return self.measure_detail(
+            fn, setup, budget_s=budget_s, warmup=warmup, min_repeats=min_repeats,
+            max_repeats=max_repeats, deadline=deadline, flush=flush,
+        ).samples  # fmt: skip
 
-    def _measure(
+    def measure_detail(
         self,
         fn: Callable[[Any], Any],
-        setup: Callable[[], Any] | None,
+        setup: Callable[[], Any] | None = None,
+        *,
         budget_s: float,
         warmup: int,
         min_repeats: int,
         max_repeats: int,
-        deadline: float | None,
-        flush: Callable[[], Any] | None,
-    ) -> list[float]:
-        estimate = min(self._once(fn, setup, flush) for _ in range(max(warmup, 1)))
-        repeats = int(min(max(math.ceil(budget_s / max(estimate, 1e-9)), min_repeats), max_repeats))
-        samples: list[float] = []
-        if self.cuda:
-            stream = torch.cuda.current_stream(self.device)
-            events = []
+        deadline: float | None = None,
+        flush: Callable[[], Any] | None = None,
+    ) -> Measured:
+        """As ``measure``, with the calls each sample timed."""
+        with self._current():
+            estimate, calls = self._calibrate(fn, setup, flush, warmup)
+            repeats = _repeats(budget_s, estimate * calls, min_repeats, max_repeats)
+            blocks = []
             for _ in range(repeats):
                 _check(deadline)
-                state = setup() if setup else None
-                if flush is not None:
-                    flush()
-                start, end = (
-                    torch.cuda.Event(enable_timing=True),
-                    torch.cuda.Event(enable_timing=True),
-                )
-                start.record(stream)
-                fn(state)
-                end.record(stream)
-                events.append((start, end))
-            torch.cuda.synchronize(self.device)
-            samples = [start.elapsed_time(end) / 1e3 for start, end in events]
-        else:
-            for _ in range(repeats):
+                blocks.append(self._block(fn, setup, flush, calls))
+            return self._read(blocks, calls)
+
+    def interleave(
+        self,
+        runs: Sequence[tuple[Callable[[Any], Any], Callable[[], Any] | None]],
+        *,
+        budget_s: float,
+        warmup: int,
+        min_repeats: int,
+        max_repeats: int,
+        deadline: float | None = None,
+        flush: Callable[[], Any] | None = None,
+    ) -> list[Measured]:
+        """Time several (fn, setup) pairs in rounds, each once per round in a rotating
+        order (ABC, BCA, CAB, ...): drift on a shared machine then hits every one alike,
+        and sample r of each belongs to round r, so per-round ratios are paired.
+        Each run spends about budget_s, as it would alone."""
+        with self._current():
+            calibrated = [self._calibrate(fn, setup, flush, warmup) for fn, setup in runs]
+            per_round = sum(estimate * calls for estimate, calls in calibrated)
+            rounds = _repeats(len(runs) * budget_s, per_round, min_repeats, max_repeats)
+            blocks: list[list[Any]] = [[] for _ in runs]
+            order = list(range(len(runs)))
+            for r in range(rounds):
                 _check(deadline)
-                state = setup() if setup else None
-                if flush is not None:
-                    flush()
-                self._sync()
-                began = time.perf_counter()
-                fn(state)
-                self._sync()
-                samples.append(time.perf_counter() - began)
-        return samples
+                shift = r % len(runs)
+                for i in order[shift:] + order[:shift]:
+                    fn, setup = runs[i]
+                    blocks[i].append(self._block(fn, setup, flush, calibrated[i][1]))
+            return [self._read(b, calls) for b, (_, calls) in zip(blocks, calibrated, strict=True)]
+
+
+def _repeats(budget_s: float, per_repeat_s: float, low: int, high: int) -> int:
+    return int(min(max(math.ceil(budget_s / max(per_repeat_s, 1e-9)), low), high))
 
 
 def _check(deadline: float | None) -> None:
@@ -213,9 +296,21 @@ def _peak_memory(device: torch.device):
     }
 
 
-def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
-    """Time the modes ``options.modes`` of one case: raw samples per mode, with the case's
-    nominal FLOPs, the timer's labels and the device's measured matmul peak."""
+# The machine reader (bench_cli.metrics.noise.read_machine); tests put in their own.
+READ_MACHINE: Callable[[], noise.Reading] = noise.read_machine
+
+
+@dataclass
+class _Plan:
+    """What timing one case runs: a (fn, setup) per mode, and the value's common fields."""
+
+    runs: dict[str, tuple[Callable[[Any], Any], Callable[[], Any] | None]]
+    header: dict[str, Any]
+    flush: Callable[[], Any] | None
+    flops: dict[str, float | None]
+
+
+def _plan(probe: Probe, options: TimeOptions, flush: Any = None) -> _Plan:
     input_sets = [probe.inputs]
     size = sum(t.numel() * t.element_size() for t in probe.inputs.values())
     if probe.more_inputs is not None and size < options.rotate_below_bytes:
@@ -228,7 +323,6 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
     grad_out = torch.randn(out_shape, generator=probe.generator, dtype=torch.float64)
     grad_out = grad_out.to(probe.device, next(iter(probe.inputs.values())).dtype)
     turn = itertools.count()
-    flush = _l2_flusher(probe.device) if flush_enabled(options, probe.device) else None
 
     def next_inputs():
         return input_sets[next(turn) % len(input_sets)]
@@ -249,39 +343,123 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
         "bwd": (backward, forward_setup),
         "fwd_bwd": (lambda inputs: backward((run(inputs), inputs)), next_inputs),
     }
-    timer = Timer(probe.device)
-    flops = probe.flops
-    value: dict[str, Any] = {
+    header: dict[str, Any] = {
         "labels": labels(probe.device),
         "input_sets": len(input_sets),
         "flush_l2_bytes": getattr(flush, "nbytes", None),
         "peak_gflops": matmul_peak_gflops(str(probe.device), str(grad_out.dtype).split(".")[-1]),
     }
+    return _Plan(runs, header, flush, dict(probe.flops))
+
+
+def _mode_value(
+    mode: str,
+    measured: Measured,
+    timer: Timer,
+    options: TimeOptions,
+    flops: float | None,
+    before: noise.Reading,
+    after: noise.Reading,
+) -> dict[str, Any]:
+    return {
+        # Nanoseconds are below either clock's resolution: keep no more digits.
+        "samples": [round(sample, 9) for sample in measured.samples],
+        "mode": MODE_LABELS[mode],
+        "clock": timer.clock,
+        "warmup": options.warmup,
+        "flops": flops,
+        "noise": noise.assess(
+            measured.samples,
+            before,
+            after,
+            threads=torch.get_num_threads(),
+            cores=noise.cpu_count(),
+            resolution_s=timer.resolution,
+            calls=measured.calls,
+        ),
+    }
+
+
+def _timing_options(options: TimeOptions) -> dict[str, Any]:
+    return {
+        "budget_s": options.budget_s,
+        "warmup": options.warmup,
+        "min_repeats": options.min_repeats,
+        "max_repeats": options.max_repeats,
+    }
+
+
+def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
+    """Time the modes ``options.modes`` of one case: raw samples per mode with their noise
+    block, the case's nominal FLOPs, the timer's labels and the device's measured peak."""
+    flush = _l2_flusher(probe.device) if flush_enabled(options, probe.device) else None
+    plan = _plan(probe, options, flush)
+    timer = Timer(probe.device)
+    value = dict(plan.header)
     with torch.enable_grad():
         for mode in options.modes:
-            fn, setup = runs[mode]
+            fn, setup = plan.runs[mode]
             memory = _peak_memory(probe.device) if mode == "fwd_bwd" else None
-            samples = timer.measure(
-                fn,
-                setup,
-                budget_s=options.budget_s,
-                warmup=options.warmup,
-                min_repeats=options.min_repeats,
-                max_repeats=options.max_repeats,
-                deadline=probe.deadline,
-                flush=flush,
+            before = READ_MACHINE()
+            measured = timer.measure_detail(
+                fn, setup, deadline=probe.deadline, flush=flush, **_timing_options(options)
             )
-            value[mode] = {
-                # Nanoseconds are below either clock's resolution: keep no more digits.
-                "samples": [round(sample, 9) for sample in samples],
-                "mode": MODE_LABELS[mode],
-                "clock": timer.clock,
-                "warmup": options.warmup,
-                "flops": flops.get(mode),
-            }
+            after = READ_MACHINE()
+            value[mode] = _mode_value(
+                mode, measured, timer, options, plan.flops.get(mode), before, after
+            )
             if memory is not None:
                 value["peak_memory"] = memory()
     return value
+
+
+def measure_time_group(
+    probes: Sequence[Probe], options: TimeOptions, names: Sequence[str], baseline: int | None
+) -> list[dict[str, Any]]:
+    """Time several methods on the same inputs in interleaved rounds (Timer.interleave):
+    one value per probe, as ``measure_time`` gives, plus for each mode the per-round
+    ratios to the baseline's sample of the same round (``paired``) when there is one."""
+    device = probes[0].device
+    flush = _l2_flusher(device) if flush_enabled(options, device) else None
+    plans = [_plan(probe, options, flush) for probe in probes]
+    timer = Timer(device)
+    values = [dict(plan.header) for plan in plans]
+    with torch.enable_grad():
+        for mode in options.modes:
+            if mode == "fwd_bwd":  # one untimed call each, for its peak memory
+                for plan, value in zip(plans, values, strict=True):
+                    memory = _peak_memory(device)
+                    fn, setup = plan.runs[mode]
+                    fn(setup() if setup else None)
+                    value["peak_memory"] = memory()
+            before = READ_MACHINE()
+            measured = timer.interleave(
+                [plan.runs[mode] for plan in plans],
+                deadline=probes[0].deadline,
+                flush=flush,
+                **_timing_options(options),
+            )
+            after = READ_MACHINE()
+            for plan, value, own in zip(plans, values, measured, strict=True):
+                value[mode] = _mode_value(
+                    mode, own, timer, options, plan.flops.get(mode), before, after
+                )
+                if baseline is not None:
+                    base = measured[baseline].samples
+                    value[mode]["paired"] = {
+                        "baseline": names[baseline],
+                        "ratios": [
+                            round(a / b, 9) if b > 0 else None
+                            for a, b in zip(own.samples, base, strict=True)
+                        ],
+                    }
+    for value in values:
+        value["interleaved"] = {
+            "methods": list(names),
+            "baseline": None if baseline is None else names[baseline],
+            "order": "rotated",
+        }
+    return values
 
 
 def flush_enabled(options: TimeOptions, device: torch.device) -> bool:
