@@ -494,7 +494,10 @@ def compare(
     min_effect: Annotated[
         float,
         typer.Option(
-            "--min-effect", min=0.0, help="Smallest relative change called faster/slower."
+            "--min-effect",
+            min=0.0,
+            help="Smallest relative change called faster/slower (a change must also exceed "
+            "the noise floor the two records measured; within it the verdict is ?).",
         ),
     ] = 0.05,
     mode: Annotated[
@@ -533,9 +536,10 @@ def compare(
             for column in frame.columns:
                 table.add_column(escape(column), no_wrap=column != "case")
             for values in frame.itertuples(index=False):
-                style = {"slower": "red", "worse": "red", "faster": "green", "better": "green"}.get(
-                    values.verdict
-                )
+                style = {
+                    "slower": "red", "worse": "red", "faster": "green", "better": "green",
+                    "?": "yellow",
+                }.get(values.verdict)  # fmt: skip
                 table.add_row(*(escape(str(v)) for v in values), style=style)
             console.print(table)
         lines = [
@@ -544,6 +548,12 @@ def compare(
             + "): "
             + ", ".join(f"{m} {g:.3f}" for m, g in result.geomean.items())
         ]
+        open_rows = sum(row.verdict == "?" for row in result.rows)
+        if open_rows:
+            lines.append(
+                f"{open_rows} row(s) inconclusive (?): a record was measured while the machine "
+                "was noisy, or the change lies within the records' own spread"
+            )
         for side, counts in (("A", result.machines_a), ("B", result.machines_b)):
             if len(counts) > 1:
                 lines.append(

@@ -6,8 +6,18 @@ first, A:
 
 - **timings**: the ratio median(B)/median(A) of a timing mode, with a bootstrap
   confidence interval of that median ratio from the raw samples. The verdict
-  is ``faster`` or ``slower`` only when the interval excludes 1 *and* the change
-  is at least ``min_effect`` (default 5%); otherwise ``~``.
+  is ``faster`` or ``slower`` only when the interval excludes 1, the change is at
+  least ``min_effect`` (default 5%) *and* it exceeds the noise floor (the larger
+  IQR/median of the two records); ``~`` when the interval includes 1 or the
+  change is under ``min_effect``; ``?`` (inconclusive) when the change lies within
+  the noise floor or either record was flagged noisy (bench_cli.metrics.noise),
+  since a loaded machine shifts raw times by an unknown factor.
+- **paired ratios**: records of a suite with a ``baseline:`` carry per-round
+  ratios to it, measured interleaved on the same machine at the same moments;
+  a second row compares those (``time.<mode>.ratio_to_baseline``). Load cancels
+  in them, so a noisy record does not make them ``?`` outright: their noise
+  floor is the larger IQR/median of the ratios, raised to ``LOADED_FLOOR`` when
+  either side was measured under load.
 - **speed-up view** (``baseline``): each run's times are first divided by the
   baseline method's median under the same other axes in that same run, so
   machines compare by speed-ups, not raw times.
@@ -33,8 +43,16 @@ import numpy as np
 import pandas as pd
 
 from bench_cli.errors import UserError
+from bench_cli.metrics import noise
 from bench_cli.store import RunFolder
 from bench_cli.tables import format_cell, format_number, metric_value
+
+# Under load, methods bound by different kernels slow down by different factors, so even
+# paired ratios move: up to 1.3x between an idle and a loaded run of throughput.yaml on a
+# 2-core machine (README, "Noise fields"). A paired change is claimed under load only
+# beyond this.
+LOADED_FLOOR = 0.5
+INCONCLUSIVE = "?"
 
 ACCURACY_VIEWS = {
     "forward_error": [],
@@ -136,10 +154,48 @@ def bootstrap_median_ratio(
     return float(low), float(high)
 
 
-def _time_verdict(ratio: float, low: float, high: float, min_effect: float) -> str:
+def _time_verdict(
+    ratio: float, low: float, high: float, min_effect: float, floor: float = 0.0,
+    noisy: bool = False,
+) -> str:  # fmt: skip
+    """``~`` when the interval includes 1 or the change is under min_effect; else
+    faster/slower beyond the noise floor, and ``?`` when a noisy record or the floor
+    leaves the change open."""
     if low <= 1 <= high or abs(ratio - 1) < min_effect:
         return "~"
+    if noisy or abs(ratio - 1) < floor:
+        return INCONCLUSIVE
     return "slower" if ratio > 1 else "faster"
+
+
+def _dispersion(samples: np.ndarray) -> float:
+    return noise.iqr_over_median(list(samples)) or 0.0
+
+
+def _timing_row(
+    label: str, method: str, metric: str, sa: np.ndarray, sb: np.ndarray, *,
+    min_effect: float, noisy: bool, floor_at_least: float, note: str, why: str,
+) -> Row:  # fmt: skip
+    ratio = float(np.median(sb) / np.median(sa))
+    low, high = bootstrap_median_ratio(sa, sb)
+    floor = max(_dispersion(sa), _dispersion(sb), floor_at_least)
+    verdict = _time_verdict(ratio, low, high, min_effect, floor, noisy)
+    if verdict == INCONCLUSIVE:
+        reason = why or f"within the noise floor ±{floor:.0%}"
+        note = f"{note}; {reason}" if note else reason
+    return Row(
+        label, method, metric, float(np.median(sa)), float(np.median(sb)), ratio, low, high,
+        verdict, note,
+    )  # fmt: skip
+
+
+def _noise_why(va: Any, vb: Any, paired: bool = False) -> str:
+    """The first reason either side is noisy, named by side ("" when neither is)."""
+    for side, value in (("A", va), ("B", vb)):
+        reasons = noise.paired_reasons(value) if paired else noise.reasons_of(value)
+        if (paired or noise.is_noisy(value)) and reasons:
+            return f"{side} noisy ({reasons[0]})"
+    return ""
 
 
 def _label(record: Mapping[str, Any]) -> str:
@@ -196,6 +252,19 @@ def _without_method(record) -> str:
     # A baseline measured on another node of the same run is no baseline: same machine only.
     params["machine_key"] = record.get("machine_key")
     return json.dumps(params, sort_keys=True, default=str)
+
+
+def _paired_ratios(va: Any, vb: Any) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """Both sides' per-round ratios when both were paired with the same baseline."""
+    pa, pb = va.get("paired"), vb.get("paired")
+    if not isinstance(pa, dict) or not isinstance(pb, dict):
+        return None
+    if pa.get("baseline") != pb.get("baseline") or not isinstance(pa.get("baseline"), str):
+        return None
+    ra, rb = noise.ratios_of(va), noise.ratios_of(vb)
+    if not ra or not rb:
+        return None
+    return np.asarray(ra), np.asarray(rb), pa["baseline"]
 
 
 def machine_of(record: Mapping[str, Any], meta: Mapping[str, Any]) -> str | None:
@@ -273,35 +342,48 @@ def compare_runs(
         if metric == "time":
             if mode not in ra["value"] or mode not in rb["value"]:
                 continue
-            sa = np.asarray(ra["value"][mode]["samples"], dtype=float)
-            sb = np.asarray(rb["value"][mode]["samples"], dtype=float)
+            va, vb = ra["value"][mode], rb["value"][mode]
+            sa = np.asarray(va["samples"], dtype=float)
+            sb = np.asarray(vb["samples"], dtype=float)
             note = ""
-            if baseline:
+            where = f"A on {machine_of(ra, meta_a)}, B on {machine_of(rb, meta_b)}"
+            ratios = _paired_ratios(va, vb)
+            noisy = noise.is_noisy(va) or noise.is_noisy(vb)
+            floor_at_least, why = 0.0, _noise_why(va, vb)
+            if baseline and ratios and ratios[2] == baseline:  # measured paired: use that
+                sa, sb = ratios[0], ratios[1]
+                note = f"relative to {baseline}, paired rounds"
+                why = _noise_why(va, vb, paired=True)
+                noisy, floor_at_least = False, LOADED_FLOOR if why else 0.0
+            elif baseline:
                 wa, wb = base_a.get(_without_method(ra)), base_b.get(_without_method(rb))
                 if wa is None or wb is None:
                     continue
                 sa, sb, note = sa / wa, sb / wb, f"relative to {baseline}"
             if several:
-                where = f"A on {machine_of(ra, meta_a)}, B on {machine_of(rb, meta_b)}"
                 note = f"{note}; {where}" if note else where
-            ratio = float(np.median(sb) / np.median(sa))
-            low, high = bootstrap_median_ratio(sa, sb)
-            verdict = _time_verdict(ratio, low, high, min_effect)
-            result.rows.append(
-                Row(
-                    label,
-                    method,
-                    f"time.{mode}",
-                    float(np.median(sa)),
-                    float(np.median(sb)),
-                    ratio,
-                    low,
-                    high,
-                    verdict,
-                    note,
+            row = _timing_row(
+                label, method, f"time.{mode}", sa, sb, min_effect=min_effect, noisy=noisy,
+                floor_at_least=floor_at_least, note=note, why=why,
+            )  # fmt: skip
+            result.rows.append(row)
+            log_ratios.setdefault(method, []).append(math.log(row.ratio or 1.0))
+            if not baseline and ratios and method != ratios[2]:
+                why = _noise_why(va, vb, paired=True)
+                result.rows.append(
+                    _timing_row(
+                        label,
+                        method,
+                        f"time.{mode}.ratio_to_{ratios[2]}",
+                        ratios[0],
+                        ratios[1],
+                        min_effect=min_effect,
+                        noisy=False,
+                        floor_at_least=LOADED_FLOOR if why else 0.0,
+                        note=(where if several else ""),
+                        why=why,
+                    )  # fmt: skip
                 )
-            )
-            log_ratios.setdefault(method, []).append(math.log(ratio))
         elif metric in ACCURACY_VIEWS:
             path = ACCURACY_VIEWS[metric]
             va, vb = metric_value(ra, path), metric_value(rb, path)

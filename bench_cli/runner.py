@@ -286,9 +286,10 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
     times its size.
     """
     from bench_cli.metrics import timing
+    from bench_cli.metrics.options import TimeOptions
 
     (config,) = [m for m in suite.metrics if m.name == "time"]
-    options = metrics.metric("time").options.model_validate(config.resolved)
+    options = TimeOptions.model_validate(config.resolved)
     outcomes: dict[str, tuple[str, Any, str | None, float]] = {}
     ready: list[tuple[Case, Probe]] = []
     started = time.perf_counter()

@@ -66,20 +66,39 @@ def _copy_run(source, target, change):
     (target / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
+def _steady(factor=1.0, spread=0.0, reasons=(), ratios=None, n=15):
+    """A record change: n fixed samples (1 ms x factor, spread evenly over ±spread, so
+    IQR/median = spread) and a noise block flagged by ``reasons``, so no verdict below
+    depends on this machine's load; ``ratios``: per-round paired ratios to "ag"."""
+
+    def mode_value(mode):
+        mode["samples"] = [1e-3 * factor * (1 + spread * (2 * i / (n - 1) - 1)) for i in range(n)]
+        mode["noise"] = {"noisy": bool(reasons), "reasons": list(reasons)}
+        if ratios is not None:
+            mode["paired"] = {"baseline": "ag", "ratios": [ratios] * 15}
+
+    return mode_value
+
+
+def _change(per_method):
+    """Pass every timing mode of a method through per_method[method] (default: steady)."""
+
+    def change(record):
+        if record["metric"] == "time":
+            fix = per_method.get(record["axes"]["method"], _steady())
+            for mode in record["value"].values():
+                if isinstance(mode, dict) and "samples" in mode:
+                    fix(mode)
+        return record
+
+    return change
+
+
 def test_the_slowed_method_and_only_it_is_flagged_slower(cli, write_suite, tmp_path, victim):
-    assert cli("run", write_suite(SUITE), "--out", "fast").exit_code == 0
-
-    def slower_victim(factor):
-        def change(record):  # every victim sample ``factor`` times longer; nothing else
-            if record["metric"] == "time" and record["axes"]["method"] == "victim":
-                for mode in record["value"].values():
-                    if isinstance(mode, dict) and "samples" in mode:
-                        mode["samples"] = [factor * x for x in mode["samples"]]
-            return record
-
-        return change
-
-    _copy_run(tmp_path / "fast", tmp_path / "slow", slower_victim(3.0))
+    assert cli("run", write_suite(SUITE), "--out", "real").exit_code == 0
+    real = tmp_path / "real"
+    _copy_run(real, tmp_path / "fast", _change({}))
+    _copy_run(real, tmp_path / "slow", _change({"victim": _steady(3.0)}))
     fast, slow = store.RunFolder(tmp_path / "fast"), store.RunFolder(tmp_path / "slow")
     result = compare.compare_runs(fast, slow)
     flagged = {key[1] for key, verdict in _verdicts(result).items() if verdict == "slower"}
@@ -90,9 +109,82 @@ def test_the_slowed_method_and_only_it_is_flagged_slower(cli, write_suite, tmp_p
     text = cli("compare", "fast", "slow", "--format", "md").stdout
     assert "victim" in text and "slower" in text
     # A 3% change is below the 5% minimum effect: no verdict, however tight its interval.
-    _copy_run(tmp_path / "fast", tmp_path / "slight", slower_victim(1.03))
+    _copy_run(real, tmp_path / "slight", _change({"victim": _steady(1.03)}))
     result = compare.compare_runs(fast, store.RunFolder(tmp_path / "slight"))
     assert set(_verdicts(result).values()) == {"~"}
+
+
+def _time_verdicts(result):
+    return {k[1]: v for k, v in _verdicts(result).items() if k[2] == "time.fwd_bwd"}
+
+
+def test_a_noisy_record_makes_a_time_change_inconclusive(cli, write_suite, tmp_path, victim):
+    assert cli("run", write_suite(SUITE), "--out", "real").exit_code == 0
+    real, load = tmp_path / "real", ("load: other processes used 1.8 of 2 cores",)
+    _copy_run(real, tmp_path / "quiet", _change({}))
+    # Under load every method is 2x slower and the victim 6x: raw times cannot tell which.
+    _copy_run(real, tmp_path / "loaded", _change({
+        "dk": _steady(2.0, reasons=load), "ag": _steady(2.0, reasons=load),
+        "victim": _steady(6.0, reasons=load),
+    }))  # fmt: skip
+    quiet, loaded = store.RunFolder(tmp_path / "quiet"), store.RunFolder(tmp_path / "loaded")
+    result = compare.compare_runs(quiet, loaded)
+    assert set(_time_verdicts(result).values()) == {"?"}
+    assert all("B noisy (load:" in r.note for r in result.rows if r.verdict == "?")
+    # The same numbers without the flag: every method "slower", which is what load did.
+    _copy_run(real, tmp_path / "unflagged", _change({
+        "dk": _steady(2.0), "ag": _steady(2.0), "victim": _steady(6.0),
+    }))  # fmt: skip
+    result = compare.compare_runs(quiet, store.RunFolder(tmp_path / "unflagged"))
+    assert set(_time_verdicts(result).values()) == {"slower"}
+
+
+def test_a_change_within_the_noise_floor_is_inconclusive(cli, write_suite, tmp_path, victim):
+    assert cli("run", write_suite(SUITE), "--out", "real").exit_code == 0
+    real = tmp_path / "real"
+    # 301 samples with IQR/median 40%: the median is known to a few %, so a 20% change
+    # has an interval excluding 1, but it sits inside the samples' own spread.
+    _copy_run(real, tmp_path / "a", _change({"victim": _steady(1.0, spread=0.4, n=301)}))
+    _copy_run(real, tmp_path / "b", _change({"victim": _steady(1.2, spread=0.4, n=301)}))
+    _copy_run(real, tmp_path / "c", _change({"victim": _steady(3.0, spread=0.4, n=301)}))
+    a = store.RunFolder(tmp_path / "a")
+    within = compare.compare_runs(a, store.RunFolder(tmp_path / "b"))
+    assert _time_verdicts(within)["victim"] == "?"
+    assert "within the noise floor" in next(r.note for r in within.rows if r.verdict == "?")
+    beyond = compare.compare_runs(a, store.RunFolder(tmp_path / "c"))
+    assert _time_verdicts(beyond)["victim"] == "slower"
+
+
+def test_paired_ratios_single_out_the_slowed_method_under_load(cli, write_suite, tmp_path, victim):
+    assert cli("run", write_suite(SUITE), "--out", "real").exit_code == 0
+    real, load = tmp_path / "real", ("load: other processes used 1.8 of 2 cores",)
+    _copy_run(real, tmp_path / "quiet", _change({
+        "dk": _steady(1.0, ratios=1.0), "ag": _steady(1.0, ratios=1.0),
+        "victim": _steady(1.0, ratios=1.0),
+    }))  # fmt: skip
+    # Loaded: raw times 2x for all, the victim 6x; its ratio to ag 3x, dk's moved 1.2x.
+    _copy_run(real, tmp_path / "loaded", _change({
+        "dk": _steady(2.4, reasons=load, ratios=1.2), "ag": _steady(2.0, reasons=load,
+        ratios=1.0), "victim": _steady(6.0, reasons=load, ratios=3.0),
+    }))  # fmt: skip
+    result = compare.compare_runs(
+        store.RunFolder(tmp_path / "quiet"), store.RunFolder(tmp_path / "loaded")
+    )
+    raw = _time_verdicts(result)
+    assert set(raw.values()) == {"?"}  # raw times under load: inconclusive, all of them
+    paired = {k[1]: v for k, v in _verdicts(result).items() if k[2].endswith("ratio_to_ag")}
+    # The victim alone is flagged; dk's 1.2x under load is within the loaded floor (50%).
+    assert paired == {"victim": "slower", "dk": "?"}
+    # Quiet on both sides, the same 1.2x is a claim.
+    _copy_run(real, tmp_path / "quiet2", _change({
+        "dk": _steady(1.2, ratios=1.2), "ag": _steady(1.0, ratios=1.0),
+        "victim": _steady(1.0, ratios=1.0),
+    }))  # fmt: skip
+    result = compare.compare_runs(
+        store.RunFolder(tmp_path / "quiet"), store.RunFolder(tmp_path / "quiet2")
+    )
+    paired = {k[1]: v for k, v in _verdicts(result).items() if k[2].endswith("ratio_to_ag")}
+    assert paired == {"victim": "~", "dk": "slower"}
 
 
 def test_speedup_view_divides_by_the_baseline_on_each_machine(cli, write_suite, tmp_path, victim):

@@ -56,9 +56,7 @@ def test_free_cores_absorb_other_work():
 def test_dispersion_samples_and_steal_cross_their_thresholds():
     quiet = (reading(0.0, 0.0, 0.0), reading(1.0, 1.0, 1.0))
     spread = [1.0, 1.0, 1.0, 1.3, 1.3, 1.3, 1.0, 1.3, 1.0, 1.3] * 2  # IQR 0.3, median 1.15: 26%
-    assert assess(*quiet, samples=spread)["reasons"] == [
-        "dispersion: IQR is 26% of the median"
-    ]
+    assert assess(*quiet, samples=spread)["reasons"] == ["dispersion: IQR is 26% of the median"]
     tight = [1.0, 1.1] * 10  # IQR 10%
     assert not assess(*quiet, samples=tight)["noisy"]
     assert assess(*quiet, samples=STEADY[:9])["reasons"] == ["samples: 9 < 10"]
@@ -72,9 +70,7 @@ def test_without_proc_stat_the_load_average_decides():
         return Reading(wall, load, None, None, None, 0.0, None)
 
     assert not assess(bare(0, 1.0), bare(1, 2.2))["noisy"]
-    assert assess(bare(0, 1.0), bare(1, 3.0))["reasons"] == [
-        "load: load average 3.0 on 2 cores"
-    ]
+    assert assess(bare(0, 1.0), bare(1, 3.0))["reasons"] == ["load: load average 3.0 on 2 cores"]
 
 
 def test_tiny_calls_are_batched_to_a_hundred_ticks():

@@ -86,7 +86,7 @@ def test_every_method_gets_per_round_ratios_to_the_baseline():
         assert other["value"]["interleaved"]["methods"] == ["autograd", "eig_dk"]
         assert "noise" in o and isinstance(o["noise"]["noisy"], bool)
     table = tables.build(timed, TableSpec(title="r", metric="time.fwd_bwd.ratio_to_baseline"))
-    ratios = dict(zip(table.frame.index.get_level_values(0), table.frame.iloc[:, 0]))
+    ratios = dict(zip(table.frame.index.get_level_values(0), table.frame.iloc[:, 0], strict=True))
     assert ratios["autograd"] == 1.0 and ratios["eig_dk"] > 0
 
 
