@@ -10,8 +10,12 @@ the normal runner, in two phases so the time budget goes where it matters:
 
 Decision rule: among methods whose forward and gradient errors are within the
 tolerance on both families and that produce no non-finite value on the
-stability probes, rank by median time (geometric mean over the sizes asked).
-Every excluded method gets its reason in one phrase.
+stability probes, rank by time: the methods are timed interleaved, round by
+round on the same inputs, and ranked by their paired ratio to the first of
+them (geometric mean over the sizes asked). When the first two are within
+noise (their paired ratio's interval includes 1, or it is within 5%, or a
+timing was flagged noisy) a note says so. Every excluded method gets its
+reason in one phrase.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from bench_cli import runner, spec
 from bench_cli.errors import UserError
+from bench_cli.metrics import noise
 
 
 @dataclass
@@ -169,10 +175,11 @@ def screen_suites(question: Question) -> dict[str, dict]:
 
 
 def time_suite(question: Question, methods: dict, budget_s: float) -> dict:
-    """The generated timing suite of the methods that passed screening."""
+    """The generated timing suite of the methods that passed screening: interleaved, with
+    the first of them as the baseline, so the ranking rests on paired per-round ratios."""
     modes = ["fwd_bwd"] if question.need_grad else ["fwd"]
-    metric = {"time": {"budget_s": budget_s, "modes": modes, "warmup": 1, "min_repeats": 3}}
-    return _suite(
+    metric = {"time": {"budget_s": budget_s, "modes": modes, "warmup": 1}}
+    suite = _suite(
         "advise-time",
         question,
         {
@@ -184,6 +191,38 @@ def time_suite(question: Question, methods: dict, budget_s: float) -> dict:
         methods,
         [metric],
     )
+    suite["baseline"] = next(iter(methods))
+    return suite
+
+
+# A ranking between two methods is claimed only when their paired per-round ratio differs
+# from 1 by at least this and its 95% interval excludes 1.
+MIN_RANK_EFFECT = 0.05
+
+
+def within_noise(first: dict, second: dict) -> str:
+    """A note when the measured order of two ranked methods is not established: their
+    per-round time ratio (same rounds, every size pooled) is within MIN_RANK_EFFECT of 1,
+    its bootstrap interval includes 1, or a timing was flagged noisy. "" otherwise."""
+    from bench_cli.compare import bootstrap_median_ratio
+
+    quotients: list[float] = []
+    for dim, a in first["rounds"].items():
+        b = second["rounds"].get(dim, [])
+        quotients += [x / y for x, y in zip(a, b, strict=False) if x > 0 and y > 0]
+    if not quotients:
+        return ""
+    ones = np.ones(len(quotients))
+    low, high = bootstrap_median_ratio(ones, np.asarray(quotients))
+    median = float(np.median(quotients))
+    noisy = first["noisy"] or second["noisy"]
+    if low <= 1 <= high or abs(median - 1) < MIN_RANK_EFFECT or noisy:
+        why = "timings flagged noisy; " if noisy else ""
+        return (
+            f"{first['method']} before {second['method']} is within noise ({why}paired "
+            f"time ratio {median:.3f}, 95% CI [{low:.3f}, {high:.3f}]): either will do"
+        )
+    return ""
 
 
 @dataclass
@@ -307,35 +346,54 @@ def advise(question: Question, reporter_factory=None, save_to: Path | None = Non
         advice.suites["time"], reporter_factory() if reporter_factory else None, save_to, advice
     )
     mode = "fwd_bwd" if question.need_grad else "fwd"
-    by_label: dict[str, dict[int, float]] = {}
+    by_label: dict[str, dict[int, dict[str, Any]]] = {}
     for record in advice.records["time"]:
         if record["status"] == "ok":
-            samples = sorted(record["value"][mode]["samples"])
-            by_label.setdefault(record["axes"]["method"], {})[record["axes"]["dim"]] = samples[
-                len(samples) // 2
-            ]
+            value = record["value"][mode]
+            samples = sorted(value["samples"])
+            ratios = noise.ratios_of(value)
+            by_label.setdefault(record["axes"]["method"], {})[record["axes"]["dim"]] = {
+                "time": samples[len(samples) // 2],
+                "ratio": float(np.median(ratios)) if ratios else None,
+                "samples": value["samples"],  # in round order: paired across methods
+                "noisy": noise.is_noisy(value),
+            }
         else:
             advice.excluded[record["axes"]["method"]] = f"timing {record['status']}"
-    for label, times in by_label.items():
-        if len(times) != len(question.dims) or label in advice.excluded:
+    for label, per_dim in by_label.items():
+        if len(per_dim) != len(question.dims) or label in advice.excluded:
             continue
         errors = {
             r["metric"]: r["value"] for r in advice.records["spd"] if r["axes"]["method"] == label
         }
+        ratios = [d["ratio"] for d in per_dim.values()]
         advice.ranking.append(
             {
                 "method": label,
-                "time_s": math.exp(sum(math.log(t) for t in times.values()) / len(times)),
-                "per_dim": times,
+                "time_s": _geomean([d["time"] for d in per_dim.values()]),
+                "per_dim": {dim: d["time"] for dim, d in per_dim.items()},
+                # Time relative to the timing suite's baseline, paired round by round.
+                "ratio": None if None in ratios else _geomean(ratios),
+                "rounds": {dim: d["samples"] for dim, d in per_dim.items()},
+                "noisy": any(d["noisy"] for d in per_dim.values()),
                 "forward_error": errors.get("forward_error"),
                 "grad_error": errors.get("grad_error"),
                 "exact": is_exact(configs[label]),
             }
         )
-    advice.ranking.sort(key=lambda row: row["time_s"])
+    paired = all(row["ratio"] is not None for row in advice.ranking)
+    advice.ranking.sort(key=lambda row: row["ratio"] if paired else row["time_s"])
+    if len(advice.ranking) > 1:
+        note = within_noise(advice.ranking[0], advice.ranking[1])
+        if note:
+            advice.notes.append(note)
     total = time.monotonic() - started
     advice.notes.append(f"advice took {total:.1f} s of a {question.budget_s:g} s budget")
     return advice
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def _config_of(params: dict) -> dict:

@@ -26,7 +26,9 @@ Verdicts by ``compare``:
   same other axes, here and in the source. ``holds`` when the measured
   speed-up is on the published side of 1 and within ``speedup_factor`` of
   the published one; ``direction holds, magnitude does not`` when only the
-  side agrees; ``reversed`` otherwise. measured ÷ published is shown.
+  side agrees; ``reversed`` otherwise. measured ÷ published is shown. When the
+  method's or the baseline's timing was flagged noisy (bench_cli.metrics.noise),
+  the row is ``inconclusive (noisy: <reason>)`` and not evidence either way.
 - ``count``: a measured integer (e.g. the terms svd_pi needs, from the
   ``terms_needed`` metric) must equal the published one.
 """
@@ -99,6 +101,14 @@ def value_verdict(
     return (f"differs ({measured / target:.3g}x)" if target else "differs"), FAILS
 
 
+def _noise(records, axes, path) -> list[str] | None:
+    """Why the timing a reference row reads was flagged noisy (None: it was not)."""
+    from bench_cli.tables import noise_reasons
+
+    found = [r for r in records if _matches(r, axes)]
+    return noise_reasons(found[-1], path) if found else None
+
+
 def speedup_verdict(measured: float, published: float, factor: float) -> tuple[str, str]:
     """A measured speed-up against the published one (both: baseline time / method time)."""
     ratio = measured / published
@@ -150,13 +160,15 @@ def verdicts(records: Sequence[Mapping[str, Any]], ref: ReferenceSpec) -> pd.Dat
                 verdict = (str(measured if isinstance(measured, str) else base_measured), FAILS)
             else:
                 row["measured_speedup"] = base_measured / measured
-                verdict = (
-                    ("baseline", NOT_EVIDENCE)
-                    if axes.get("method") == ref.baseline
-                    else speedup_verdict(
+                noisy = _noise(chosen, axes, path) or _noise(chosen, base_axes, path)
+                if axes.get("method") == ref.baseline:
+                    verdict = ("baseline", NOT_EVIDENCE)
+                elif noisy:
+                    verdict = (f"inconclusive (noisy: {noisy[0]})", NOT_EVIDENCE)
+                else:
+                    verdict = speedup_verdict(
                         row["measured_speedup"], published_speedup, ref.speedup_factor
                     )
-                )
         else:
             published = str(entry["value"])
             target = float(published)

@@ -91,3 +91,49 @@ def pytest_terminal_summary(terminalreporter):
         )
     total = sum(report.duration for report in _slurm_reports)
     terminalreporter.write_line(f"{len(_slurm_reports)} tests, {total:.0f} s in all")
+
+
+@pytest.fixture
+def fake_timing(monkeypatch):
+    """Replace the time metric's measurements by made-up ones: each method (by its
+    implementation name) takes the seconds it is given, 1 ms otherwise, in 10 samples
+    spread ±1%. Returns a setter for {impl: seconds} and {impl: noise reasons}, so
+    rankings and verdicts are tested on known times, under any machine load."""
+    from bench_cli.metrics import timing
+
+    seconds: dict[str, float] = {}
+    reasons: dict[str, list[str]] = {}
+
+    def value(probe, options, own=None):
+        own = own or [seconds.get(probe.method, 1e-3) * (1 + 0.01 * (i % 3 - 1)) for i in range(10)]
+        why = reasons.get(probe.method, [])
+        out = {"labels": {}, "input_sets": 1, "flush_l2_bytes": None, "peak_gflops": None}
+        for mode in options.modes:
+            out[mode] = {
+                "samples": own, "mode": mode, "clock": "fake", "warmup": 0, "flops": None,
+                "noise": {"noisy": bool(why), "reasons": why, "n": len(own)},
+            }  # fmt: skip
+        return out
+
+    def group(probes, options, names, baseline):
+        values = [value(p, options) for p in probes]
+        for v in values:
+            v["interleaved"] = {"methods": list(names), "baseline": None, "order": "fake"}
+        if baseline is not None:
+            for v in values:
+                for mode in options.modes:
+                    base = values[baseline][mode]["samples"]
+                    v[mode]["paired"] = {
+                        "baseline": names[baseline],
+                        "ratios": [a / b for a, b in zip(v[mode]["samples"], base, strict=True)],
+                    }
+        return values
+
+    monkeypatch.setattr(timing, "measure_time", value)
+    monkeypatch.setattr(timing, "measure_time_group", group)
+
+    def set_times(times: dict[str, float], noisy: dict[str, list[str]] | None = None) -> None:
+        seconds.update(times)
+        reasons.update(noisy or {})
+
+    return set_times

@@ -1,7 +1,5 @@
 """matbench advise: the decision rule, exclusions, budget, outputs, bad input."""
 
-import time
-
 import pytest
 
 from bench_cli import advise, spec
@@ -10,12 +8,12 @@ from tests.test_bad_input import _check_one_line
 
 
 @pytest.fixture
-def fakes(register_method):
-    """Two methods registered only here: an accurate but slow one, and a fast wrong one."""
+def fakes(register_method, fake_timing):
+    """Two methods registered only here: an accurate but slow one (30 ms per call on the
+    fake timer, 1 ms for the rest), and a fast wrong one."""
 
     def slowpoke(A, func, p=None):
-        """eig_dk plus 30 ms (test only)."""
-        time.sleep(0.03)
+        """eig_dk, timed at 30 ms (test only)."""
         return matfun.eig_dk_matrix_function(A, func, p)
 
     def sloppy(A, func, p=None):
@@ -24,6 +22,8 @@ def fakes(register_method):
 
     for fn in (slowpoke, sloppy):
         register_method(fn)
+    fake_timing({"slowpoke": 0.03})
+    return fake_timing
 
 
 def _question(**kw):
@@ -35,7 +35,7 @@ def test_slow_accurate_method_is_not_recommended_and_wrong_one_is_excluded(fakes
     result = advise.advise(_question())
     labels = [row["method"] for row in result.ranking]
     assert "slowpoke" in labels and labels[0] != "slowpoke"
-    # 30 ms of sleep against well under 1 ms for the exact methods at 4 x 8 x 8.
+    # 30 ms against 1 ms for every other method.
     assert labels.index("slowpoke") == len(labels) - 1
     assert "sloppy" not in labels
     assert (
@@ -46,10 +46,14 @@ def test_slow_accurate_method_is_not_recommended_and_wrong_one_is_excluded(fakes
     assert best["forward_error"] <= 1e-3 and best["grad_error"] <= 1e-3
 
 
-def test_ranking_follows_the_measured_times_not_a_list():
+def test_ranking_follows_the_measured_times_not_a_list(fake_timing):
+    # Made-up times in an order no list of methods has: the ranking must follow them.
+    times = {"newton_schulz": 0.5e-3, "eig_dk": 2e-3, "autograd": 4e-3, "mpa_lya": 1e-3}
+    fake_timing(times)
     result = advise.advise(_question(tolerance=0.5, dims=[16]))
-    times = [row["time_s"] for row in result.ranking]
-    assert times == sorted(times)
+    ranked = [row["method"] for row in result.ranking]
+    known = [m for m in ranked if m.split("[")[0] in times]
+    assert known == sorted(known, key=lambda m: times[m.split("[")[0]])
     # Each rank's time is the median of that method's own timing record.
     for row in result.ranking:
         (record,) = [r for r in result.records["time"] if r["axes"]["method"] == row["method"]]
@@ -57,6 +61,27 @@ def test_ranking_follows_the_measured_times_not_a_list():
         assert row["time_s"] == pytest.approx(samples[len(samples) // 2], rel=1e-12)
     # At 0.5 some approximations qualify and compete on time.
     assert any(not row["exact"] for row in result.ranking)
+    # The timing suite is paired: every method against its baseline, round by round.
+    assert result.suites["time"]["baseline"] in result.suites["time"]["methods"]
+    assert all(row["ratio"] is not None for row in result.ranking)
+
+
+def test_a_ranking_within_noise_says_so(fakes):
+    # slowpoke 30 ms, the rest 1 ms: the first two tie, so the order between them is noise.
+    result = advise.advise(_question())
+    first, second = result.ranking[0]["method"], result.ranking[1]["method"]
+    assert any(n.startswith(f"{first} before {second} is within noise") for n in result.notes)
+
+
+def test_a_clear_ranking_is_not_called_noise(fakes):
+    fakes({"eig_dk": 0.2e-3})  # 5x faster than the next method
+    result = advise.advise(_question())
+    assert result.ranking[0]["method"] == "eig_dk"
+    assert not any("within noise" in note for note in result.notes)
+    # The same times flagged noisy: the order is no longer claimed.
+    fakes({}, {"eig_dk": ["load: other processes used 1.9 of 2 cores"]})
+    result = advise.advise(_question())
+    assert any("within noise (timings flagged noisy" in note for note in result.notes)
 
 
 def test_short_budget_uses_fewer_settings_and_says_so():

@@ -151,6 +151,24 @@ def test_speedup_verdicts_compare_magnitudes_not_only_directions():
     ]
 
 
+def test_a_noisy_timing_makes_a_speedup_inconclusive():
+    def timed(seconds, reasons=()):
+        noise = {"noisy": bool(reasons), "reasons": list(reasons)}
+        return {"fwd_bwd": {"samples": [seconds] * 10, "noise": noise}}
+
+    entries = [{"method": "base", "value": "10"}, {"method": "fast", "value": "1"}]
+    ref = _ref(compare="speedup", baseline="base", metric="time.fwd_bwd.median", entries=entries)
+    quiet = _records({"base": timed(10.0), "fast": timed(1.0)}, "time")
+    assert reproduce.verdicts(quiet, ref)["outcome"][1] == reproduce.REPRODUCES
+    load = "load: other processes used 1.9 of 2 cores"
+    for noisy in ("base", "fast"):  # either side noisy: neither holds nor reversed
+        values = {"base": timed(10.0), "fast": timed(1.0)}
+        values[noisy] = timed(values[noisy]["fwd_bwd"]["samples"][0], [load])
+        frame = reproduce.verdicts(_records(values, "time"), ref)
+        assert frame["verdict"][1] == f"inconclusive (noisy: {load})"
+        assert frame["outcome"][1] == reproduce.NOT_EVIDENCE
+
+
 def test_bound_and_count_verdicts_fail_on_wrong_measurements():
     bound = _ref(compare="bound", entries=[{"method": "a", "max": 1e-6}])
     assert reproduce.verdicts(_records({"a": 1e-8}), bound)["verdict"][0] == "within bound"
