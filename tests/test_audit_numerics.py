@@ -79,11 +79,13 @@ def test_lyapunov_backward_converges_by_default(method):
     assert np.abs(short.numpy() - reference).max() > 1e-3
 
 
-def test_mpa_flops_count_both_horner_passes():
-    # Two polynomials of degree n by Horner: 2n products of 2d³ each, plus the LU solve.
+def test_mpa_flops_count_the_shared_powers():
+    # Two polynomials of degree n sharing Z², ..., Zⁿ: n − 1 products of 2d³, plus the LU
+    # solve; the backward's sign steps take 5 products each.
     d, degree = 16, 5
-    forward, _ = method_flops("mpa_lya", d, {"degree": degree, "lya_iters": 8})
-    assert forward == 2 * degree * 2 * d**3 + 8 * d**3 / 3
+    forward, backward = method_flops("mpa_lya", d, {"degree": degree, "lya_iters": 8})
+    assert forward == (degree - 1) * 2 * d**3 + 8 * d**3 / 3
+    assert backward == 8 * 5 * 2 * d**3
 
 
 def test_adaptive_backward_has_no_flop_model_rather_than_a_guess():

@@ -36,6 +36,7 @@ from typing import Literal
 
 import torch
 
+from bench_cli.layers import cpu_batch
 from bench_cli.layers._checks import check_square_batch, sym
 from bench_cli.layers.declare import (
     EIGH,
@@ -271,7 +272,8 @@ class _DaleckiiKrein(torch.autograd.Function):
 
     @staticmethod
     def forward(A, func, p, nonpositive, eps):
-        twice, eigvecs = torch.linalg.eigh(A + A.mT)  # eigenpairs of 2·sym(A), exactly
+        # Eigenpairs of 2·sym(A), exactly; a CPU batch of small matrices over every core.
+        twice, eigvecs = cpu_batch.eigh(A + A.mT)
         eigvals = 0.5 * twice
         inside = domain(eigvals, func, p, nonpositive, eps)
         return _rebuild(eigvecs, scalar_function(func, p)(inside)), eigvals, eigvecs, inside

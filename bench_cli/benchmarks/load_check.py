@@ -1,0 +1,152 @@
+"""Does compare stay honest on a loaded machine, and still see a real slowdown?
+
+Three runs of a suite (default: the bundled throughput.yaml), one after another:
+
+- ``quiet``:   nothing else running;
+- ``loaded``:  one busy process per core (pure Python spin loops) during the run;
+- ``slowed``:  the same load, and one method (default ``ns``, newton_schulz) made
+               3x slower: a plugin sleeps twice that method's own forward+backward
+               time in every forward call (calibrated per shape, under the same load).
+
+Then ``compare quiet loaded`` and ``compare quiet slowed``, counting verdicts by
+row kind (raw time, paired ratio, accuracy). What should hold: quiet vs loaded
+gives ``~`` or ``?`` on every time row, never faster or slower; quiet vs slowed
+flags the slowed method alone.
+
+    python -m bench_cli.benchmarks.load_check [--suite throughput] [--method ns] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+SLOWDOWN_PLUGIN = '''
+"""Makes newton_schulz 3x slower in forward+backward (load_check only)."""
+import dataclasses
+import time
+
+import torch
+
+from bench_cli import registry
+
+layer = registry.LAYERS["matrix_function"]
+original = layer.methods["newton_schulz"]
+cost = {}
+
+
+def _fwd_bwd_seconds(A, func, p, options):
+    X = A.detach().clone().requires_grad_(True)
+    def once():
+        out = original.fn(X, func, p, **options)
+        torch.autograd.grad(out, X, torch.ones_like(out))
+    for _ in range(3):
+        once()
+    start = time.perf_counter()
+    for _ in range(5):
+        once()
+    return (time.perf_counter() - start) / 5
+
+
+def slowed(A, func, p=None, **options):
+    key = (tuple(A.shape), A.dtype, func, p, tuple(sorted(options.items())))
+    if key not in cost:
+        cost[key] = _fwd_bwd_seconds(A, func, p, options)
+    time.sleep(2 * cost[key])
+    return original.fn(A, func, p, **options)
+
+
+layer.methods["newton_schulz"] = dataclasses.replace(original, fn=slowed)
+'''
+
+
+def _matbench(*args: str, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench_cli", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"matbench {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def _loaded(run):
+    """Run ``run()`` while one busy process per core spins."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        return run()
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def verdict_counts(a: Path, b: Path) -> dict[str, Counter]:
+    """Verdicts of compare a b, by row kind."""
+    from bench_cli import compare, store
+
+    result = compare.compare_runs(store.RunFolder(a), store.RunFolder(b))
+    out: dict[str, Counter] = {}
+    for row in result.rows:
+        kind = (
+            "paired ratio"
+            if "ratio_to_" in row.metric
+            else ("raw time" if row.metric.startswith("time") else "accuracy")
+        )
+        out.setdefault(kind, Counter())[row.verdict] += 1
+    return out
+
+
+def flagged(a: Path, b: Path) -> list[str]:
+    from bench_cli import compare, store
+
+    result = compare.compare_runs(store.RunFolder(a), store.RunFolder(b))
+    return sorted(
+        {
+            f"{row.method} ({row.metric}: {row.verdict})"
+            for row in result.rows
+            if row.verdict in ("faster", "slower")
+        }
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", default="throughput")
+    parser.add_argument("--out", type=Path, default=None, help="keep the three runs here")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="matbench-load-check-"))
+    out.mkdir(parents=True, exist_ok=True)
+    plugin_dir = Path(tempfile.mkdtemp(prefix="matbench-slowdown-"))
+    (plugin_dir / "matbench_slowdown.py").write_text(SLOWDOWN_PLUGIN)
+    paths = [str(plugin_dir), os.environ.get("PYTHONPATH", "")]
+    slowdown = {
+        "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+        "MATBENCH_PLUGINS": "matbench_slowdown",
+    }
+    runs = {name: out / name for name in ("quiet", "loaded", "slowed")}
+    print(f"runs under {out}", file=sys.stderr)
+    _matbench("run", args.suite, "--out", str(runs["quiet"]))
+    _loaded(lambda: _matbench("run", args.suite, "--out", str(runs["loaded"])))
+    _loaded(lambda: _matbench("run", args.suite, "--out", str(runs["slowed"]), env=slowdown))
+    for b in ("loaded", "slowed"):
+        print(f"\ncompare quiet {b}:")
+        for kind, counts in verdict_counts(runs["quiet"], runs[b]).items():
+            shown = ", ".join(f"{verdict} {n}" for verdict, n in sorted(counts.items()))
+            print(f"  {kind}: {shown}")
+        print(f"  flagged faster/slower: {', '.join(flagged(runs['quiet'], runs[b])) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
