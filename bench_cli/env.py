@@ -142,6 +142,7 @@ def collect() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "blas_lapack": lapack_backend(),
         "matbench": bench_cli.__version__,
         "git": git_commit(),

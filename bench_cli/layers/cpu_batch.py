@@ -5,12 +5,18 @@ torch's CPU ``linalg.eigh`` walks a batch one matrix at a time, each a LAPACK
 2-core machine a 64×48×48 batch keeps one core busy. :func:`eigh` splits such a
 batch into one slice per intra-op thread and decomposes the slices at once
 from a small thread pool (torch releases the GIL inside the call); each slice
-is still an ordinary ``torch.linalg.eigh`` run with the caller's intra-op
-thread count, so LAPACK computes every matrix exactly as the unsplit call does
-and every eigenpair is bit-identical to it (tests/test_cpu_batch.py checks it).
-MKL's ``syevd`` threads its reduction from about d = 88 on; the result then
-depends on the thread count, which is why the slices keep the caller's, and
-why large matrices are left to LAPACK's own threads.
+is still an ordinary ``torch.linalg.eigh``, and every eigenpair is
+bit-identical to the unsplit call's (tests/test_cpu_batch.py checks it):
+
+- up to d = ``ONE_THREAD_MAX_DIM`` each slice runs on one intra-op thread, so
+  no more threads run than cores: LAPACK does not thread ``syevd`` at these
+  sizes (MKL starts to from about d = 88, and its result then depends on the
+  thread count), so one thread computes the caller's bits;
+- above it each slice keeps the caller's thread count, so LAPACK takes the
+  same path as the unsplit call, at the cost of more threads than cores.
+
+:func:`map_slices` runs any per-matrix function the same way, so a layer can
+do its elementwise work before and after the decomposition in the slices too.
 
 When it splits (README, "Every core for batched CPU eigh"): on the CPU, with at
 least two intra-op threads, at least ``MIN_PER_THREAD`` matrices per thread and
@@ -22,19 +28,21 @@ turns splitting off.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 
 MAX_DIM = 512  # larger matrices: LAPACK's own threading already uses the cores
 MIN_PER_THREAD = 2  # fewer matrices per thread: the pool's overhead is not repaid
+ONE_THREAD_MAX_DIM = 64  # slices of matrices up to this size run on one intra-op thread
 
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_shape = (0, 0)  # (threads in the pool, intra-op threads each)
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pool threads, intra-op threads each)
 
 
 _forced: bool | None = None
@@ -71,40 +79,64 @@ def slices_for(A: torch.Tensor) -> int:
 
 
 def _executor(size: int, threads: int) -> ThreadPoolExecutor:
-    """The pool, each of its threads set to ``threads`` intra-op threads (OpenMP and MKL
-    settings are per thread); made or remade here, called under ``_lock``."""
-    global _pool, _pool_shape
-    if _pool is None or _pool_shape != (size, threads):
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(
+    """A pool of ``size`` threads, each set to ``threads`` intra-op threads, all started
+    here; called under ``_lock``."""
+    if (size, threads) not in _pools:
+        caller = torch.get_num_threads()
+        pool = ThreadPoolExecutor(
             max_workers=size,
             thread_name_prefix="matbench-eigh",
             initializer=torch.set_num_threads,
             initargs=(threads,),
         )
-        _pool_shape = (size, threads)
-    return _pool
+        barrier = threading.Barrier(size)
+        list(pool.map(lambda _: barrier.wait(), range(size)))  # every thread set up now
+        # torch.set_num_threads in a pool thread also changes settings the caller reads
+        # (torch's process-wide default; MKL's): put the caller's back.
+        torch.set_num_threads(caller)
+        _pools[(size, threads)] = pool
+    return _pools[(size, threads)]
 
 
-def _one_slice(chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.no_grad():  # grad mode is per thread: the pool's threads start with it on
-        return torch.linalg.eigh(chunk)
+def map_slices(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` for a function that treats each matrix of a batch alone: every tensor
+    argument with the first one's batch dimensions is cut into the same slices (others
+    are passed whole), and fn returns a tensor or a tuple of tensors with those batch
+    dimensions in front. On a CPU batch of small matrices the slices run in parallel (see
+    the module docstring), without autograd; otherwise it is one call."""
+    A = args[0]
+    slices = slices_for(A)
+    if slices <= 1:  # called from custom autograd functions: grad mode is already off
+        return fn(*args)
+    batch = A.shape[:-2]
+    size = math.prod(batch)
+
+    def cut(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.shape[: len(batch)] == batch and x.dim() > len(batch):
+            return x.detach().reshape(size, *x.shape[len(batch) :]).tensor_split(slices)
+        return [x] * slices
+
+    columns = [cut(x) for x in args]
+    threads = torch.get_num_threads()
+    each = 1 if A.shape[-1] <= ONE_THREAD_MAX_DIM else threads
+
+    def one(i: int) -> Any:
+        with torch.no_grad():  # grad mode is per thread: the pool's threads start with it on
+            return fn(*(column[i] for column in columns))
+
+    with _lock:  # one split at a time, sharing the pools
+        parts = list(_executor(slices, each).map(one, range(slices)))
+
+    def joined(pieces: list[torch.Tensor]) -> torch.Tensor:
+        whole = torch.cat(pieces)
+        return whole.reshape(*batch, *whole.shape[1:])
+
+    if isinstance(parts[0], tuple):
+        return tuple(joined([p[i] for p in parts]) for i in range(len(parts[0])))
+    return joined(parts)
 
 
 def eigh(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.linalg.eigh(A)`` without autograd (for custom backwards), with a CPU batch
     of small matrices decomposed in parallel slices (see the module docstring)."""
-    slices = slices_for(A)
-    if slices <= 1:
-        with torch.no_grad():
-            return torch.linalg.eigh(A)
-    dim = A.shape[-1]
-    flat = A.detach().reshape(-1, dim, dim)
-    chunks = flat.tensor_split(slices)
-    threads = torch.get_num_threads()
-    with _lock:  # one split at a time, sharing the pool
-        parts = list(_executor(slices, threads).map(_one_slice, chunks))
-    eigvals = torch.cat([p[0] for p in parts]).reshape(A.shape[:-1])
-    eigvecs = torch.cat([p[1] for p in parts]).reshape(A.shape)
-    return eigvals, eigvecs
+    return map_slices(torch.linalg.eigh, A)
