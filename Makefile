@@ -7,7 +7,8 @@ TORCH_SPEC ?= torch
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test smoke lint bench-layers bench-approx clean-venv slurm-up slurm-down gpu-check
+.PHONY: test test-loaded smoke lint bench-layers bench-approx bench-peer load-check clean-venv \
+	slurm-up slurm-down gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +22,25 @@ test: $(STAMP)
 smoke: $(STAMP)
 	$(BIN)/matbench run suites/smoke.yaml
 
-# eig_dk vs autograd vs its lower bound, printed as ratios (about 30 s).
+# The whole suite with a busy process on every core: no test may depend on the machine's speed.
+test-loaded: $(STAMP)
+	bash .ci/with-load.sh $(BIN)/python -m pytest -q
+
+# eig_dk (batched eigh split over the cores, and unsplit) vs torch autograd vs a lower bound,
+# printed as ratios at 64x48, 1x64, 32x64, 32x128 and 32x256, float32 (about 70 s); then the
+# same with OpenMP's passive waiting, which frees the cores torch's own threads spin on.
 bench-layers: $(STAMP)
 	$(BIN)/python -m bench_cli.benchmarks.eig_dk_overhead
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m bench_cli.benchmarks.eig_dk_overhead
+
+# mpa_lya vs the reference MPA_Lya (FastDifferentiableMatSqrt), imported at run time from
+# PEER=path/to/torch_utils.py: speed ratios with forward and gradient errors beside them.
+bench-peer: $(STAMP)
+	$(BIN)/python -m bench_cli.benchmarks.mpa_lya_peer --peer "$(PEER)"
+
+# throughput.yaml quiet, loaded, and loaded with one method 3x slower; compare's verdicts.
+load-check: $(STAMP)
+	$(BIN)/python -m bench_cli.benchmarks.load_check
 
 # newton_schulz vs the same number of plain batched matmuls (about 80 s).
 bench-approx: $(STAMP)
