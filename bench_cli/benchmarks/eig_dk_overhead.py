@@ -4,7 +4,8 @@ matrix_function(log) forward+backward, float32, at batch×d 64×48, 1×64, 32×6
 32×128 and 32×256 (``--sizes``):
 
 - ``eig_dk``   the Daleckii–Krein method (one eigh, 1 matmul forward, 4 backward),
-               its eigh split over the cores on a CPU batch (bench_cli.layers.cpu_batch);
+               its eigh split over the cores on a CPU batch where the rule of
+               bench_cli.layers.cpu_batch says so (the ``slices`` column);
 - ``eig_dk_1`` the same with splitting off: torch's own batched eigh;
 - ``autograd`` torch.linalg.eigh composed, torch's backward;
 - ``bound``    a lower bound of the unsplit method: one batched eigh plus five
@@ -20,7 +21,9 @@ ratios, and the medians of those ratios are reported with their IQR.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +37,11 @@ from bench_cli.store import utc_stamp
 
 
 def variants(A: torch.Tensor, grad_out: torch.Tensor):
-    def through(method, split=True):
+    def through(method, split=None):
         def run():
             X = A.detach().requires_grad_(True)
-            with cpu_batch.splitting(split):
+            rule = contextlib.nullcontext()
+            with cpu_batch.splitting(split) if split is not None else rule:
                 out = matrix_function(X, "log", method, check_finite=False)
                 torch.autograd.grad(out, X, grad_out)
 
@@ -90,7 +94,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     info = env.collect()
     rows = []
-    print(f"{info['cpu_model']}, {info['torch_threads']} threads, torch {info['torch']}, float32")
+    policy = os.environ.get("OMP_WAIT_POLICY", "(unset)")
+    print(
+        f"{info['cpu_model']}, {info['torch_threads']} threads, torch {info['torch']}, "
+        f"float32, OMP_WAIT_POLICY={policy}"
+    )
     print(
         f"{'batch x d':>10} {'slices':>6} {'rounds':>6} {'eig_dk':>9} {'autograd':>9} "
         f"{'eig_dk/autograd':>16} {'unsplit/autograd':>17} {'split/unsplit':>14} "

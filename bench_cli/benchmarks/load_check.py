@@ -124,10 +124,16 @@ def flagged(a: Path, b: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="throughput")
-    parser.add_argument("--out", type=Path, default=None, help="keep the three runs here")
+    parser.add_argument(
+        "--out", type=Path, default=Path("results/benchmarks/load_check"),
+        help="the three runs go to OUT/<time>_<machine>/{quiet,loaded,slowed}",
+    )  # fmt: skip
     args = parser.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="matbench-load-check-"))
-    out.mkdir(parents=True, exist_ok=True)
+    from bench_cli import env
+    from bench_cli.store import utc_stamp
+
+    out = args.out / f"{utc_stamp()}_{env.collect()['machine_key']}"
+    out.mkdir(parents=True, exist_ok=False)
     plugin_dir = Path(tempfile.mkdtemp(prefix="matbench-slowdown-"))
     (plugin_dir / "matbench_slowdown.py").write_text(SLOWDOWN_PLUGIN)
     paths = [str(plugin_dir), os.environ.get("PYTHONPATH", "")]

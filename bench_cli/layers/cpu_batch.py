@@ -8,26 +8,32 @@ from a small thread pool (torch releases the GIL inside the call); each slice
 is still an ordinary ``torch.linalg.eigh``, and every eigenpair is
 bit-identical to the unsplit call's (tests/test_cpu_batch.py checks it):
 
-- up to d = ``ONE_THREAD_MAX_DIM`` each slice runs on one intra-op thread, so
-  no more threads run than cores: LAPACK does not thread ``syevd`` at these
-  sizes (MKL starts to from about d = 88, and its result then depends on the
-  thread count), so one thread computes the caller's bits;
-- above it each slice keeps the caller's thread count, so LAPACK takes the
-  same path as the unsplit call, at the cost of more threads than cores.
+- each slice runs on one intra-op thread, so no more threads run than cores;
+- LAPACK does not thread ``syevd`` up to d = ``MAX_DIM`` (MKL starts to from
+  about d = 88, and its result then depends on the thread count), so one
+  thread computes the caller's bits there, and larger matrices are not split.
+  (Slices of larger matrices on the caller's thread count were tried: each
+  pool thread then leads an OpenMP team of its own, and MKL's LU in the
+  caller's nested parallel region once spun forever beside them.)
 
 :func:`map_slices` runs any per-matrix function the same way, so a layer can
 do its elementwise work before and after the decomposition in the slices too.
 
 When it splits (README, "Every core for batched CPU eigh"): on the CPU, with at
 least two intra-op threads, at least ``MIN_PER_THREAD`` matrices per thread and
-matrices of at most ``MAX_DIM`` rows; otherwise torch's own call runs. The bound
-comes from ``make bench-layers`` on the 2-core VM. ``MATBENCH_CPU_SPLIT=0``
-turns splitting off.
+matrices of at most ``MAX_DIM`` rows, and only when OpenMP waits passively
+(``OMP_WAIT_POLICY=passive``); otherwise torch's own call runs. With OpenMP's
+default, the caller's OpenMP threads keep spinning on the cores after each
+parallel region, and ``make bench-layers`` measured the split at 0.99-1.17x
+of torch's call in eig_dk (never faster); with passive waiting, 0.63-0.66x.
+``MATBENCH_CPU_SPLIT=1`` or ``0`` forces it on or off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import math
 import os
 import threading
@@ -37,22 +43,27 @@ from typing import Any
 
 import torch
 
-MAX_DIM = 512  # larger matrices: LAPACK's own threading already uses the cores
+# Larger matrices are left to torch's own call: LAPACK threads their decomposition itself,
+# and a slice on one thread would change the bits (see below).
+MAX_DIM = 64
 MIN_PER_THREAD = 2  # fewer matrices per thread: the pool's overhead is not repaid
-ONE_THREAD_MAX_DIM = 64  # slices of matrices up to this size run on one intra-op thread
 
 _lock = threading.Lock()
-_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pool threads, intra-op threads each)
+_pools: dict[int, ThreadPoolExecutor] = {}  # by size
 
 
 _forced: bool | None = None
 
 
 def enabled() -> bool:
-    """Whether splitting is on (MATBENCH_CPU_SPLIT=0 turns it off; ``splitting`` overrides)."""
+    """Whether splitting is on: MATBENCH_CPU_SPLIT=1 or 0 says so; unset, only under
+    OMP_WAIT_POLICY=passive (see the module docstring); ``splitting`` overrides both."""
     if _forced is not None:
         return _forced
-    return os.environ.get("MATBENCH_CPU_SPLIT", "1") != "0"
+    chosen = os.environ.get("MATBENCH_CPU_SPLIT", "")
+    if chosen in ("0", "1"):
+        return chosen == "1"
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive"
 
 
 @contextlib.contextmanager
@@ -66,36 +77,58 @@ def splitting(on: bool) -> Iterator[None]:
         _forced = before
 
 
+def caller_threads() -> int:
+    """The caller's intra-op thread count (tests replace it, never torch.set_num_threads)."""
+    return torch.get_num_threads()
+
+
 def slices_for(A: torch.Tensor) -> int:
     """How many slices :func:`eigh` cuts the batch of ``A`` into (1: no split)."""
     if not enabled() or A.device.type != "cpu" or A.dim() < 3:
         return 1
     dim = A.shape[-1]
     batch = A.numel() // max(dim * dim, 1)
-    threads = torch.get_num_threads()
+    threads = caller_threads()
     if threads < 2 or dim > MAX_DIM or batch < MIN_PER_THREAD * 2:
         return 1
     return min(threads, batch // MIN_PER_THREAD)
 
 
-def _executor(size: int, threads: int) -> ThreadPoolExecutor:
-    """A pool of ``size`` threads, each set to ``threads`` intra-op threads, all started
-    here; called under ``_lock``."""
-    if (size, threads) not in _pools:
-        caller = torch.get_num_threads()
-        pool = ThreadPoolExecutor(
-            max_workers=size,
-            thread_name_prefix="matbench-eigh",
-            initializer=torch.set_num_threads,
-            initargs=(threads,),
+@functools.cache
+def _omp_set_num_threads() -> Callable[[int], Any] | None:
+    """The OpenMP runtime torch loaded (its own omp_set_num_threads, which sets the calling
+    thread's count only), or None where there is none to find."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "libgomp" in line or "libomp" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            return ctypes.CDLL(path).omp_set_num_threads
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _one_intra_op_thread() -> None:
+    """A pool thread's set-up: its own OpenMP thread count 1, so its eigh neither threads
+    nor oversubscribes. Never torch.set_num_threads: that also sets MKL's process-wide
+    dynamic-threads flag off, after which torch 2.13's batched LU in nested parallel regions
+    spins forever (a 32x256x256 solve hung in tests)."""
+    torch.get_num_threads()  # torch's per-thread set-up first, which would reset the count
+    setter = _omp_set_num_threads()
+    if setter is not None:
+        setter(1)
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    """A pool of ``size`` threads, each on one intra-op thread; called under ``_lock``."""
+    if size not in _pools:
+        _pools[size] = ThreadPoolExecutor(
+            max_workers=size, thread_name_prefix="matbench-eigh", initializer=_one_intra_op_thread
         )
-        barrier = threading.Barrier(size)
-        list(pool.map(lambda _: barrier.wait(), range(size)))  # every thread set up now
-        # torch.set_num_threads in a pool thread also changes settings the caller reads
-        # (torch's process-wide default; MKL's): put the caller's back.
-        torch.set_num_threads(caller)
-        _pools[(size, threads)] = pool
-    return _pools[(size, threads)]
+    return _pools[size]
 
 
 def map_slices(fn: Callable[..., Any], *args: Any) -> Any:
@@ -117,15 +150,13 @@ def map_slices(fn: Callable[..., Any], *args: Any) -> Any:
         return [x] * slices
 
     columns = [cut(x) for x in args]
-    threads = torch.get_num_threads()
-    each = 1 if A.shape[-1] <= ONE_THREAD_MAX_DIM else threads
 
     def one(i: int) -> Any:
         with torch.no_grad():  # grad mode is per thread: the pool's threads start with it on
             return fn(*(column[i] for column in columns))
 
     with _lock:  # one split at a time, sharing the pools
-        parts = list(_executor(slices, each).map(one, range(slices)))
+        parts = list(_executor(slices).map(one, range(slices)))
 
     def joined(pieces: list[torch.Tensor]) -> torch.Tensor:
         whole = torch.cat(pieces)
