@@ -14,10 +14,12 @@ first, A:
   since a loaded machine shifts raw times by an unknown factor.
 - **paired ratios**: records of a suite with a ``baseline:`` carry per-round
   ratios to it, measured interleaved on the same machine at the same moments;
-  a second row compares those (``time.<mode>.ratio_to_baseline``). Load cancels
-  in them, so a noisy record does not make them ``?`` outright: their noise
-  floor is the larger IQR/median of the ratios, raised to ``LOADED_FLOOR`` when
-  either side was measured under load.
+  a second row compares those (``time.<mode>.ratio_to_baseline``). Drift
+  within a run cancels in them, so their floor is only their own dispersion.
+  Load does not cancel: methods slow down by different factors under it (a
+  ratio moved 2.9x between a quiet and a loaded run of throughput.yaml on 2
+  cores), so a paired row with a load, steal or sample-count reason on either
+  side is ``?`` too.
 - **speed-up view** (``baseline``): each run's times are first divided by the
   baseline method's median under the same other axes in that same run, so
   machines compare by speed-ups, not raw times.
@@ -47,11 +49,6 @@ from bench_cli.metrics import noise
 from bench_cli.store import RunFolder
 from bench_cli.tables import format_cell, format_number, metric_value
 
-# Under load, methods bound by different kernels slow down by different factors, so even
-# paired ratios move: up to 1.3x between an idle and a loaded run of throughput.yaml on a
-# 2-core machine (README, "Noise fields"). A paired change is claimed under load only
-# beyond this.
-LOADED_FLOOR = 0.5
 INCONCLUSIVE = "?"
 
 ACCURACY_VIEWS = {
@@ -174,11 +171,11 @@ def _dispersion(samples: np.ndarray) -> float:
 
 def _timing_row(
     label: str, method: str, metric: str, sa: np.ndarray, sb: np.ndarray, *,
-    min_effect: float, noisy: bool, floor_at_least: float, note: str, why: str,
+    min_effect: float, noisy: bool, note: str, why: str,
 ) -> Row:  # fmt: skip
     ratio = float(np.median(sb) / np.median(sa))
     low, high = bootstrap_median_ratio(sa, sb)
-    floor = max(_dispersion(sa), _dispersion(sb), floor_at_least)
+    floor = max(_dispersion(sa), _dispersion(sb))
     verdict = _time_verdict(ratio, low, high, min_effect, floor, noisy)
     if verdict == INCONCLUSIVE:
         reason = why or f"within the noise floor ±{floor:.0%}"
@@ -349,12 +346,12 @@ def compare_runs(
             where = f"A on {machine_of(ra, meta_a)}, B on {machine_of(rb, meta_b)}"
             ratios = _paired_ratios(va, vb)
             noisy = noise.is_noisy(va) or noise.is_noisy(vb)
-            floor_at_least, why = 0.0, _noise_why(va, vb)
+            why = _noise_why(va, vb)
             if baseline and ratios and ratios[2] == baseline:  # measured paired: use that
                 sa, sb = ratios[0], ratios[1]
                 note = f"relative to {baseline}, paired rounds"
                 why = _noise_why(va, vb, paired=True)
-                noisy, floor_at_least = False, LOADED_FLOOR if why else 0.0
+                noisy = bool(why)
             elif baseline:
                 wa, wb = base_a.get(_without_method(ra)), base_b.get(_without_method(rb))
                 if wa is None or wb is None:
@@ -364,7 +361,7 @@ def compare_runs(
                 note = f"{note}; {where}" if note else where
             row = _timing_row(
                 label, method, f"time.{mode}", sa, sb, min_effect=min_effect, noisy=noisy,
-                floor_at_least=floor_at_least, note=note, why=why,
+                note=note, why=why,
             )  # fmt: skip
             result.rows.append(row)
             log_ratios.setdefault(method, []).append(math.log(row.ratio or 1.0))
@@ -378,8 +375,7 @@ def compare_runs(
                         ratios[0],
                         ratios[1],
                         min_effect=min_effect,
-                        noisy=False,
-                        floor_at_least=LOADED_FLOOR if why else 0.0,
+                        noisy=bool(why),
                         note=(where if several else ""),
                         why=why,
                     )  # fmt: skip
@@ -424,7 +420,7 @@ def compare_many(folders: Sequence[RunFolder], **options) -> list[Comparison]:
 def _cell(value, metric: str, relative: bool) -> str:
     if isinstance(value, str):
         return value
-    if metric.startswith("time") and not relative:
+    if metric.startswith("time") and not relative and ".ratio_to_" not in metric:
         return format_cell(value, "ms", 1e3)
     return format_number(value, "")
 

@@ -155,36 +155,33 @@ def test_a_change_within_the_noise_floor_is_inconclusive(cli, write_suite, tmp_p
     assert _time_verdicts(beyond)["victim"] == "slower"
 
 
-def test_paired_ratios_single_out_the_slowed_method_under_load(cli, write_suite, tmp_path, victim):
+def test_paired_ratios_claim_only_between_load_free_runs(cli, write_suite, tmp_path, victim):
     assert cli("run", write_suite(SUITE), "--out", "real").exit_code == 0
     real, load = tmp_path / "real", ("load: other processes used 1.8 of 2 cores",)
     _copy_run(real, tmp_path / "quiet", _change({
         "dk": _steady(1.0, ratios=1.0), "ag": _steady(1.0, ratios=1.0),
         "victim": _steady(1.0, ratios=1.0),
     }))  # fmt: skip
-    # Loaded: raw times 2x for all, the victim 6x; its ratio to ag 3x, dk's moved 1.2x.
+    # Quiet again, the victim 3x slower: its ratio to ag triples, and it alone is flagged.
+    _copy_run(real, tmp_path / "slowed", _change({
+        "dk": _steady(1.0, ratios=1.0), "ag": _steady(1.0, ratios=1.0),
+        "victim": _steady(3.0, ratios=3.0),
+    }))  # fmt: skip
+    quiet = store.RunFolder(tmp_path / "quiet")
+    result = compare.compare_runs(quiet, store.RunFolder(tmp_path / "slowed"))
+    paired = {k[1]: v for k, v in _verdicts(result).items() if k[2].endswith("ratio_to_ag")}
+    assert paired == {"victim": "slower", "dk": "~"}
+    # Loaded: load moves ratios too (a 2.9x shift was measured), so neither the victim's
+    # 3x nor dk's 1.2x is claimed; raw times are inconclusive as well.
     _copy_run(real, tmp_path / "loaded", _change({
         "dk": _steady(2.4, reasons=load, ratios=1.2), "ag": _steady(2.0, reasons=load,
         ratios=1.0), "victim": _steady(6.0, reasons=load, ratios=3.0),
     }))  # fmt: skip
-    result = compare.compare_runs(
-        store.RunFolder(tmp_path / "quiet"), store.RunFolder(tmp_path / "loaded")
-    )
-    raw = _time_verdicts(result)
-    assert set(raw.values()) == {"?"}  # raw times under load: inconclusive, all of them
+    result = compare.compare_runs(quiet, store.RunFolder(tmp_path / "loaded"))
+    assert set(_time_verdicts(result).values()) == {"?"}
     paired = {k[1]: v for k, v in _verdicts(result).items() if k[2].endswith("ratio_to_ag")}
-    # The victim alone is flagged; dk's 1.2x under load is within the loaded floor (50%).
-    assert paired == {"victim": "slower", "dk": "?"}
-    # Quiet on both sides, the same 1.2x is a claim.
-    _copy_run(real, tmp_path / "quiet2", _change({
-        "dk": _steady(1.2, ratios=1.2), "ag": _steady(1.0, ratios=1.0),
-        "victim": _steady(1.0, ratios=1.0),
-    }))  # fmt: skip
-    result = compare.compare_runs(
-        store.RunFolder(tmp_path / "quiet"), store.RunFolder(tmp_path / "quiet2")
-    )
-    paired = {k[1]: v for k, v in _verdicts(result).items() if k[2].endswith("ratio_to_ag")}
-    assert paired == {"victim": "~", "dk": "slower"}
+    assert paired == {"victim": "?", "dk": "?"}
+    assert all("B noisy (load:" in r.note for r in result.rows if r.metric.startswith("time"))
 
 
 def test_speedup_view_divides_by_the_baseline_on_each_machine(cli, write_suite, tmp_path, victim):

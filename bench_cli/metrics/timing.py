@@ -247,9 +247,12 @@ def _check(deadline: float | None) -> None:
 def labels(device: torch.device) -> dict[str, Any]:
     """What was in force while timing: threads, TF32, the linear-algebra backend."""
     from bench_cli.env import lapack_backend
+    from bench_cli.layers import cpu_batch
 
     out = {
         "threads": torch.get_num_threads(),
+        # Whether batched CPU eigh may split over the cores (bench_cli.layers.cpu_batch).
+        "cpu_eigh_split": cpu_batch.enabled(),
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         "tf32_cudnn": torch.backends.cudnn.allow_tf32,
     }
