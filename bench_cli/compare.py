@@ -11,7 +11,10 @@ first, A:
   IQR/median of the two records); ``~`` when the interval includes 1 or the
   change is under ``min_effect``; ``?`` (inconclusive) when the change lies within
   the noise floor or either record was flagged noisy (bench_cli.metrics.noise),
-  since a loaded machine shifts raw times by an unknown factor.
+  since a loaded machine shifts raw times by an unknown factor, and when one
+  record was timed interleaved with other methods and the other alone (a
+  suite with and without ``baseline:``): between two quiet runs that alone
+  moved eig_dk's time 1.7x.
 - **paired ratios**: records of a suite with a ``baseline:`` carry per-round
   ratios to it, measured interleaved on the same machine at the same moments;
   a second row compares those (``time.<mode>.ratio_to_baseline``). Drift
@@ -347,6 +350,9 @@ def compare_runs(
             ratios = _paired_ratios(va, vb)
             noisy = noise.is_noisy(va) or noise.is_noisy(vb)
             why = _noise_why(va, vb)
+            ways = ["interleaved" if "interleaved" in r["value"] else "alone" for r in (ra, rb)]
+            if ways[0] != ways[1]:  # other methods' calls between samples, or none
+                noisy, why = True, f"A timed {ways[0]}, B {ways[1]}: not like with like"
             if baseline and ratios and ratios[2] == baseline:  # measured paired: use that
                 sa, sb = ratios[0], ratios[1]
                 note = f"relative to {baseline}, paired rounds"

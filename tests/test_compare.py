@@ -139,6 +139,28 @@ def test_a_noisy_record_makes_a_time_change_inconclusive(cli, write_suite, tmp_p
     assert set(_time_verdicts(result).values()) == {"slower"}
 
 
+def test_interleaved_and_solo_timings_are_not_compared(cli, write_suite, tmp_path, victim):
+    assert cli("run", write_suite(SUITE), "--out", "real").exit_code == 0
+    real = tmp_path / "real"
+
+    def interleaved(record):
+        record = _change({"victim": _steady(2.0)})(record)
+        if record["metric"] == "time":
+            record["value"]["interleaved"] = {"methods": ["dk", "ag", "victim"]}
+        return record
+
+    _copy_run(real, tmp_path / "alone", _change({}))
+    _copy_run(real, tmp_path / "together", interleaved)
+    result = compare.compare_runs(
+        store.RunFolder(tmp_path / "alone"), store.RunFolder(tmp_path / "together")
+    )
+    # The victim 2x slower, but measured differently: no claim, and the note says why.
+    assert _time_verdicts(result)["victim"] == "?"
+    assert "A timed alone, B interleaved" in next(
+        r.note for r in result.rows if r.method == "victim" and r.metric == "time.fwd_bwd"
+    )
+
+
 def test_a_change_within_the_noise_floor_is_inconclusive(cli, write_suite, tmp_path, victim):
     assert cli("run", write_suite(SUITE), "--out", "real").exit_code == 0
     real = tmp_path / "real"

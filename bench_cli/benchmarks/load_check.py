@@ -5,7 +5,7 @@ Three runs of a suite (default: the bundled throughput.yaml), one after another:
 - ``quiet``:   nothing else running;
 - ``loaded``:  one busy process per core (pure Python spin loops) during the run;
 - ``slowed``:  quiet again, with newton_schulz (``ns``) made 3x slower: a plugin
-               sleeps twice that method's own forward+backward time in every
+               busy-waits twice that method's own forward+backward time in every
                forward call (calibrated per shape).
 
 Then ``compare quiet loaded`` and ``compare quiet slowed``, counting verdicts by
@@ -42,6 +42,7 @@ original = layer.methods["newton_schulz"]
 cost = {}
 
 
+@torch.enable_grad()  # the first call may come under no_grad (the timer's shape probe)
 def _fwd_bwd_seconds(A, func, p, options):
     X = A.detach().clone().requires_grad_(True)
     def once():
@@ -60,7 +61,12 @@ def slowed(A, func, p=None, **options):
     key = (tuple(A.shape), A.dtype, func, p, tuple(sorted(options.items())))
     if key not in cost:
         cost[key] = _fwd_bwd_seconds(A, func, p, options)
-    time.sleep(2 * cost[key])
+    # A busy wait, not a sleep: a sleeping method lets the cores idle, and the methods
+    # timed next to it in a round then pay for waking them (others' raw times moved
+    # 0.76-1.56x in a run with time.sleep); a slower implementation keeps computing.
+    until = time.perf_counter() + 2 * cost[key]
+    while time.perf_counter() < until:
+        pass
     return original.fn(A, func, p, **options)
 
 
@@ -131,12 +137,16 @@ def main() -> None:
         "--out", type=Path, default=Path("results/benchmarks/load_check"),
         help="the three runs go to OUT/<time>_<machine>/{quiet,loaded,slowed}",
     )  # fmt: skip
+    parser.add_argument(
+        "--into", type=Path, default=None,
+        help="an earlier load_check folder: make only the runs it lacks",
+    )  # fmt: skip
     args = parser.parse_args()
     from bench_cli import env
     from bench_cli.store import utc_stamp
 
-    out = args.out / f"{utc_stamp()}_{env.collect()['machine_key']}"
-    out.mkdir(parents=True, exist_ok=False)
+    out = args.into or args.out / f"{utc_stamp()}_{env.collect()['machine_key']}"
+    out.mkdir(parents=True, exist_ok=args.into is not None)
     plugin_dir = Path(tempfile.mkdtemp(prefix="matbench-slowdown-"))
     (plugin_dir / "matbench_slowdown.py").write_text(SLOWDOWN_PLUGIN)
     paths = [str(plugin_dir), os.environ.get("PYTHONPATH", "")]
@@ -146,9 +156,12 @@ def main() -> None:
     }
     runs = {name: out / name for name in ("quiet", "loaded", "slowed")}
     print(f"runs under {out}", file=sys.stderr)
-    _matbench("run", args.suite, "--out", str(runs["quiet"]))
-    _loaded(lambda: _matbench("run", args.suite, "--out", str(runs["loaded"])))
-    _matbench("run", args.suite, "--out", str(runs["slowed"]), env=slowdown)
+    if not runs["quiet"].exists():
+        _matbench("run", args.suite, "--out", str(runs["quiet"]))
+    if not runs["loaded"].exists():
+        _loaded(lambda: _matbench("run", args.suite, "--out", str(runs["loaded"])))
+    if not runs["slowed"].exists():
+        _matbench("run", args.suite, "--out", str(runs["slowed"]), env=slowdown)
     for b in ("loaded", "slowed"):
         print(f"\ncompare quiet {b}:")
         for kind, counts in verdict_counts(runs["quiet"], runs[b]).items():
