@@ -12,7 +12,10 @@ Forward+backward, float32, at batch×d 1×64, 64×48 and 32×256 (``--sizes``),
 timed interleaved (one call of each per round, rotating order), reported as
 the median per-round ratio reference/ours (> 1: ours is faster). Beside it,
 each one's forward error and gradient error against the float64 NumPy
-references (bench_cli.references), on the same input and upstream gradient.
+references (bench_cli.references), on the same input and upstream gradient,
+and the backward's own accuracy: the relative residual of the Lyapunov
+equation S X + X S = G it solves for the S its forward returned (the gradient
+errors are dominated by the [5/5] forward's, so they cannot show it).
 
     python -m bench_cli.benchmarks.mpa_lya_peer --peer PATH/torch_utils.py [--budget 6]
 """
@@ -60,13 +63,18 @@ def _relative(x: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def accuracy(fn, A: torch.Tensor, G: torch.Tensor) -> dict[str, float]:
-    """Forward and gradient error of fn against the float64 NumPy references."""
+    """Forward and gradient error of fn against the float64 NumPy references, and the
+    backward's own accuracy: the residual of the Lyapunov equation S X + X S = G that
+    both backwards solve for the S their forward returned, relative to ‖G‖."""
     X = A.detach().requires_grad_(True)
     out = fn(X)
     (grad,) = torch.autograd.grad(out, X, G)
     options = {"func": "sqrt", "p": None}
     inputs = {"A": A.double()}
+    S, Xg = out.detach().double(), grad.double()
+    residual = torch.linalg.matrix_norm(S @ Xg + Xg @ S - G.double())
     return {
+        "lyapunov_residual": float((residual / torch.linalg.matrix_norm(G.double())).max()),
         "forward_error": _relative(out.detach(), references.matrix_function(options, inputs)),
         "grad_error": _relative(
             grad, references.matrix_function_grad(options, inputs, G.double())["A"]
@@ -123,7 +131,8 @@ def main(argv=None) -> None:
     print(f"{info['cpu_model']}, {info['torch_threads']} threads, torch {info['torch']}, float32")
     print(
         f"{'batch x d':>10} {'rounds':>6} {'ours':>9} {'reference':>10} {'reference/ours':>15} "
-        f"{'fwd err ours':>13} {'fwd err ref':>12} {'grad err ours':>14} {'grad err ref':>13}"
+        f"{'fwd err ours':>13} {'fwd err ref':>12} {'grad err ours':>14} {'grad err ref':>13} "
+        f"{'lya res ours':>13} {'lya res ref':>12}"
     )
     rows = []
     for batch, dim in args.sizes:
@@ -136,7 +145,8 @@ def main(argv=None) -> None:
             f"{f'{batch}x{dim}':>10} {row['rounds']:>6} {ms['ours']:>7.2f}ms "
             f"{ms['reference']:>8.2f}ms {ratio['median']:>8.3f} ±{ratio['iqr']:.3f} "
             f"{ours['forward_error']:>13.2e} {ref['forward_error']:>12.2e} "
-            f"{ours['grad_error']:>14.2e} {ref['grad_error']:>13.2e}",
+            f"{ours['grad_error']:>14.2e} {ref['grad_error']:>13.2e} "
+            f"{ours['lyapunov_residual']:>13.2e} {ref['lyapunov_residual']:>12.2e}",
             flush=True,
         )
     folder = args.out / f"{utc_stamp()}_{info['machine_key']}"
