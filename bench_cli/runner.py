@@ -279,11 +279,13 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
     """The time records of a paired-timing group (cases that differ only in the method),
     timed in interleaved rounds on the same inputs; {case key: record}.
 
-    A case that cannot be prepared fails alone; if the interleaved measurement itself
-    raises, each case is timed alone instead, so one broken method costs only its own
-    record. Without the baseline in the group (it failed, or another shard holds it)
-    the others are interleaved without ratios. The group's time limit is the case limit
-    times its size.
+    A case that cannot be prepared, or whose forward raises on the case's inputs, fails
+    alone and the rest are interleaved; if the interleaved measurement itself raises,
+    each case is timed alone instead, so one broken method costs only its own record.
+    Without the baseline in the group (it failed, or another shard holds it) the others
+    are interleaved without ratios. The group's time limit is the case limit times its
+    size. Under --isolate the whole group runs in one worker: a method that crashes the
+    worker costs the group's time records.
     """
     from bench_cli.metrics import timing
     from bench_cli.metrics.options import TimeOptions
@@ -303,6 +305,8 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
                 try:
                     probe, _ = _prepare(case)
                     probe.deadline = deadline
+                    with torch.no_grad():  # a method that raises fails alone, before rounds
+                        probe.forward()
                     ready.append((case, probe))
                 except CaseTimeout:
                     raise

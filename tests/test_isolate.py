@@ -195,3 +195,27 @@ def test_executor_bad_input(cli, write_suite, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_submitit)
     _check_one_line(cli("run", suite, "--executor", "local"), ["pip install 'bench_cli[slurm]'"])
+
+
+def test_a_paired_group_runs_in_the_worker_and_a_raising_method_fails_alone(tmp_path):
+    (tmp_path / "misbehaving.py").write_text(PLUGIN)
+    suite = SUITE.replace("metrics: [forward_error]", "metrics: [forward_error, time]")
+    suite = suite.replace("timeout: 2", "timeout: 60\nbaseline: last")
+    for hostile in ("segfault", "hang"):  # those would cost the whole group: left out here
+        suite = suite.replace(
+            f"  {hostile}: {{layer: matrix_function, func: log, method: {hostile}}}\n", ""
+        )
+    (tmp_path / "suite.yaml").write_text(suite)
+    result = _matbench(tmp_path, "run", "suite.yaml", "--isolate", "--out", "run")
+    assert result.returncode == 0, result.stderr
+    timed = {
+        r["axes"]["method"]: r
+        for r in map(json.loads, (tmp_path / "run" / "records.jsonl").read_text().splitlines())
+        if r["metric"] == "time"
+    }
+    assert timed["boom"]["status"] == "failed"
+    assert timed["boom"]["reason"] == "RuntimeError: boom from the plugin"
+    for method in ("first", "last"):  # interleaved in the worker, paired with the baseline
+        assert timed[method]["status"] == "ok"
+        assert timed[method]["value"]["fwd_bwd"]["paired"]["baseline"] == "last"
+        assert timed[method]["value"]["interleaved"]["methods"] == ["first", "last"]
