@@ -204,7 +204,7 @@ def within_noise(first: dict, second: dict) -> str:
     """A note when the measured order of two ranked methods is not established: their
     per-round time ratio (same rounds, every size pooled) is within MIN_RANK_EFFECT of 1,
     its bootstrap interval includes 1, or a timing was flagged noisy. "" otherwise."""
-    from bench_cli.compare import bootstrap_median_ratio
+    from bench_cli.compare import bootstrap_median
 
     quotients: list[float] = []
     for dim, a in first["rounds"].items():
@@ -212,8 +212,7 @@ def within_noise(first: dict, second: dict) -> str:
         quotients += [x / y for x, y in zip(a, b, strict=False) if x > 0 and y > 0]
     if not quotients:
         return ""
-    ones = np.ones(len(quotients))
-    low, high = bootstrap_median_ratio(ones, np.asarray(quotients))
+    low, high = bootstrap_median(np.asarray(quotients))
     median = float(np.median(quotients))
     noisy = first["noisy"] or second["noisy"]
     if low <= 1 <= high or abs(median - 1) < MIN_RANK_EFFECT or noisy:

@@ -285,7 +285,7 @@ def run_suite(
         executor_mod.preflight(scale_out, cases)  # sbatch's refusal, before any folder
     if shard is not None:
         index, count = shards.parse(shard)
-        cases = shards.select(cases, index, count, runner.paired_timing(suite))
+        cases = shards.select(cases, index, count, suite.paired_timing)
     folder = choose_folder(suite, out, resume=resume, results=results, shard=shard)
     env = env_mod.collect()
     if "time" in {m.name for m in suite.metrics}:

@@ -941,8 +941,9 @@ def show(
         for table in made:
             console.print(tables.to_rich(table))
         print(tables.status_summary(records), file=sys.stderr)
-        if tables.noise_summary(records):
-            print(tables.noise_summary(records), file=sys.stderr)
+        noisy = tables.noise_summary(records)
+        if noisy:
+            print(noisy, file=sys.stderr)
     else:
         print("\n".join(tables.render(t, format) for t in made))
     for line in store.describe_nodes(folder.env):

@@ -154,6 +154,17 @@ def bootstrap_median_ratio(
     return float(low), float(high)
 
 
+def bootstrap_median(
+    values: np.ndarray, *, rounds: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of median(values) (e.g. paired per-round ratios)."""
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(values, size=(rounds, len(values)), replace=True), axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def _time_verdict(
     ratio: float, low: float, high: float, min_effect: float, floor: float = 0.0,
     noisy: bool = False,

@@ -412,7 +412,7 @@ def submit_and_merge(
             res = _resources(settings, group)
             time_min = res.time_min or DEFAULT_TIME_MIN
             # A paired-timing group stays in one task (shards.select): count groups.
-            together = suite.baseline is not None and any(m.name == "time" for m in suite.metrics)
+            together = suite.paired_timing
             units = len({c.group_key for c in members}) if together else len(members)
             count = min(settings.shards or 2, units)
             executor = submitit.AutoExecutor(

@@ -121,6 +121,18 @@ def _is_finite(value: Any) -> bool:
     return True
 
 
+def _value_outcome(value: Any) -> tuple[str, Any, str | None]:
+    """ok, or nonfinite for a value holding NaN or Inf."""
+    if _is_finite(value):
+        return ("ok", value, None)
+    return ("nonfinite", None, "the measured value is NaN or Inf")
+
+
+def _failure(case: Case, exc: BaseException) -> tuple[str, Any, str]:
+    """failed (or unsupported: no low-precision kernel), with the exception's reason."""
+    return ("unsupported" if _is_unsupported(case, exc) else "failed", None, _reason(exc))
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     message = text[0] if text else ""
@@ -210,8 +222,7 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
                 except CaseTimeout:
                     raise
                 except Exception as exc:  # the case's set-up failed: every metric fails
-                    status = "unsupported" if _is_unsupported(case, exc) else "failed"
-                    outcomes = {m.name: (status, None, _reason(exc), 0.0) for m in configs}
+                    outcomes = {m.name: (*_failure(case, exc), 0.0) for m in configs}
                     probe = None
                 for config in configs if probe is not None else ():
                     assert probe is not None
@@ -222,10 +233,7 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
                         value = metric.measure(
                             probe, metric.options.model_validate(config.resolved)
                         )
-                        if _is_finite(value):
-                            outcome = ("ok", value, None)
-                        else:
-                            outcome = ("nonfinite", None, "the measured value is NaN or Inf")
+                        outcome = _value_outcome(value)
                     except NonFinite as exc:
                         outcome = ("nonfinite", None, _reason(exc))
                     except NotApplicable as exc:
@@ -233,8 +241,7 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
                     except CaseTimeout:
                         raise
                     except Exception as exc:
-                        status = "unsupported" if _is_unsupported(case, exc) else "failed"
-                        outcome = (status, None, _reason(exc))
+                        outcome = _failure(case, exc)
                     outcomes[config.name] = (*outcome, time.perf_counter() - started)
         except CaseTimeout as exc:
             for config in configs:
@@ -267,12 +274,6 @@ def _records(case: Case, configs, outcomes) -> list[dict]:
         }
         for config in configs
     ]
-
-
-def _time_outcome(value: Any) -> tuple[str, Any, str | None]:
-    if _is_finite(value):
-        return ("ok", value, None)
-    return ("nonfinite", None, "the measured value is NaN or Inf")
 
 
 def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[str, dict]:
@@ -311,27 +312,25 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
                 except CaseTimeout:
                     raise
                 except Exception as exc:
-                    status = "unsupported" if _is_unsupported(case, exc) else "failed"
-                    outcomes[case.key] = (status, None, _reason(exc), 0.0)
+                    outcomes[case.key] = (*_failure(case, exc), 0.0)
             names = [case.config.label for case, _ in ready]
             base = names.index(suite.baseline) if suite.baseline in names else None
             try:
                 values = timing.measure_time_group([p for _, p in ready], options, names, base)
                 share = (time.perf_counter() - started) / max(len(ready), 1)
                 for (case, _), value in zip(ready, values, strict=True):
-                    outcomes[case.key] = (*_time_outcome(value), share)
+                    outcomes[case.key] = (*_value_outcome(value), share)
             except CaseTimeout:
                 raise
             except Exception:  # which method broke is unknown: each alone, as without pairing
                 for case, probe in ready:
                     began = time.perf_counter()
                     try:
-                        outcome = _time_outcome(timing.measure_time(probe, options))
+                        outcome = _value_outcome(timing.measure_time(probe, options))
                     except CaseTimeout:
                         raise
                     except Exception as exc:
-                        status = "unsupported" if _is_unsupported(case, exc) else "failed"
-                        outcome = (status, None, _reason(exc))
+                        outcome = _failure(case, exc)
                     outcomes[case.key] = (*outcome, time.perf_counter() - began)
     except CaseTimeout as exc:
         for case in cases:
@@ -359,18 +358,13 @@ def pending(cases: Sequence[Case], suite: Suite, done: set[tuple[str, str]]):
     return out
 
 
-def paired_timing(suite: Suite) -> bool:
-    """Whether the suite times its methods in interleaved groups (it names a baseline)."""
-    return suite.baseline is not None and any(m.name == "time" for m in suite.metrics)
-
-
 Work = list[tuple[Case, list[str]]]
 
 
 def units(work: Work, suite: Suite) -> list[Work]:
     """The pending work in the order it runs: one case at a time, or with a baseline each
     paired-timing group together (in the order its first case comes)."""
-    if not paired_timing(suite):
+    if not suite.paired_timing:
         return [[item] for item in work]
     groups: dict[str, Work] = {}
     for item in work:
@@ -398,8 +392,7 @@ def run(
         for unit in units(work, suite):
             limit = timeout or suite.timeout
             timed: dict[str, dict] = {}
-            paired = paired_timing(suite)
-            grouped = [case for case, todo in unit if "time" in todo] if paired else []
+            grouped = [case for case, todo in unit if "time" in todo] if suite.paired_timing else []
             if grouped:
                 reporter.case_started(grouped[0])
                 if isolate:

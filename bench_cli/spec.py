@@ -373,6 +373,11 @@ class Suite:
     baseline: str | None = None  # the method paired timing divides by
 
     @property
+    def paired_timing(self) -> bool:
+        """Whether each group of methods is timed interleaved: a baseline and the time metric."""
+        return self.baseline is not None and any(m.name == "time" for m in self.metrics)
+
+    @property
     def case_count(self) -> int:
         """How many cases the grid has, without expanding it."""
         inputs = math.prod(len(values) for values in self.input_axes.values())

@@ -37,6 +37,12 @@ def interleaved(
     return {name: np.array(values) for name, values in samples.items()}
 
 
+def batch_by_dim(text: str) -> tuple[int, int]:
+    """ "64x48" as (batch 64, d 48): the --sizes argument of the benchmarks."""
+    batch, dim = text.lower().split("x")
+    return int(batch), int(dim)
+
+
 def ratio_summary(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, float]:
     """Median and IQR of per-round paired ratios."""
     q25, q50, q75 = np.percentile(numerator / denominator, [25, 50, 75])

@@ -101,33 +101,27 @@ def _loaded(run):
             proc.wait()
 
 
-def verdict_counts(a: Path, b: Path) -> dict[str, Counter]:
-    """Verdicts of compare a b, by row kind."""
+def verdicts(a: Path, b: Path) -> tuple[dict[str, Counter], list[str]]:
+    """compare a b: its verdicts by row kind, and the rows called faster or slower."""
     from bench_cli import compare, store
 
     result = compare.compare_runs(store.RunFolder(a), store.RunFolder(b))
-    out: dict[str, Counter] = {}
+    counts: dict[str, Counter] = {}
     for row in result.rows:
         kind = (
             "paired ratio"
             if "ratio_to_" in row.metric
             else ("raw time" if row.metric.startswith("time") else "accuracy")
         )
-        out.setdefault(kind, Counter())[row.verdict] += 1
-    return out
-
-
-def flagged(a: Path, b: Path) -> list[str]:
-    from bench_cli import compare, store
-
-    result = compare.compare_runs(store.RunFolder(a), store.RunFolder(b))
-    return sorted(
+        counts.setdefault(kind, Counter())[row.verdict] += 1
+    flagged = sorted(
         {
-            f"{row.method} ({row.metric}: {row.verdict})"
-            for row in result.rows
-            if row.verdict in ("faster", "slower")
+            f"{r.method} ({r.metric}: {r.verdict})"
+            for r in result.rows
+            if r.verdict in ("faster", "slower")
         }
     )
+    return counts, flagged
 
 
 def main() -> None:
@@ -164,10 +158,11 @@ def main() -> None:
         _matbench("run", args.suite, "--out", str(runs["slowed"]), env=slowdown)
     for b in ("loaded", "slowed"):
         print(f"\ncompare quiet {b}:")
-        for kind, counts in verdict_counts(runs["quiet"], runs[b]).items():
-            shown = ", ".join(f"{verdict} {n}" for verdict, n in sorted(counts.items()))
+        counts, flagged = verdicts(runs["quiet"], runs[b])
+        for kind, by_verdict in counts.items():
+            shown = ", ".join(f"{verdict} {n}" for verdict, n in sorted(by_verdict.items()))
             print(f"  {kind}: {shown}")
-        print(f"  flagged faster/slower: {', '.join(flagged(runs['quiet'], runs[b])) or 'none'}")
+        print(f"  flagged faster/slower: {', '.join(flagged) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from bench_cli import env, references
-from bench_cli.benchmarks._interleaved import interleaved, ratio_summary
+from bench_cli.benchmarks._interleaved import batch_by_dim, interleaved, ratio_summary
 from bench_cli.inputs import SpdParams, generate_spd
 from bench_cli.layers import matrix_function
 from bench_cli.store import utc_stamp
@@ -113,16 +113,11 @@ def measure(peer, batch: int, dim: int, budget_s: float, seed: int = 0) -> dict:
     }
 
 
-def _size(text: str) -> tuple[int, int]:
-    batch, dim = text.lower().split("x")
-    return int(batch), int(dim)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--peer", type=Path, required=True, help="the reference's torch_utils.py")
     sizes = [(1, 64), (64, 48), (32, 256)]
-    parser.add_argument("--sizes", type=_size, nargs="+", default=sizes, help="e.g. 64x48")
+    parser.add_argument("--sizes", type=batch_by_dim, nargs="+", default=sizes, help="e.g. 64x48")
     parser.add_argument("--budget", type=float, default=6.0, help="seconds per size")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/mpa_lya_peer"))
     args = parser.parse_args(argv)

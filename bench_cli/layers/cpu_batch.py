@@ -16,8 +16,7 @@ bit-identical to the unsplit call's (tests/test_cpu_batch.py checks it):
   pool thread then leads an OpenMP team of its own, and MKL's LU in the
   caller's nested parallel region once spun forever beside them.)
 
-:func:`map_slices` runs any per-matrix function the same way, so a layer can
-do its elementwise work before and after the decomposition in the slices too.
+:func:`map_slices` runs any per-matrix function of a batch the same way.
 
 When it splits (README, "Every core for batched CPU eigh"): on the CPU, with at
 least two intra-op threads, at least ``MIN_PER_THREAD`` matrices per thread and
@@ -34,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -131,32 +129,23 @@ def _executor(size: int) -> ThreadPoolExecutor:
     return _pools[size]
 
 
-def map_slices(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` for a function that treats each matrix of a batch alone: every tensor
-    argument with the first one's batch dimensions is cut into the same slices (others
-    are passed whole), and fn returns a tensor or a tuple of tensors with those batch
-    dimensions in front. On a CPU batch of small matrices the slices run in parallel (see
-    the module docstring), without autograd; otherwise it is one call."""
-    A = args[0]
+def map_slices(fn: Callable[[torch.Tensor], Any], A: torch.Tensor) -> Any:
+    """``fn(A)`` for a function that treats each matrix of the batch alone and returns a
+    tensor or a tuple of tensors with A's batch dimensions in front: on a CPU batch of
+    small matrices in parallel slices (see the module docstring), without autograd;
+    otherwise one call."""
     slices = slices_for(A)
     if slices <= 1:  # called from custom autograd functions: grad mode is already off
-        return fn(*args)
+        return fn(A)
     batch = A.shape[:-2]
-    size = math.prod(batch)
+    chunks = A.detach().reshape(-1, *A.shape[-2:]).tensor_split(slices)
 
-    def cut(x: Any) -> Any:
-        if isinstance(x, torch.Tensor) and x.shape[: len(batch)] == batch and x.dim() > len(batch):
-            return x.detach().reshape(size, *x.shape[len(batch) :]).tensor_split(slices)
-        return [x] * slices
-
-    columns = [cut(x) for x in args]
-
-    def one(i: int) -> Any:
+    def one(chunk: torch.Tensor) -> Any:
         with torch.no_grad():  # grad mode is per thread: the pool's threads start with it on
-            return fn(*(column[i] for column in columns))
+            return fn(chunk)
 
-    with _lock:  # one split at a time, sharing the pools
-        parts = list(_executor(slices).map(one, range(slices)))
+    with _lock:  # one split at a time, sharing the pool
+        parts = list(_executor(slices).map(one, chunks))
 
     def joined(pieces: list[torch.Tensor]) -> torch.Tensor:
         whole = torch.cat(pieces)

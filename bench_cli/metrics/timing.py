@@ -164,24 +164,10 @@ class Timer:
         calls = 1 if flush is not None else noise.calls_per_sample(estimate, self.resolution)
         return estimate, calls
 
-    def measure(
-        self,
-        fn: Callable[[Any], Any],
-        setup: Callable[[], Any] | None = None,
-        *,
-        budget_s: float,
-        warmup: int,
-        min_repeats: int,
-        max_repeats: int,
-        deadline: float | None = None,
-        flush: Callable[[], Any] | None = None,
-    ) -> list[float]:
+    def measure(self, fn: Callable[[Any], Any], setup=None, **options: Any) -> list[float]:
         """Time ``fn(setup())`` after warm-up, calibrated to about budget_s; one sample per
-        timed block (seconds per call)."""
-        return self.measure_detail(
-            fn, setup, budget_s=budget_s, warmup=warmup, min_repeats=min_repeats,
-            max_repeats=max_repeats, deadline=deadline, flush=flush,
-        ).samples  # fmt: skip
+        timed block (seconds per call). ``options``: as ``measure_detail``'s."""
+        return self.measure_detail(fn, setup, **options).samples
 
     def measure_detail(
         self,
