@@ -135,3 +135,45 @@ def test_rows_and_columns_follow_the_grid_not_the_order_records_were_written():
         del record["grid"]
     table = tables.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
     assert list(table.frame.columns) == ["dim=5", "dim=7"]
+
+
+def _flagged(noisy, ratios=None, *samples):
+    value = _time(*(samples or (1e-3, 1e-3, 1e-3)))
+    reasons = ["load: other processes used 1.8 of 2 cores"] if noisy else []
+    value["fwd_bwd"]["noise"] = {"noisy": noisy, "reasons": reasons}
+    if ratios is not None:
+        value["fwd_bwd"]["paired"] = {"baseline": "a", "ratios": ratios}
+    return value
+
+
+def test_a_noisy_timing_is_marked_and_summarised_and_a_quiet_one_is_not():
+    records = [
+        _record("a", 4, "float32", value=_flagged(False)),
+        _record("b", 4, "float32", value=_flagged(True)),
+    ]
+    table = tables.build(records, TableSpec(title="t", metric="time.fwd_bwd.median", cols=["dim"]))
+    shown = table.formatted()
+    assert shown.loc["b", "dim=4"].endswith(tables.NOISY_MARK)
+    assert not shown.loc["a", "dim=4"].endswith(tables.NOISY_MARK)
+    assert table.flagged == 1 and tables.NOISY_MARK in table.legend
+    summary = tables.noise_summary(records)
+    assert summary.startswith("warning: 1 of 2 timing records") and "load: 1 mode(s)" in summary
+    assert tables.noise_summary(records[:1]) == ""  # nothing flagged: nothing said
+
+
+def test_ratio_to_baseline_is_the_median_paired_ratio_and_n_a_without_pairing():
+    paired = _record("b", 4, "float32", value=_flagged(False, [2.0, 3.0, 100.0]))
+    assert tables.metric_value(paired, ["fwd_bwd", "ratio_to_baseline"]) == 3.0
+    alone = _record("c", 4, "float32", value=_flagged(False))
+    assert tables.metric_value(alone, ["fwd_bwd", "ratio_to_baseline"]) == "n/a"
+    # A ratio cell is marked by the ratios' own dispersion, not the raw samples'.
+    spread = _record("d", 4, "float32", value=_flagged(False, [1.0, 2.0, 3.0] * 4))
+    assert tables.noise_reasons(spread, ["fwd_bwd", "ratio_to_baseline"])[0].startswith(
+        "dispersion: IQR of the paired ratios"
+    )
+    tight = _record("e", 4, "float32", value=_flagged(True, [2.0, 2.02, 1.98] * 4))
+    assert tables.noise_reasons(tight, ["fwd_bwd", "ratio_to_baseline"]) == [
+        "load: other processes used 1.8 of 2 cores"
+    ]  # load still counts; the raw samples' dispersion does not
+    quiet = _record("f", 4, "float32", value=_flagged(False, [2.0, 2.02, 1.98] * 4))
+    assert tables.noise_reasons(quiet, ["fwd_bwd", "ratio_to_baseline"]) is None
