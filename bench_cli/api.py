@@ -118,6 +118,72 @@ def matching_runs(root: Path, suite: spec.Suite, machine: str) -> list[store.Run
     ]
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """plan's estimate for one metric over the cases still to do: seconds from earlier
+    records of the same cases, else of the same method and metric, else a cost model."""
+
+    metric: str
+    cases: int
+    seconds: float
+    measured: int  # cases priced by their own earlier record
+    similar: int  # by records of the same layer, method and metric
+    modelled: int  # by the time metric's budget
+    unknown: int  # by nothing: left out of ``seconds``
+
+
+def estimate(
+    suite: spec.Suite, cases: Sequence[spec.Case], done: set, history: Sequence[dict[str, Any]]
+) -> list[Estimate]:
+    """Seconds each metric will take for the cases not done, from ``history`` (earlier
+    records of this suite on this machine, any version): a case's own elapsed time where
+    it was measured before, else the median of its layer and method for that metric, else,
+    for time, its model (warm-up plus budget_s per mode, times 1.5 for the setup), else
+    unknown. An estimate, said as one: the run's own progress line is the truth."""
+    import statistics
+
+    own: dict[tuple[str, str], float] = {}
+    alike: dict[tuple[str, str, str], list[float]] = {}
+    for record in history:
+        elapsed = record.get("elapsed_s")
+        if not isinstance(elapsed, int | float) or record.get("status") != "ok":
+            continue
+        own[(record["case"], record["metric"])] = float(elapsed)
+        params = record.get("params") or {}
+        key = (str(params.get("layer")), str(params.get("impl")), record["metric"])
+        alike.setdefault(key, []).append(float(elapsed))
+    out = []
+    for config in suite.metrics:
+        total, counts = 0.0, {"measured": 0, "similar": 0, "modelled": 0, "unknown": 0}
+        todo = [c for c in cases if (c.key, config.name) not in done]
+        for case in todo:
+            similar = alike.get((case.config.layer, case.config.method, config.name))
+            if (case.key, config.name) in own:
+                total += own[(case.key, config.name)]
+                counts["measured"] += 1
+            elif similar:
+                total += statistics.median(similar)
+                counts["similar"] += 1
+            elif config.name == "time":
+                options = config.resolved
+                total += 1.5 * options["budget_s"] * len(options["modes"])
+                counts["modelled"] += 1
+            else:
+                counts["unknown"] += 1
+        out.append(Estimate(config.name, len(todo), total, **counts))
+    return out
+
+
+def history_of(root: Path, suite: spec.Suite, machine: str) -> list[dict[str, Any]]:
+    """Every record of earlier runs of this suite's name on this machine, any version."""
+    return [
+        record
+        for folder in store.runs_of(root, suite.name)
+        if folder.meta.get("machine_key") == machine
+        for record in folder.records()
+    ]
+
+
 def latest_unfinished(root: Path, suite: spec.Suite, machine: str) -> store.RunFolder | None:
     """The newest run of this suite on this machine with cases left, or None."""
     from bench_cli import runner
@@ -262,7 +328,7 @@ def run_suite(
     """
     from bench_cli import env as env_mod
     from bench_cli import executor as executor_mod
-    from bench_cli import plots, runner, shards
+    from bench_cli import runner, shards
 
     say = notify or log.info
     suite = load_suite(suite, quick=quick)
@@ -340,11 +406,7 @@ def run_suite(
     if summary.already_done:
         say(f"resumed: {summary.already_done} of {summary.planned} cases were already done")
     records = folder.records()
-    try:
-        tables.write(tables_of(folder, records), folder.path / "tables")
-        plots.write(records, folder.path / "plots", progress=say)
-    except UserError as exc:  # every record is saved; `matbench show` writes them later
-        log.warning(f"tables and plots not written: {exc}")
+    write_outputs(folder, records, tables_of(folder, records), say)
     if outcome is not None and outcome.message(folder.path):
         raise IncompleteRun(outcome.message(folder.path), folder)
     return folder
@@ -361,6 +423,34 @@ def open_run(path: str | Path) -> store.RunFolder:
     folder = store.RunFolder(path)
     folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
     return folder
+
+
+def write_outputs(
+    folder: store.RunFolder,
+    records: Sequence[dict[str, Any]],
+    made: Sequence[tables.Table],
+    say: Callable[[str], None] | None = None,
+) -> None:
+    """Write a run's tables and plots into its folder. Either failing costs one warning
+    line, never a record: ``matbench show`` makes them again from the folder."""
+    from bench_cli import plots
+
+    for what, write in (
+        ("tables", lambda: tables.write(made, folder.path / "tables")),
+        ("plots", lambda: plots.write(records, folder.path / "plots", progress=say)),
+    ):
+        try:
+            write()
+        except Exception as exc:  # noqa: BLE001 -- every record is saved; say it in a line
+            detail = (
+                str(exc)
+                if isinstance(exc, UserError | OSError)
+                else (f"{type(exc).__name__}: {exc}")
+            )
+            log.warning(
+                f"{what} not written: {detail}; every record is saved in {folder.path} "
+                f"(`matbench show {folder.path}` makes them again)"
+            )
 
 
 def tables_of(

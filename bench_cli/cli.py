@@ -809,14 +809,44 @@ def plan(
     suite = api.load_suite(suite_file, max_cases=max_cases)
     cases = api.select_cases(suite, device, filter) if filter else suite.iter_cases(device)
     done: set = set()
+    machine = env_mod.machine_key()
+    history = api.history_of(results, suite, machine)
     if out is not None:
         done = api.done_in(store.RunFolder(out), suite)
+        history += store.RunFolder(out).records() if (out / "run.json").is_file() else []
     else:
-        runs = api.matching_runs(results, suite, env_mod.machine_key())
+        runs = api.matching_runs(results, suite, machine)
         if runs:
             done = runs[-1].done()
             print(f"against run folder {runs[-1].path}")
-    _print_plan(out_console(), suite, cases, done)
+    console = out_console()
+    _print_plan(console, suite, cases, done)
+    if suite.case_count <= PLAN_TABLE_ROWS:  # a grid this size is cheap to expand twice
+        picked = api.select_cases(suite, device, filter) if filter else suite.cases(device)
+        _print_estimate(console, api.estimate(suite, picked, done, history))
+
+
+def _print_estimate(console: Console, estimates) -> None:
+    """One line per metric: the estimated seconds for the cases to do, and from what."""
+    table = RichTable(title="estimated time for the cases to do", title_justify="left")
+    for column in ("metric", "cases", "estimate", "from"):
+        table.add_column(column)
+    for e in estimates:
+        sources = [
+            f"{n} {what}"
+            for n, what in (
+                (e.measured, "earlier runs of the same case"),
+                (e.similar, "the same method on other cases"),
+                (e.modelled, "time budget x modes x 1.5"),
+                (e.unknown, "unknown: nothing to go by"),
+            )
+            if n
+        ]
+        shown = "-" if e.cases == e.unknown else f"{e.seconds:,.0f} s"
+        if e.unknown and e.cases != e.unknown:
+            shown += " + ?"
+        table.add_row(e.metric, str(e.cases), shown, escape("; ".join(sources) or "-"))
+    console.print(table)
 
 
 @app.command("list")
@@ -925,17 +955,12 @@ def show(
     format: FormatOpt = None,
 ) -> None:
     """Re-make a run's tables from its records (never re-measures)."""
-    from bench_cli import plots
 
     _check_format(format)
     folder = api.open_run(run_dir)
     records = folder.records()
     made = api.tables_of(folder, records)
-    try:
-        tables.write(made, folder.path / "tables")
-        plots.write(records, folder.path / "plots", progress=_err_notify(Console(stderr=True)))
-    except (OSError, UserError) as exc:
-        print(f"matbench: warning: tables not written: {printable(str(exc))}", file=sys.stderr)
+    api.write_outputs(folder, records, made, _err_notify(Console(stderr=True)))
     if format is None:
         console = out_console()
         for table in made:

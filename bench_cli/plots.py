@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_cli.metrics import is_number  # noqa: E402
+from bench_cli.store import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX  # noqa: E402
 from bench_cli.tables import metric_value  # noqa: E402
 
 MARKERS = "osD^v<>phX*P"
@@ -29,20 +30,64 @@ def _style(i: int) -> dict[str, Any]:
     return {"color": plt.cm.tab10(i % 10), "marker": MARKERS[i % len(MARKERS)]}
 
 
-def _methods(records) -> list[str]:
-    return list(dict.fromkeys(r["axes"]["method"] for r in records))
+def _line_key(record, axis: str) -> str:
+    """The line a record belongs to: its method, less ``axis=value`` in the label's
+    brackets where the axis is a method option (ns[iters=3] and ns[iters=5] make one line)."""
+    label = str(record["axes"]["method"])
+    if not axis.startswith(OPTIONS_PREFIX) or "[" not in label:
+        return label
+    name = axis.removeprefix(OPTIONS_PREFIX)
+    base, _, inner = label.partition("[")
+    kept = [part for part in inner.rstrip("]").split(",") if not part.startswith(f"{name}=")]
+    return f"{base}[{','.join(kept)}]" if kept else base
+
+
+def _methods(records, axis: str = "") -> list[str]:
+    return list(dict.fromkeys(_line_key(r, axis) for r in records))
+
+
+def _shown(axis: str, names: set[str]) -> str:
+    """An axis's name in titles and file names: bare, unless both sides use it."""
+    bare = axis.removeprefix(INPUTS_PREFIX).removeprefix(OPTIONS_PREFIX)
+    both = {INPUTS_PREFIX + bare, OPTIONS_PREFIX + bare} <= names
+    return axis if both else bare
+
+
+def _candidates(records) -> list[str]:
+    """Axis names a figure may sweep or split on: prefixed names where records have them
+    (bare aliases left out), bare ones in records from before the prefixes."""
+    names = dict.fromkeys(k for r in records for k in r["axes"] if k not in CASE_AXES)
+    prefixed = {k for k in names if k.startswith((INPUTS_PREFIX, OPTIONS_PREFIX))}
+    bare_of = {k.split(".", 1)[1] for k in prefixed}
+    return [k for k in names if k in prefixed or k not in bare_of]
+
+
+def swept_axes(records) -> list[str]:
+    """Every axis whose values are numbers and take two or more values: inputs first."""
+    found = []
+    for axis in _candidates(records):
+        values = [r["axes"][axis] for r in records if axis in r["axes"]]
+        numeric = all(is_number(v) or v is None for v in values)
+        if numeric and len({v for v in values if v is not None}) >= 2:
+            found.append(axis)
+    return sorted(found, key=lambda a: a.startswith(OPTIONS_PREFIX))
 
 
 def _groups(records, axis: str) -> dict[str, list]:
-    """Records split by every axis that varies besides method and ``axis`` (one figure each)."""
+    """Records split by every input, dtype or device that varies besides ``axis`` (one
+    figure each): a non-numeric axis splits figures, and is never placed on the x axis.
+    Method options are in the line labels already."""
+    names = set().union(*(r["axes"] for r in records)) if records else set()
     varying = [
         a
-        for a in ("dtype", "device", "batch", "dim", "condition", "gap", "samples")
-        if a not in (axis, "method") and len({str(r["axes"].get(a)) for r in records}) > 1
+        for a in ("dtype", "device", *_candidates(records))
+        if a != axis
+        and not a.startswith(OPTIONS_PREFIX)
+        and len({str(r["axes"].get(a)) for r in records}) > 1
     ]
     groups: dict[str, list] = {}
     for record in records:
-        key = ", ".join(f"{a}={record['axes'].get(a)}" for a in varying)
+        key = ", ".join(f"{_shown(a, names)}={record['axes'].get(a)}" for a in varying)
         groups.setdefault(key, []).append(record)
     return groups
 
@@ -73,44 +118,74 @@ def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> Figure:
     return fig
 
 
+def _axis_of(records, axis: str) -> str:
+    """A bare axis name as the records spell it: the input's (``inputs.dim``) where
+    records carry prefixes, else as given."""
+    if any(axis in r["axes"] for r in records if INPUTS_PREFIX + axis not in r["axes"]):
+        return axis
+    return INPUTS_PREFIX + axis if any(INPUTS_PREFIX + axis in r["axes"] for r in records) else axis
+
+
+def _x_scale(ax, values) -> None:
+    """Log x for positive values spanning a factor of 8 or more, else linear; ticks at
+    the values measured (a few), not at powers of ten."""
+    values = sorted(set(values))
+    if values[0] > 0 and values[-1] / values[0] >= 8:
+        ax.set_xscale("log")
+    if len(values) <= 12:
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+
+
 def time_vs_size(
     records: Sequence[Mapping[str, Any]],
     axis: str = "dim",
     mode: str = "fwd_bwd",
     notes: list[str] | None = None,
 ) -> Iterator[tuple[str, Figure]]:
-    """Median time per call against a size axis, log-log, one line per method, IQR bands."""
+    """Median time per call against a numeric axis, one line per method, IQR bands."""
+    axis = _axis_of(records, axis)
     timed = [
         r
         for r in records
         if r["metric"] == "time"
         and r["status"] == "ok"
-        and mode in r["value"]
+        and isinstance(r.get("value"), dict)
+        and isinstance(r["value"].get(mode), dict)
+        and r["value"][mode].get("samples")
         and is_number(r["axes"].get(axis))
     ]
     if len({r["axes"][axis] for r in timed}) < 2:
         return
-    for group, items in _capped(_groups(timed, axis), f"time-vs-{axis}", notes):
+    names = set().union(*(r["axes"] for r in records))
+    shown = _shown(axis, names)
+    for group, items in _capped(_groups(timed, axis), f"time-vs-{shown}", notes):
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
-        for i, method in enumerate(_methods(items)):
+        for i, line in enumerate(_methods(items, axis)):
             points = sorted(
-                (r["axes"][axis], np.asarray(r["value"][mode]["samples"]) * 1e3)
+                (
+                    float(r["axes"][axis]),
+                    np.asarray([s for s in r["value"][mode]["samples"] if is_number(s)]) * 1e3,
+                )
                 for r in items
-                if r["axes"]["method"] == method
+                if _line_key(r, axis) == line
             )
+            points = [p for p in points if p[1].size]
+            if not points:
+                continue
             x = [p[0] for p in points]
             q25, med, q75 = (
                 np.array([np.percentile(p[1], q) for p in points]) for q in (25, 50, 75)
             )
-            ax.plot(x, med, label=method, **_style(i))
+            ax.plot(x, med, label=line, **_style(i))
             ax.fill_between(x, q25, q75, color=_style(i)["color"], alpha=0.2, linewidth=0)
-        ax.set_xscale("log")
+        if not ax.lines:
+            plt.close(fig)
+            continue
         ax.set_yscale("log")
-        sizes = sorted({r["axes"][axis] for r in items})
-        ax.set_xticks(sizes, [str(v) for v in sizes])  # the sizes measured, not powers of 10
-        ax.minorticks_off()
+        _x_scale(ax, [float(r["axes"][axis]) for r in items])
         title = f"time per call ({mode}), median and IQR" + (f" - {group}" if group else "")
-        yield f"time-vs-{axis}{_slug(group)}", _finish(fig, ax, title, axis, "time per call (ms)")
+        yield f"time-vs-{shown}{_slug(group)}", _finish(fig, ax, title, shown, "time per call (ms)")
 
 
 def metric_vs(
@@ -120,39 +195,44 @@ def metric_vs(
     ylabel: str,
     notes: list[str] | None = None,
 ) -> Iterator[tuple[str, Figure]]:
-    """A metric (e.g. forward_error, stability.grad_norm) against gap or condition, log-log."""
+    """A metric (e.g. forward_error, stability.grad_norm) against a numeric axis, log y."""
+    axis = _axis_of(records, axis)
     name, *path = metric_path.split(".")
-    chosen = [r for r in records if r["metric"] == name and is_number(r["axes"].get(axis))]
+    chosen = [
+        r
+        for r in records
+        if r["metric"] == name and r["status"] == "ok" and is_number(r["axes"].get(axis))
+    ]
     if len({r["axes"][axis] for r in chosen}) < 2:
         return
-    for group, items in _capped(_groups(chosen, axis), f"{metric_path}-vs-{axis}", notes):
+    names = set().union(*(r["axes"] for r in records))
+    shown = _shown(axis, names)
+    stem = metric_path.replace(".", "-")
+    for group, items in _capped(_groups(chosen, axis), f"{metric_path}-vs-{shown}", notes):
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
         skipped = 0
-        for i, method in enumerate(_methods(items)):
+        for i, line in enumerate(_methods(items, axis)):
             points = []
             for r in items:
-                if r["axes"]["method"] != method:
+                if _line_key(r, axis) != line:
                     continue
                 value = metric_value(r, path)
-                if isinstance(value, float) and value > 0:
-                    points.append((float(r["axes"][axis]), value))
+                if isinstance(value, int | float) and is_number(value) and value > 0:
+                    points.append((float(r["axes"][axis]), float(value)))
                 else:
                     skipped += 1
             if points:
                 points.sort()
-                ax.plot(*zip(*points, strict=True), label=method, **_style(i))
+                ax.plot(*zip(*points, strict=True), label=line, **_style(i))
         if not ax.lines:  # nothing numeric in this group (e.g. all unsupported)
             plt.close(fig)
             continue
-        ax.set_xscale("log")
         ax.set_yscale("log")
-        title = f"{metric_path} against {axis}" + (f" - {group}" if group else "")
+        _x_scale(ax, [float(r["axes"][axis]) for r in items])
+        title = f"{metric_path} against {shown}" + (f" - {group}" if group else "")
         if skipped:
             title += f" ({skipped} non-numeric cells not drawn)"
-        yield (
-            f"{metric_path.replace('.', '-')}-vs-{axis}{_slug(group)}",
-            _finish(fig, ax, title, axis, ylabel),
-        )
+        yield f"{stem}-vs-{shown}{_slug(group)}", _finish(fig, ax, title, shown, ylabel)
 
 
 def speedup_bars(geomeans: Mapping[str, Mapping[str, float]]) -> Figure:
@@ -184,15 +264,30 @@ def speedup_bars(geomeans: Mapping[str, Mapping[str, float]]) -> Figure:
     )
 
 
+# What is drawn against each swept axis: (metric path, y label); time is drawn by
+# time_vs_size, the others by metric_vs.
+PLOTTED = (
+    ("time", "time per call (ms)"),
+    ("forward_error", "relative forward error"),
+    ("grad_error", "relative gradient error"),
+    ("stability.grad_norm", "gradient norm"),
+)
+
+
 def all_figures(records, notes: list[str] | None = None) -> Iterator[tuple[str, Figure]]:
-    """Every figure a run's records support, with its file stem, made one at a time: the
-    caller closes each before the next is drawn (a sweep of hundreds stays small). Groups
+    """Every figure a run's records support, one per (metric, numeric swept axis) and
+    group of the other varying axes, with its file stem, made one at a time: the caller
+    closes each before the next is drawn (a sweep of hundreds stays small). Groups
     beyond MAX_FIGURES_PER_KIND per kind are left out, with a line in ``notes``."""
-    yield from time_vs_size(records, "dim", notes=notes)
-    for axis in ("gap", "condition"):
-        yield from metric_vs(records, "forward_error", axis, "relative forward error", notes)
-        yield from metric_vs(records, "grad_error", axis, "relative gradient error", notes)
-        yield from metric_vs(records, "stability.grad_norm", axis, "gradient norm", notes)
+    metrics = {r["metric"] for r in records}
+    for axis in swept_axes(records):
+        for path, ylabel in PLOTTED:
+            if path.split(".")[0] not in metrics:
+                continue
+            if path == "time":
+                yield from time_vs_size(records, axis, notes=notes)
+            else:
+                yield from metric_vs(records, path, axis, ylabel, notes)
 
 
 def write(records, folder: Path, progress: Callable[[str], None] | None = None) -> list[Path]:

@@ -34,6 +34,7 @@ from pydantic import (
 
 from bench_cli import metrics as metrics_catalog
 from bench_cli.errors import UserError, did_you_mean, unknown_name
+from bench_cli.store import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX
 
 Loc = tuple[str | int, ...]
 
@@ -247,6 +248,9 @@ class _SuiteShape(_Strict):
     # A method label: each group of cases that differ only in the method is timed in
     # interleaved rounds, with per-round ratios to this method (README, "Paired timing").
     baseline: str | None = None
+    # Plugin modules (names, or .py files) to import before the methods are looked up:
+    # found next to the suite file, then in the current folder (README, "Your own method").
+    plugins: Annotated[list[str], BeforeValidator(_as_list)] = []
 
 
 SUITE_KEYS = tuple(_SuiteShape.model_fields)
@@ -317,16 +321,13 @@ class Case:
 
     @property
     def axes(self) -> dict[str, Any]:
-        """The values a table can pivot on, flat."""
-        return {
-            "method": self.config.label,
-            "layer": self.config.layer,
-            "impl": self.config.method,
-            **self.config.resolved,
-            **self.resolved_inputs,
-            "device": self.device,
-            "dtype": self.dtype,
-        }
+        """The values a table can pivot on, flat (see :func:`namespaced_axes`)."""
+        return namespaced_axes(
+            {"method": self.config.label, "layer": self.config.layer, "impl": self.config.method},
+            self.config.resolved,
+            self.resolved_inputs,
+            {"device": self.device, "dtype": self.dtype},
+        )
 
     @property
     def group_key(self) -> str:
@@ -342,6 +343,23 @@ class Case:
         """A readable one-line description of the case."""
         shown = ", ".join(f"{k}={v}" for k, v in self.inputs.items() if k != "kind")
         return f"{self.config.label} {self.inputs['kind']}({shown}) {self.device} {self.dtype}"
+
+
+def namespaced_axes(
+    head: Mapping[str, Any],
+    options: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    tail: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A case's axes. Every method option is there as ``options.NAME`` and every input
+    parameter as ``inputs.NAME``, so the two never collide; each is also there under its
+    bare name, where the input's value wins (spd's ``gap`` over eig's ``gap``), as in
+    runs written before the prefixes existed. Validation refuses a bare name that is
+    both in one suite, so no table or filter picks one silently."""
+    axes = {**head, **options, **inputs, **tail}
+    axes.update({OPTIONS_PREFIX + k: v for k, v in options.items()})
+    axes.update({INPUTS_PREFIX + k: v for k, v in inputs.items() if k != "kind"})
+    return axes
 
 
 def case_key(params: Mapping[str, Any]) -> str:
@@ -629,6 +647,13 @@ def validate(
         _pydantic_errors(errors, exc, (), SUITE_KEYS)
         errors.raise_first()
         raise  # unreachable: every ValidationError has at least one error
+    if shape.plugins:
+        here = Path(source).resolve().parent if Path(source).is_file() else None
+        for i, name in enumerate(shape.plugins):
+            problem = registry.import_plugin(name, [here] if here else [])
+            if problem:
+                errors.add(("plugins", i), problem)
+        errors.raise_first()
     size = (
         _grid_size(shape.inputs)
         * sum(_grid_size(raw, ("layer", "method")) for raw in shape.methods.values())
@@ -760,10 +785,22 @@ def validate(
                 )
 
     # tables
-    axis_names = {"method", "layer", "impl", "device", "dtype", "kind"}
-    axis_names |= set(input_axes) | set(input_defaults)
-    for method_config in methods:
-        axis_names |= set(method_config.resolved)
+    input_names = (set(input_axes) | set(input_defaults)) - {"kind"}
+    option_names = set().union(*(m.resolved for m in methods)) if methods else set()
+    axis_names = set(CASE_AXES) | input_names | option_names
+    axis_names |= {INPUTS_PREFIX + n for n in input_names}
+    axis_names |= {OPTIONS_PREFIX + n for n in option_names}
+    ambiguous = input_names & option_names
+
+    def ambiguity(axis: str) -> str | None:
+        if axis not in ambiguous:
+            return None
+        owner = next(m.label for m in methods if axis in m.resolved)
+        return (
+            f"axis '{axis}' is both an input parameter ({kind}) and an option of "
+            f"'{owner}': write {INPUTS_PREFIX}{axis} or {OPTIONS_PREFIX}{axis}"
+        )
+
     metric_names = [m.name for m in metrics]
     for i, table in enumerate(shape.tables):
         head = table.metric.split(".")[0]
@@ -777,7 +814,9 @@ def validate(
             problem = metrics_catalog.path_problem(table.metric)
             if problem:
                 errors.add(("tables", i, "metric"), problem)
-        if table.scaling is not None and table.scaling not in axis_names:
+        if table.scaling is not None and ambiguity(table.scaling):
+            errors.add(("tables", i, "scaling"), ambiguity(table.scaling) or "")
+        elif table.scaling is not None and table.scaling not in axis_names:
             errors.add(
                 ("tables", i, "scaling"),
                 f"unknown axis '{table.scaling}'{did_you_mean(table.scaling, axis_names)}",
@@ -810,7 +849,9 @@ def validate(
             )
         for part in ("rows", "cols"):
             for j, axis in enumerate(getattr(table, part)):
-                if axis not in axis_names:
+                if ambiguity(axis):
+                    errors.add(("tables", i, part, j), ambiguity(axis) or "")
+                elif axis not in axis_names:
                     errors.add(
                         ("tables", i, part, j),
                         f"unknown axis '{axis}'{did_you_mean(axis, axis_names)}; "
@@ -857,8 +898,12 @@ def _axis_values(
     methods: Sequence[MethodConfig],
 ) -> list[Any]:
     """Every value an axis takes in the grid (names for method, layer, impl and the rest)."""
-    if axis in ("method", "layer", "impl", "device", "dtype", "kind"):
+    if axis in CASE_AXES:
         return [axis]  # names, never sizes
+    if axis.startswith(OPTIONS_PREFIX):
+        axis = axis.removeprefix(OPTIONS_PREFIX)
+        return [m.resolved[axis] for m in methods if axis in m.resolved]
+    axis = axis.removeprefix(INPUTS_PREFIX)
     if axis in input_axes:
         return list(input_axes[axis])
     if axis in input_defaults:
@@ -989,6 +1034,11 @@ def select(cases: Sequence[Case], filters: Sequence[str]) -> list[Case]:
         return list(cases)
     known = set().union(*(c.axes for c in cases)) if cases else set()
     for key, _ in parsed:
+        if key is not None and {INPUTS_PREFIX + key, OPTIONS_PREFIX + key} <= known:
+            raise UserError(
+                f"--filter: axis '{key}' is both an input parameter and a method option: "
+                f"write {INPUTS_PREFIX}{key}= or {OPTIONS_PREFIX}{key}="
+            )
         if key is not None and key not in known:
             raise UserError(
                 f"--filter: unknown axis '{key}'{did_you_mean(key, known)}; "

@@ -175,6 +175,34 @@ def _kind(value: Any) -> str:
 
 
 _SCALARS = (str, int, float, bool, type(None))
+# A case's axes name each method option and input parameter twice: bare, and under
+# these prefixes (spec.namespaced_axes); the case's own axes are never prefixed.
+INPUTS_PREFIX, OPTIONS_PREFIX = "inputs.", "options."
+CASE_AXES = ("method", "layer", "impl", "device", "dtype", "kind")
+
+
+def upgrade_axes(record: dict[str, Any]) -> dict[str, Any]:
+    """Give a record written before the prefixes its ``inputs.NAME`` and ``options.NAME``
+    axes (in place), so every reader uses the same names for old and new runs. A name
+    that was both lost its option's value in the bare axis; the option's value then
+    comes from the record's params, where it was given."""
+    axes = record["axes"]
+    if any(key.startswith((INPUTS_PREFIX, OPTIONS_PREFIX)) for key in axes):
+        return record
+    params = record.get("params") or {}
+    inputs = params.get("inputs") or {}
+    options = params.get("options")
+    given: dict[str, Any] = options if isinstance(options, dict) else {}
+    for key, value in list(axes.items()):
+        if key in CASE_AXES:
+            continue
+        if key in inputs:
+            axes[INPUTS_PREFIX + key] = value
+            if key in given and isinstance(given[key], str | int | float | bool | None):
+                axes[OPTIONS_PREFIX + key] = given[key]
+        else:
+            axes[OPTIONS_PREFIX + key] = value
+    return record
 
 
 def record_problem(record: Any) -> str | None:
@@ -240,7 +268,7 @@ def read_records(path: Path, warn: bool = True) -> list[dict[str, Any]]:
         else:
             problem = record_problem(record)
         if problem is None:
-            records.append(record)
+            records.append(upgrade_axes(record))
         elif warn:
             log.warning(f"{file}:{number}: damaged record skipped: {problem}")
     return records

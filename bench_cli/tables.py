@@ -8,6 +8,7 @@ columns are added to the rows, so no cell ever hides two measurements.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from tabulate import tabulate
 
 from bench_cli.metrics import METRICS, STATS
 from bench_cli.spec import TableSpec
+from bench_cli.store import INPUTS_PREFIX
 
 FORMATS = ("md", "csv", "latex")
 # Derived from a timing mode's nominal FLOPs and its median: the rate, and the fraction
@@ -31,6 +33,9 @@ THROUGHPUT = ("flops_per_s", "peak_fraction")
 RATIO = "ratio_to_baseline"
 NOISY_MARK = "⚠"
 _TIME_SCALES = ((1e-6, "ns", 1e9), (1e-3, "µs", 1e6), (1.0, "ms", 1e3), (math.inf, "s", 1.0))
+
+
+log = logging.getLogger("bench_cli")
 
 
 def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
@@ -301,13 +306,20 @@ def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     chosen = sorted(latest.values(), key=lambda r: (r.get("grid") is None, r.get("grid") or 0))
     rows = list(spec.rows)
     cols = list(spec.cols)
-    free = []
+    free: list[str] = []
     if chosen:
+        # An axis joins the rows only where it varies among records that the rows and
+        # columns already put in one cell; a bare name and its inputs. spelling are one.
         candidates = ["method", *chosen[0]["params"]["inputs"], "device", "dtype"]
+        named = {a.removeprefix(INPUTS_PREFIX) for a in (*rows, *cols, spec.scaling) if a}
         for axis in candidates:
-            if axis in rows or axis in cols or axis in ("kind", spec.scaling):
+            if axis in named or axis == "kind":
                 continue
-            if len({str(r["axes"].get(axis)) for r in chosen}) > 1:
+            cells_of: dict[tuple, set[str]] = {}
+            for r in chosen:
+                where = tuple(str(r["axes"].get(a)) for a in (*rows, *cols, *free))
+                cells_of.setdefault(where, set()).add(str(r["axes"].get(axis)))
+            if any(len(values) > 1 for values in cells_of.values()):
                 free.append(axis)
     index_axes = rows + free
     if spec.paired is not None:
@@ -532,8 +544,16 @@ def to_rich(table: Table) -> RichTable:
 def tables_for(
     records: Sequence[Mapping[str, Any]], specs: Sequence[TableSpec], metric_names: Sequence[str]
 ) -> list[Table]:
-    """A run's tables: its suite's, or one default table per metric."""
-    return [build(records, spec) for spec in (specs or default_tables(metric_names))]
+    """A run's tables: its suite's, or one default table per metric. A table that cannot
+    be made is left out with one warning line; the records and the other tables stand."""
+    made = []
+    for spec in specs or default_tables(metric_names):
+        try:
+            made.append(build(records, spec))
+        except Exception as exc:  # noqa: BLE001 -- one table's bug must not lose the rest
+            name = spec.title or spec.metric
+            log.warning(f"table '{name}' not made: {type(exc).__name__}: {exc}")
+    return made
 
 
 def write(tables: Sequence[Table], folder: Path) -> list[Path]:

@@ -320,7 +320,9 @@ def test_plots_are_made_one_at_a_time_and_closed(monkeypatch, tmp_path):
     monkeypatch.setattr(plt.Figure, "savefig", save)
     said = []
     written = plots.write(records, tmp_path / "plots", progress=said.append)
-    assert len(written) == 24 and max(open_at_save) == 1  # never two figures held at once
+    # Twelve figures of time against dim (one per batch) and two against batch (one per
+    # dim), each as PNG and SVG.
+    assert len(written) == 28 and max(open_at_save) == 1  # never two figures held at once
     assert plt.get_fignums() == []
     assert said == [f"plots: 10 written to {tmp_path / 'plots'}"]
 
@@ -348,7 +350,8 @@ def test_a_wide_sweep_draws_a_bounded_number_of_figures_and_says_so(tmp_path):
     ]
     said = []
     written = plots.write(records, tmp_path, progress=said.append)
-    assert len(written) == 2 * plots.MAX_FIGURES_PER_KIND
+    # The cap on time-vs-dim, and time-vs-batch's two figures (one per dim), PNG and SVG.
+    assert len(written) == 2 * (plots.MAX_FIGURES_PER_KIND + 2)
     assert said[-1] == (
         f"plots: time-vs-dim has 30 groups; drew the first {plots.MAX_FIGURES_PER_KIND} "
         "(the tables hold every value)"
