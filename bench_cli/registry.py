@@ -20,8 +20,9 @@ import inspect
 import os
 import sys
 import typing
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -171,7 +172,7 @@ def _fc(X: torch.Tensor, *, out_features: PositiveInt = 16) -> torch.Tensor:
     return torch.nn.functional.linear(X, weight.to(X), bias.to(X))
 
 
-def _direct_layer(name, fn, reference, summary, flops) -> Layer:
+def _direct_layer(name, fn, reference, summary, flops, reference_grad=None) -> Layer:
     """A layer with one method, ``direct``; ``flops(n, c, options)`` per item, forward."""
     table = {"direct": entry("direct", fn, exact=True, flops=None, k_tilde=None)}
 
@@ -183,7 +184,7 @@ def _direct_layer(name, fn, reference, summary, flops) -> Layer:
         return lambda inputs: fn(inputs["X"], **options)
 
     return Layer(name, _Options, table, ("features", "mosaic"), build, reference, summary,
-                 layer_flops)  # fmt: skip
+                 layer_flops, reference_grad=reference_grad)  # fmt: skip
 
 
 def _gap_term(gap: Gap):
@@ -300,6 +301,7 @@ LAYERS: dict[str, Layer] = {
         ref.ncut,
         "normalized cuts: projector onto the top-k eigenvectors of D^-1/2 W D^-1/2",
         _ncut_flops,
+        reference_grad=ref.ncut_grad,
         decomposed=_ncut_matrix,
     ),
     "avg_pool": _direct_layer(
@@ -322,6 +324,7 @@ LAYERS: dict[str, Layer] = {
         ref.bilinear,
         "unstructured second-order baseline: outer product, signed sqrt, L2",
         lambda n, c, o: MATMUL * n * c * c,
+        reference_grad=ref.bilinear_grad,
     ),
     "fc": _direct_layer(
         "fc",
@@ -363,6 +366,7 @@ def register_method(
     tuning=None,
     rank_option: str | None = None,
     summary: str | None = None,
+    symmetrises: bool = True,
 ):
     """Add a method to a layer, from a plugin or a test; usable as a decorator (no ``fn``).
 
@@ -370,11 +374,15 @@ def register_method(
     is an approximation with no FLOP model (GFLOP/s n/a) and no K̃ (max_k_tilde n/a).
     For ``matrix_function`` and ``o2p`` the function's signature is
     ``fn(A, func, p=None, *, option=default, ...)`` (A: (..., d, d); its keyword-only
-    parameters become suite options), and it is added to both layers.
+    parameters become suite options), and it is added to both layers; ``ncut`` calls
+    ``fn(M, k, *, ...)``. A signature the layer cannot call is refused here, in one line
+    (:func:`signature_problem`), not when the first case runs. ``symmetrises=False``
+    says the method takes A as given, not (A+Aᵀ)/2: grad_error then compares it with the
+    gradient of f(A) (README, "Your own method").
     """
     facts = dict(
         exact=exact, flops=flops, k_tilde=k_tilde, funcs=funcs, tuning=tuning,
-        rank_option=rank_option, summary=summary,
+        rank_option=rank_option, summary=summary, symmetrises=symmetrises,
     )  # fmt: skip
 
     def add(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -383,8 +391,9 @@ def register_method(
         table = LAYERS[layer_name].methods
         if name in table:
             raise UserError(f"method '{name}' of layer '{layer_name}' is already registered")
-        if layer_name in MATRIX_FUNCTION_LAYERS:
-            _check_signature(name, fn)
+        problem = signature_problem(layer_name, fn)
+        if problem:
+            raise UserError(f"register_method('{layer_name}', '{name}'): {problem}")
         table[name] = entry(name, fn, **facts)
         options_model.cache_clear()
         return fn
@@ -392,19 +401,48 @@ def register_method(
     return add if fn is None else add(fn)
 
 
-def _check_signature(name: str, fn: Callable[..., Any]) -> None:
-    """A matrix-function method takes (A, func, p=None, *, options); say so at registration."""
+# How each layer calls a method: its positional arguments; every keyword-only parameter
+# (with a default) is a suite option. Direct layers take their input alone.
+CALLS: dict[str, tuple[str, ...]] = {
+    "matrix_function": ("A", "func", "p"),
+    "o2p": ("A", "func", "p"),
+    "ncut": ("M", "k"),
+    "gap_series": ("eigvals",),
+}
+
+
+def signature_problem(layer_name: str, fn: Callable[..., Any]) -> str | None:
+    """What stops ``fn`` from being called as ``layer_name`` calls its methods (None if
+    nothing): ``fn(A, func, p, **options)`` for a matrix function, options keyword-only
+    with defaults, so each becomes a suite key with a value a suite may leave out."""
+    shape = CALLS.get(layer_name, ("X",))
+    expected = f"fn({', '.join(shape)}, *, option=default, ...)"
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        return
+        return None  # a builtin: nothing to read, the call will tell
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     takes_var = any(p.kind is p.VAR_POSITIONAL for p in params)
-    if not takes_var and len(positional) < 3:
-        raise UserError(
-            f"method '{name}': a matrix_function method takes (A, func, p=None, *, options), "
-            f"got ({', '.join(p.name for p in params)})"
+    got = f"got ({', '.join(str(p) for p in params)})"
+    if len(positional) < len(shape) and not takes_var:
+        missing = ", ".join(shape[len(positional) :])
+        return (
+            f"takes {len(positional)} positional arguments, but is called with {len(shape)} "
+            f"({', '.join(shape)}): add {missing}; expected {expected}, {got}"
         )
+    extra = [p.name for p in positional[len(shape) :] if p.default is p.empty]
+    if extra:
+        return (
+            f"positional parameter {extra[0]} is never passed: make it keyword-only "
+            f"with a default (after *) to make it a suite option; expected {expected}, {got}"
+        )
+    required = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if required:
+        return (
+            f"option {required[0]} has no default: give it one (suites may leave an "
+            f"option out); expected {expected}, {got}"
+        )
+    return None
 
 
 PLUGIN_GROUP = "bench_cli.plugins"
@@ -428,17 +466,51 @@ def load_plugins() -> None:
     for module in filter(
         None, (m.strip() for m in os.environ.get("MATBENCH_PLUGINS", "").split(","))
     ):
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            on_path = os.getcwd() in (os.path.abspath(p) for p in sys.path if p)
-            hint = "" if on_path else "; a module in the current folder needs PYTHONPATH=."
-            raise UserError(f"MATBENCH_PLUGINS: cannot import '{module}': {exc}{hint}") from exc
-        except Exception as exc:  # noqa: BLE001 -- a plugin's own error, said in one line
-            raise UserError(
-                f"MATBENCH_PLUGINS: plugin '{module}' failed while importing: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        problem = import_plugin(module)
+        if problem:
+            raise UserError(f"MATBENCH_PLUGINS: {problem}")
+
+
+# Folders plugins were found in (absolute, os.pathsep-separated): set by the process
+# that read the suite, so isolated workers and cluster jobs import the same modules.
+PLUGIN_PATH_ENV = "MATBENCH_PLUGIN_PATH"
+
+
+def _plugin_folders(extra: Sequence[Path]) -> list[Path]:
+    inherited = [Path(p) for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
+    return list(dict.fromkeys([*extra, *inherited, Path.cwd()]))
+
+
+def import_plugin(name: str, folders: Sequence[Path] = ()) -> str | None:
+    """Import one plugin module, given as a module name or a ``.py`` file name, from the
+    first of ``folders``, the folders earlier plugins came from, and the current folder
+    that holds it, else from the installed packages; None, or what went wrong in one
+    line. The folder is remembered in MATBENCH_PLUGIN_PATH for child processes."""
+    module = name.removesuffix(".py")
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        return f"plugin '{name}': expected a module name or a file name.py beside the suite"
+    if module in sys.modules:
+        return None
+    relative = Path(*module.split("."))
+    for folder in _plugin_folders(folders):
+        if (folder / f"{relative}.py").is_file() or (folder / relative / "__init__.py").is_file():
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            known = os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep)
+            if str(folder) not in known:
+                os.environ[PLUGIN_PATH_ENV] = os.pathsep.join(filter(None, [*known, str(folder)]))
+            break
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        looked = ", ".join(str(f) for f in _plugin_folders(folders))
+        return f"plugin '{name}': cannot import it ({exc}); looked in {looked} and sys.path"
+    except UserError as exc:
+        return f"plugin '{name}': {exc}"
+    except Exception as exc:  # noqa: BLE001 -- a plugin's own error, said in one line
+        sys.modules.pop(module, None)
+        return f"plugin '{name}' failed while importing: {type(exc).__name__}: {exc}"
+    return None
 
 
 def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]) -> str | None:
@@ -485,7 +557,8 @@ def options_model(layer_name: str, method_name: str) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for param in inspect.signature(impl).parameters.values():
         if param.kind is inspect.Parameter.KEYWORD_ONLY:
-            fields[param.name] = (hints.get(param.name, Any), param.default)
+            default = ... if param.default is param.empty else param.default  # required
+            fields[param.name] = (hints.get(param.name, Any), default)
     return create_model(f"{layer_name}.{method_name}", __base__=layer.options, **fields)
 
 

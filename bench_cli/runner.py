@@ -176,10 +176,10 @@ def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
             cache["ref"] = layer.reference(options, detached64())
         return cache["ref"]
 
-    def reference_grad(upstream: torch.Tensor) -> dict[str, torch.Tensor]:
+    def reference_grad(upstream: torch.Tensor, symmetrise: bool = True) -> dict[str, torch.Tensor]:
         as64 = {k: v.to("cpu", torch.float64) for k, v in detached64().items()}
         if layer.reference_grad is not None:
-            return layer.reference_grad(options, as64, upstream)
+            return layer.reference_grad(options, as64, upstream, symmetrise=symmetrise)
         return references.fd_reference_grad(layer.reference, options, as64, upstream)
 
     def decomposed() -> torch.Tensor | None:
@@ -202,6 +202,7 @@ def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
         flops=registry.flop_model(layer.name, case.config.method, options, case.resolved_inputs),
         k_tilde=registry.k_tilde(layer.name, case.config.method, options),
         decomposed=None if layer.decomposed is None else decomposed,
+        symmetrises=layer.methods[case.config.method].symmetrises,
     )
     return probe, reference
 
@@ -253,6 +254,20 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
     return _records(case, configs, outcomes)
 
 
+def _recorded_options(case: Case, config) -> dict[str, Any]:
+    """A metric's resolved options as recorded: grad_error's convention "method" as the
+    convention this case's method was compared with."""
+    options = dict(config.resolved)
+    if config.name == "grad_error" and options.get("convention") == "method":
+        from bench_cli.metrics.accuracy import gradient_convention
+
+        method = registry.layer(case.config.layer).methods.get(case.config.method)
+        options["convention"] = gradient_convention(
+            True if method is None else method.symmetrises, "method"
+        )
+    return options
+
+
 def _records(case: Case, configs, outcomes) -> list[dict]:
     finished = utc_now()
     return [
@@ -266,7 +281,7 @@ def _records(case: Case, configs, outcomes) -> list[dict]:
             "label": case.label,
             "axes": case.axes,
             "params": case.key_params(),
-            "metric_options": config.resolved,
+            "metric_options": _recorded_options(case, config),
             "seed": case.seed,
             "grid": case.grid,
             "elapsed_s": round(outcomes[config.name][3], 6),

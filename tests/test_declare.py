@@ -116,7 +116,7 @@ def test_a_wrong_signature_is_refused_at_registration(register_method):
     def no_func(A):
         return A
 
-    with pytest.raises(Exception, match=r"takes \(A, func, p=None"):
+    with pytest.raises(Exception, match=r"called with 3 \(A, func, p\): add func, p"):
         register_method(no_func)
 
 

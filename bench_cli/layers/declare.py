@@ -79,6 +79,9 @@ class Method:
     funcs: tuple[str, ...] = FUNCS  # the funcs it computes (matrix functions only)
     tuning: Tuning | None = None  # what advise tries
     rank_option: str | None = None  # the option advise sets from --rank; None: not truncated
+    # Its gradient is that of f((A+Aᵀ)/2), as every bundled method's is; False for a
+    # method that takes A as given (grad_error's convention "method" follows this).
+    symmetrises: bool = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -115,6 +118,7 @@ def entry(
     tuning: Tuning | None = None,
     rank_option: str | None = None,
     summary: str | None = None,
+    symmetrises: bool = True,
 ) -> Method:
     """A :class:`Method` entry, checked: every fact is named, funcs are known ones."""
     unknown = [f for f in funcs if f not in FUNCS]
@@ -122,9 +126,11 @@ def entry(
         raise ValueError(f"method '{name}': funcs must be some of {', '.join(FUNCS)}")
     if not isinstance(exact, bool):
         raise TypeError(f"method '{name}': exact must be True or False")
+    if not isinstance(symmetrises, bool):
+        raise TypeError(f"method '{name}': symmetrises must be True or False")
     return Method(
         name, fn, summary or summary_of(fn), exact, flops, k_tilde, tuple(funcs), tuning,
-        rank_option,
+        rank_option, symmetrises,
     )  # fmt: skip
 
 

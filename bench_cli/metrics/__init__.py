@@ -71,7 +71,8 @@ class Probe:
     more_inputs: Callable[[int], Mapping[str, torch.Tensor]] | None = None
     # float64 CPU gradients of <upstream, f(inputs)> w.r.t. each input, independent of the
     # method under test (Daleckii-Krein in NumPy, or central differences).
-    reference_grad: Callable[[torch.Tensor], Mapping[str, torch.Tensor]] | None = None
+    # (upstream, symmetrise=True) -> float64 reference gradients by input name
+    reference_grad: Callable[..., Mapping[str, torch.Tensor]] | None = None
     # The same layer and method with some options changed, e.g. {"iters": 30}: a forward
     # on any inputs (for metrics that sweep an option of the method under test).
     with_options: (
@@ -88,6 +89,7 @@ class Probe:
     flops: Mapping[str, float | None] = field(default_factory=dict)
     k_tilde: KTilde | None = None
     decomposed: Callable[[], torch.Tensor | None] | None = None
+    symmetrises: bool = True  # its gradient is that of f((A+Aᵀ)/2) (declared)
 
 
 @dataclass(frozen=True)

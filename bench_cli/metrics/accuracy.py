@@ -61,15 +61,32 @@ def method_gradients(probe: Probe, upstream: torch.Tensor) -> dict[str, torch.Te
     return dict(zip(leaves, grads, strict=True))
 
 
+def gradient_convention(symmetrises: bool, convention: str) -> str:
+    """The reference grad_error compares with: the option's, or the method's own."""
+    if convention != "method":
+        return convention
+    return "symmetrised" if symmetrises else "as_given"
+
+
 def grad_error(probe: Probe, options: GradOptions) -> float:
-    """The worst relative Frobenius error of ∂⟨G, f(x)⟩/∂x over the batch and the inputs."""
+    """The worst relative Frobenius error of ∂⟨G, f(x)⟩/∂x over the batch and the inputs.
+
+    For a symmetric-matrix input A the reference is, by ``convention``, the gradient of
+    f((A+Aᵀ)/2) (``symmetrised``: symmetric, what every bundled method returns), or of
+    f(A) with A taken as given (``as_given``: for a method that does not symmetrise its
+    input, whose gradient then has a skew part); ``method`` (the default) takes each
+    method's declaration (``symmetrises``). Against the other convention a correct
+    method scores about 1. The record's metric_options say which was used."""
     if probe.reference_grad is None:
         raise NotApplicable("no reference gradient for this layer")
     with torch.no_grad():
         upstream = _upstream(probe, probe.forward())
     grads = method_gradients(probe, upstream)
     errors = []
-    reference = probe.reference_grad(upstream)
+    if gradient_convention(probe.symmetrises, options.convention) == "symmetrised":
+        reference = probe.reference_grad(upstream)
+    else:
+        reference = probe.reference_grad(upstream, symmetrise=False)
     for name, grad in grads.items():
         bad = int((~torch.isfinite(grad)).sum())
         if bad:

@@ -40,6 +40,13 @@ class NoOptions(BaseModel):
 
 class GradOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    convention: Literal["method", "symmetrised", "as_given"] = Field(
+        "method",
+        description="the reference for a symmetric-matrix input A: the gradient of "
+        "f((A+Aᵀ)/2) (symmetrised: every bundled method), of f(A) with A taken as given "
+        "(as_given: a method registered with symmetrises=False), or each method's own "
+        "(method); the record's metric_options say which one was used",
+    )
 
 
 class FdOptions(BaseModel):
