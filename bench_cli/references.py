@@ -96,10 +96,14 @@ _DERIVATIVES = {
 }
 
 
-def _np_daleckii_krein(M: np.ndarray, G: np.ndarray, func: str, p: float | None) -> np.ndarray:
+def _np_daleckii_krein(
+    M: np.ndarray, G: np.ndarray, func: str, p: float | None, symmetrise: bool = True
+) -> np.ndarray:
     """U (L ∘ Uᵀ sym(G) U) Uᵀ with divided differences; f′ at the midpoint for gaps below
     1e-5 relative (error ~ gap² f‴/24, below 1e-10; rounding of the plain quotient would be
-    ~1e-16/gap)."""
+    ~1e-16/gap). Without ``symmetrise``, U (L ∘ Uᵀ G U) Uᵀ: the gradient of ⟨G, f(M)⟩
+    with M taken as given (for symmetric M, the Fréchet derivative U (L ∘ Uᵀ E U) Uᵀ holds
+    for every direction E, symmetric or not, and is its own adjoint)."""
     w, U = np.linalg.eigh(0.5 * (M + np.swapaxes(M, -1, -2)))
     with np.errstate(all="ignore"):
         f = _np_spectral_values(w, func, p)
@@ -107,7 +111,7 @@ def _np_daleckii_krein(M: np.ndarray, G: np.ndarray, func: str, p: float | None)
         close = np.abs(wi - wj) <= 1e-5 * np.maximum(np.abs(wi), np.abs(wj))
         divided = (f[..., :, None] - f[..., None, :]) / np.where(close, 1.0, wi - wj)
         L = np.where(close, _DERIVATIVES[func](0.5 * (wi + wj), p), divided)
-    Gs = 0.5 * (G + np.swapaxes(G, -1, -2))
+    Gs = 0.5 * (G + np.swapaxes(G, -1, -2)) if symmetrise else G
     Ut = np.swapaxes(U, -1, -2)
     return U @ (L * (Ut @ Gs @ U)) @ Ut
 
@@ -128,15 +132,17 @@ def _np_spectral_values(w: np.ndarray, func: str, p: float | None) -> np.ndarray
     raise ValueError(f"unknown func '{func}'")
 
 
-def matrix_function_grad(options, inputs, upstream) -> dict[str, torch.Tensor]:
-    """∂⟨G, f(sym(A))⟩/∂A by Daleckii–Krein in NumPy."""
+def matrix_function_grad(options, inputs, upstream, symmetrise=True) -> dict[str, torch.Tensor]:
+    """∂⟨G, f(sym(A))⟩/∂A by Daleckii–Krein in NumPy; without ``symmetrise``, ∂⟨G, f(A)⟩/∂A
+    with A taken as given (grad_error's convention as_given)."""
     A = _np(inputs["A"])
-    grad = _np_daleckii_krein(A, upstream.numpy(), options["func"], options.get("p"))
+    grad = _np_daleckii_krein(A, upstream.numpy(), options["func"], options.get("p"), symmetrise)
     return {"A": torch.from_numpy(grad)}
 
 
-def o2p_grad(options, inputs, upstream) -> dict[str, torch.Tensor]:
-    """∂⟨g, o2p(X)⟩/∂X through the covariance, by Daleckii–Krein in NumPy."""
+def o2p_grad(options, inputs, upstream, symmetrise=True) -> dict[str, torch.Tensor]:
+    """∂⟨g, o2p(X)⟩/∂X through the covariance, by Daleckii–Krein in NumPy (the covariance
+    is symmetric by construction: both conventions give this gradient)."""
     X = _np(inputs["X"])
     Xc = X - X.mean(-2, keepdims=True) if options["center"] else X
     n, c = X.shape[-2], X.shape[-1]
@@ -151,6 +157,78 @@ def o2p_grad(options, inputs, upstream) -> dict[str, torch.Tensor]:
     G_C = _np_daleckii_krein(C, G_F, options["func"], options.get("p"))
     # C = Xcᵀ Xc / n: ∂/∂X = (2/n) Xc G_C (centring is absorbed: Xc's columns sum to 0).
     return {"X": torch.from_numpy(2.0 / n * Xc @ G_C)}
+
+
+def _np_sym(A: np.ndarray) -> np.ndarray:
+    return 0.5 * (A + np.swapaxes(A, -1, -2))
+
+
+def ncut_grad(options, inputs, upstream, symmetrise=True) -> dict[str, torch.Tensor]:
+    """∂⟨G, P⟩/∂X for the normalized-cuts projector, analytically in NumPy, in four steps
+    back from P = UₖUₖᵀ (the top-k eigenvectors of M = D^-1/2 W D^-1/2, D = diag(W1)):
+
+    1. P depends on span(Uₖ) only, so only kept × discarded eigenpairs enter:
+       ∂/∂M = V (F ∘ Vᵀ sym(G) V) Vᵀ with Fₐᵦ = 1/(λₐ − λᵦ) for a kept and b discarded
+       (and symmetrically), 0 for two kept or two discarded.
+    2. Mₐᵦ = Wₐᵦ sₐ sᵦ with s = d^-1/2, d = W1: ∂/∂W = G_M ∘ ssᵀ + q1ᵀ with
+       q = −½ d^-3/2 ∘ (H + Hᵀ)s, H = G_M ∘ W.
+    3. Gaussian W = exp(−‖xₐ − xᵦ‖²/2σ²): with S = E + Eᵀ, E = G_W ∘ W,
+       ∂/∂X = −(diag(S1) X − S X)/σ². Cosine W = (1 + ÛÛᵀ)/2, Û the rows of X made
+       unit: ∂/∂Û = sym(G_W) Û, then through the normalisation (I − ûûᵀ)/‖x‖.
+
+    Exact up to rounding (no step size), and independent of the torch layer, whose
+    backward goes through Proposition 2 restricted to the same pairs; the tests hold it
+    to central differences and to torch's autograd in float64."""
+    X = _np(inputs["X"])
+    k, sigma = options["k"], options["sigma"]
+    if options["affinity"] == "gaussian":
+        diff = X[..., :, None, :] - X[..., None, :, :]
+        W = np.exp(-(diff**2).sum(-1) / (2 * sigma**2))
+    else:
+        norms = np.linalg.norm(X, axis=-1, keepdims=True)
+        unit = X / norms
+        W = 0.5 * (1 + unit @ np.swapaxes(unit, -1, -2))
+    d = W.sum(-1)
+    s = d**-0.5
+    M = _np_sym(W * s[..., :, None] * s[..., None, :])
+    lam, V = np.linalg.eigh(M)
+    n = lam.shape[-1]
+    kept = np.arange(n) >= n - k
+    across = kept[:, None] ^ kept[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        F = np.where(across, 1.0 / (lam[..., :, None] - lam[..., None, :]), 0.0)
+    F = np.where(kept[:, None], F, -F)  # 1/(λ_kept − λ_discarded) on both sides
+    Vt = np.swapaxes(V, -1, -2)
+    G_M = V @ (F * (Vt @ _np_sym(upstream.numpy()) @ V)) @ Vt
+    H = G_M * W
+    q = -0.5 * d**-1.5 * ((H + np.swapaxes(H, -1, -2)) @ s[..., None])[..., 0]
+    G_W = G_M * s[..., :, None] * s[..., None, :] + q[..., :, None]
+    if options["affinity"] == "gaussian":
+        E = G_W * W
+        S = E + np.swapaxes(E, -1, -2)
+        grad = -(S.sum(-1)[..., None] * X - S @ X) / sigma**2
+    else:
+        G_U = _np_sym(G_W) @ unit
+        radial = (G_U * unit).sum(-1, keepdims=True)
+        grad = (G_U - unit * radial) / norms
+    return {"X": torch.from_numpy(grad)}
+
+
+def bilinear_grad(options, inputs, upstream, symmetrise=True) -> dict[str, torch.Tensor]:
+    """∂⟨g, y⟩/∂X for bilinear pooling y = s/‖s‖, s = sign(M)·sqrt(|M| + eps),
+    M = XᵀX/N, analytically in NumPy: ∂/∂s = (g − y(y·g))/‖s‖, ∂/∂M = that over
+    2 sqrt(|M| + eps), ∂/∂X = X (G_M + G_Mᵀ)/N. Any size (no finite-difference limit)."""
+    X = _np(inputs["X"])
+    n, c = X.shape[-2], X.shape[-1]
+    M = (np.swapaxes(X, -1, -2) @ X / n).reshape(X.shape[0], -1)
+    root = np.sqrt(np.abs(M) + options["eps"])
+    signed = np.sign(M) * root
+    norm = np.linalg.norm(signed, axis=-1, keepdims=True)
+    y = signed / norm
+    g = upstream.numpy().reshape(y.shape)
+    g_s = (g - y * (y * g).sum(-1, keepdims=True)) / norm
+    G_M = (g_s / (2 * root)).reshape(X.shape[:-2] + (c, c))
+    return {"X": torch.from_numpy(X @ (G_M + np.swapaxes(G_M, -1, -2)) / n)}
 
 
 def fd_reference_grad(reference, options, inputs, upstream, max_elements: int = 8192):
