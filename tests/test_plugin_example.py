@@ -63,9 +63,7 @@ def test_the_readme_plugin_example_runs_as_printed_from_an_empty_folder(tmp_path
     assert grad["isqrt[iters=10]"]["value"] < 1e-2 and grad["ns[iters=10]"]["value"] < 1e-2
 
 
-def test_a_plugin_next_to_the_suite_is_found_from_another_folder(
-    cli, tmp_path, register_method
-):
+def test_a_plugin_next_to_the_suite_is_found_from_another_folder(cli, tmp_path, register_method):
     files, _ = _example()  # register_method: the registry is restored after the test
     suite_dir = tmp_path / "elsewhere"
     suite_dir.mkdir()
