@@ -503,7 +503,22 @@ def compare(
     mode: Annotated[
         str, typer.Option("--mode", help="Timing mode: fwd, bwd or fwd_bwd.")
     ] = "fwd_bwd",
-    device: DeviceOpt = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            "-d",
+            help="Compare only the records measured on this device (cpu, cuda, cuda:1); "
+            "default: every device, each case with its own.",
+        ),
+    ] = None,
+    changed: Annotated[
+        bool,
+        typer.Option(
+            "--changed",
+            help="List only rows that changed or are inconclusive, not the unchanged (~).",
+        ),
+    ] = False,
     format: FormatOpt = None,
 ) -> None:
     """Compare runs of one suite across machines or versions, case by case."""
@@ -513,12 +528,17 @@ def compare(
         baseline=baseline,
         min_effect=min_effect,
         mode=mode,
-        device=device[0] if device else None,
+        device=device,
     )
     console = out_console()
     for result in results:
         frame = comparison_frame(result)
+        unchanged = int((frame["verdict"] == "~").sum()) if len(frame) else 0
+        if changed and len(frame):
+            frame = frame[frame["verdict"] != "~"]
         title = f"B = {result.b}\nA = {result.a}"
+        if changed:
+            title += f"\n{unchanged} unchanged row(s) (~) not listed"
         if format == "csv":
             print(frame.to_csv(index=False))
         elif format is not None:

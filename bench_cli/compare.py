@@ -381,7 +381,8 @@ def compare_runs(
                 note=note, why=why,
             )  # fmt: skip
             result.rows.append(row)
-            log_ratios.setdefault(method, []).append(math.log(row.ratio or 1.0))
+            if row.verdict != "?":  # noise must not read as a speed-up in the geomean
+                log_ratios.setdefault(method, []).append(math.log(row.ratio or 1.0))
             if not baseline and ratios and method != ratios[2]:
                 why = _noise_why(va, vb, paired=True)
                 result.rows.append(

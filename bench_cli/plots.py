@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_cli.metrics import is_number  # noqa: E402
@@ -272,6 +273,27 @@ PLOTTED = (
     ("grad_error", "relative gradient error"),
     ("stability.grad_norm", "gradient norm"),
 )
+
+
+def pareto(setting, metric: str, label: str | None = None) -> Figure:
+    """Error against median time, one marker per method; the Pareto front joined."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, point in enumerate(setting.points):
+        error = max(point.error, 1e-300)
+        ax.plot([point.seconds * 1e3], [error], linestyle="none", label=point.method, **_style(i))
+    front = setting.front
+    ax.plot(
+        [p.seconds * 1e3 for p in front], [max(p.error, 1e-300) for p in front],
+        color="black", linewidth=0.8, alpha=0.6, label="Pareto front",
+    )  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    return _finish(
+        fig, ax, f"which method: {label or setting.label}", "median time per call (ms)",
+        f"{metric} (relative)",
+    )  # fmt: skip
 
 
 def all_figures(records, notes: list[str] | None = None) -> Iterator[tuple[str, Figure]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html as escape_html
+import re
 from collections.abc import Sequence
 
 from bench_cli import plots, spec, tables
@@ -15,8 +16,10 @@ from bench_cli.store import RunFolder
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
-table { border-collapse: collapse; margin: 0.8em 0 1.6em; font-size: 0.9em; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+table { border-collapse: collapse; margin: 0.8em 0 1.6em; font-size: 0.9em;
+        display: block; max-width: 100%; overflow-x: auto; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
+td:last-child { white-space: normal; min-width: 16em; }  /* notes and fronts may wrap */
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .note { color: #555; font-size: 0.9em; }
@@ -45,6 +48,79 @@ def _image(fig) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{data}">'
 
 
+_LABEL = re.compile(r"^(?P<kind>[\w-]+)\((?P<inputs>.*)\)(?P<rest>.*)$")
+
+
+def short_labels(labels: Sequence[str]) -> dict[str, str]:
+    """Case labels like ``spd(batch=4, dim=16, condition=100.0) float32`` without the
+    inputs every label shares, so a table shows what differs, e.g. ``spd(dim=16) float32``."""
+    parsed = {label: _LABEL.match(label) for label in labels}
+    pairs = {
+        label: match["inputs"].split(", ") if match and match["inputs"] else []
+        for label, match in parsed.items()
+    }
+    everywhere = set.intersection(*(set(p) for p in pairs.values())) if pairs else set()
+    out = {}
+    for label, match in parsed.items():
+        if match is None:
+            out[label] = label
+            continue
+        kept = ", ".join(p for p in pairs[label] if p not in everywhere)
+        out[label] = f"{match['kind']}({kept}){match['rest']}"
+    return out
+
+
+def _point(point) -> str:
+    mark = " ⚠" if point.noisy else ""
+    return (
+        f"{point.method} ({tables.format_cell(point.seconds, 'ms', 1e3)}{mark}, {point.error:.1e})"
+    )
+
+
+def which_method_section(records) -> str:
+    """ "Which method?" from the run itself: per input setting, the fastest method within
+    each tolerance and the Pareto front of error against time; empty without an error
+    metric and time measured together."""
+    import pandas as pd
+
+    from bench_cli import pareto
+
+    parts = []
+    for metric in pareto.ERROR_METRICS:
+        found = pareto.settings(records, metric)
+        if not found:
+            continue
+        rows = []
+        short = short_labels([setting.label for setting in found])
+        for setting in found:
+            row = {"setting": short[setting.label]}
+            for tolerance in pareto.TOLERANCES:
+                best = setting.fastest_within(tolerance)
+                row[f"≤ {tolerance:.0e}"] = _point(best) if best else "none"
+            row["Pareto front, fastest first"] = "; ".join(_point(p) for p in setting.front)
+            rows.append(row)
+        parts.append(
+            f"<h3>The fastest method with {escape_html.escape(metric)} at most each "
+            "tolerance (forward+backward time)</h3>"
+        )
+        parts.append(_table(pd.DataFrame(rows), index=False))
+        for setting in found[:MAX_PARETO_PLOTS]:
+            parts.append(_image(plots.pareto(setting, metric, short[setting.label])))
+    if not parts:
+        return ""
+    return (
+        "<h2>Which method?</h2>"
+        '<p class="note">From this run\'s own records: each cell is method (median time per '
+        "call, error). The Pareto front holds the methods no other beats on both error and "
+        "time. ⚠: that timing was flagged noisy. Times are medians of one run; "
+        "<code>matbench advise</code> measures the candidates again, interleaved, with "
+        "intervals.</p>" + "\n".join(parts)
+    )
+
+
+MAX_PARETO_PLOTS = 6
+
+
 def _run_section(folder: RunFolder) -> str:
     suite = spec.outline(folder.suite_text, str(folder.path / "suite.yaml"))
     records = folder.records()
@@ -52,6 +128,7 @@ def _run_section(folder: RunFolder) -> str:
     parts = [
         f"<h2>{escape_html.escape(suite.name)}: {escape_html.escape(str(folder.path))}</h2>",
         f"<p>{escape_html.escape(suite.description)}</p>",
+        which_method_section(records),
         "<table>"
         + "".join(
             f"<tr><th>{escape_html.escape(k)}</th>"
@@ -86,13 +163,25 @@ def page(folders: Sequence[RunFolder], comparisons: Sequence[Comparison] = ()) -
         body.append("<h2>Comparison with the first run</h2>")
         geomeans = {}
         for result in comparisons:
+            frame = comparison_frame(result)
+            changed = frame[frame["verdict"] != "~"] if len(frame) else frame
+            if len(changed):
+                changed = changed.assign(case=changed["case"].map(short_labels(frame["case"])))
             body.append(
                 f'<p class="note">B = {escape_html.escape(result.b)}<br>'
-                f"A = {escape_html.escape(result.a)}</p>"
+                f"A = {escape_html.escape(result.a)}<br>"
+                f"{len(changed)} of {len(frame)} rows changed or inconclusive are shown; "
+                f"{len(frame) - len(changed)} unchanged (~) are left out "
+                "(<code>matbench compare A B</code> lists every row).</p>"
             )
-            body.append(_table(comparison_frame(result), index=False))
+            if len(changed):
+                body.append(_table(changed, index=False))
             geomeans[result.b] = result.geomean
         if any(geomeans.values()):
+            body.append(
+                '<p class="note">Speed-ups over conclusive timing rows only: a row that is '
+                "inconclusive (?), noisy or within the noise floor is left out.</p>"
+            )
             body.append(_image(plots.speedup_bars(geomeans)))
     body += [_run_section(folder) for folder in folders]
     return (

@@ -1,5 +1,6 @@
 """matbench compare, plots, the HTML report and load_results."""
 
+import os
 import shutil
 import subprocess
 import time
@@ -340,25 +341,32 @@ def test_html_report_renders_in_headless_chromium(cli, write_suite, tmp_path, vi
     assert page.count("data:image/png;base64,") >= 2 and "<script" not in page
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
+        if os.environ.get("MATBENCH_REQUIRE_CHROMIUM") == "1":  # .ci/run installs it
+            pytest.fail("MATBENCH_REQUIRE_CHROMIUM=1 but chromium is not installed")
         pytest.skip(
             "chromium is not installed (Debian: apt-get install chromium); "
             "the page was checked for inline plots only"
         )
+    browser = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--window-size=1200,2000",
+    ]  # fmt: skip
+    # The page as the browser built it: the "which method" section, with its table and
+    # a plot, and the comparison table collapsed to the rows that changed.
+    dom = subprocess.run(
+        [*browser, "--dump-dom", (tmp_path / "report.html").as_uri()],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    which = dom.split("<h2>Which method?</h2>", 1)
+    assert len(which) == 2, "no 'Which method?' section in the rendered page"
+    section = which[1].split("<h2>", 1)[0]
+    assert "Pareto front, fastest first" in section and "≤ 1e-02" in section
+    assert "dk (" in section and 'src="data:image/png;base64,' in section
+    assert "unchanged (~) are left out" in dom
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--window-size=1200,2000",
-            f"--screenshot={shot}",
-            (tmp_path / "report.html").as_uri(),
-        ],
+        [*browser, f"--screenshot={shot}", (tmp_path / "report.html").as_uri()],
         check=True,
         capture_output=True,
         timeout=120,
@@ -368,3 +376,28 @@ def test_html_report_renders_in_headless_chromium(cli, write_suite, tmp_path, vi
     pixels = matplotlib.image.imread(str(shot))[..., :3]
     dark = (pixels.mean(-1) < 0.5).mean()
     assert pixels.std() > 0.05 and dark > 0.005  # text and plots, not a blank page
+
+
+def test_compare_changed_leaves_out_the_unchanged_rows(cli, write_suite, tmp_path, victim):
+    suite = write_suite(SUITE)
+    assert cli("run", suite, "--out", "a").exit_code == 0
+    assert cli("run", suite, "--out", "b").exit_code == 0
+    every = cli("compare", "a", "b", "--format", "csv")
+    only = cli("compare", "a", "b", "--format", "csv", "--changed")
+    assert every.exit_code == only.exit_code == 0
+    verdicts = [line.rsplit(",", 2)[-2] for line in every.output.splitlines()[1:] if "," in line]
+    assert "~" in verdicts  # forward_error is identical in both runs
+    kept = [line for line in only.output.splitlines()[1:] if ",forward_error" in line]
+    assert kept == []  # and is not listed with --changed
+    shown = cli("compare", "a", "b", "--changed")
+    assert "unchanged row(s) (~) not listed" in shown.output.replace("\n", " ")
+
+
+def test_compare_device_help_is_its_own():
+    from typer.testing import CliRunner
+
+    from bench_cli.cli import app
+
+    text = CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "200"}).output
+    assert "Compare only the records measured on this device" in text
+    assert "Run on these devices instead of the suite's" not in text
