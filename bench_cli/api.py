@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bench_cli import compare as compare_mod
 from bench_cli import reproduce as reproduce_mod
 from bench_cli import spec, store, tables
-from bench_cli.errors import IncompleteRun, UserError, unknown_name
+from bench_cli.errors import IncompleteRun, UserError, did_you_mean, unknown_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +68,13 @@ def resolve_suite(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if path.exists() or path.suffix in {".yaml", ".yml"} or "/" in text:
         return path
-    return bundled_suites().get(text, path)  # spec.load reports a missing one
+    bundled = bundled_suites()
+    if text not in bundled:
+        raise UserError(
+            f"{text}: no such suite file, and no bundled suite of that name"
+            f"{did_you_mean(text, bundled)}; bundled: {', '.join(bundled)}"
+        )
+    return bundled[text]
 
 
 def load_suite(
@@ -90,6 +96,23 @@ def check_timeout(timeout: float | None) -> None:
         raise UserError(
             f"--timeout must be seconds in (0, {spec.MAX_TIMEOUT_S:g}], got {timeout:g}"
         )
+
+
+def require_devices(devices: Sequence[str]) -> None:
+    """An explicit --device this machine lacks is a mistake (one line, exit 2), not a run
+    of skipped records; a suite's own device list may still name one, and those cases
+    are recorded as skipped with the reason."""
+    from bench_cli import runner
+
+    for device in devices:
+        if device == "auto":
+            continue
+        reason = runner.device_unavailable(device)
+        if reason:
+            raise UserError(
+                f"--device {device}: {reason}; leave --device out to run the suite's own "
+                "devices (absent ones are recorded as skipped)"
+            )
 
 
 def select_cases(
@@ -347,6 +370,8 @@ def run_suite(
         settings = executor_mod.parse_settings(suite.executor, suite.source)
         scale_out = settings.model_copy(update=dict(executor_options or {}))
     cases = select_cases(suite, devices, filter)
+    if executor is None:  # an executor's devices are its nodes', not this machine's
+        require_devices(devices or ())
     if scale_out is not None and executor == "slurm":
         executor_mod.preflight(scale_out, cases)  # sbatch's refusal, before any folder
     if shard is not None:

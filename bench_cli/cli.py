@@ -52,6 +52,14 @@ def out_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=400)
 
 
+def err_console() -> Console:
+    """stderr: at the terminal's width, or, into a file or a pipe, never wrapped, so a
+    path stays whole on its line (``records.jsonl``, not ``records.`` and ``jsonl``)."""
+    if sys.stderr.isatty():
+        return Console(stderr=True)
+    return Console(stderr=True, width=400, soft_wrap=True)
+
+
 printable = tables.plain  # control characters escaped: an error stays one line
 
 
@@ -272,7 +280,7 @@ def _err_notify(err: Console):
 
 def _run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFolder | None:
     """What `run` and `reproduce` share: plan (--dry-run), or run and print the tables."""
-    console, err = out_console(), Console(stderr=True)
+    console, err = out_console(), err_console()
     if dry_run:
         cases = api.select_cases(suite, options.get("devices"), options.get("filter"))
         folder = api.choose_folder(
@@ -687,7 +695,7 @@ def advise(
         rank=rank,
     )
     question.check()
-    err = Console(stderr=True)
+    err = err_console()
     result = advise_mod.advise(
         question, reporter_factory=lambda: RichReporter(err), save_to=results if save else None
     )
@@ -980,7 +988,7 @@ def show(
     folder = api.open_run(run_dir)
     records = folder.records()
     made = api.tables_of(folder, records)
-    api.write_outputs(folder, records, made, _err_notify(Console(stderr=True)))
+    api.write_outputs(folder, records, made, _err_notify(err_console()))
     if format is None:
         console = out_console()
         for table in made:

@@ -477,10 +477,21 @@ class _Errors:
     def raise_first(self) -> None:
         if not self.items:
             return
-        loc, message, _ = min(self.items, key=lambda item: (item[2], self.line(item[0]) or 0))
-        more = len(self.items) - 1
-        suffix = f" (and {more} more error{'s' * (more > 1)})" if more else ""
+        ordered = sorted(self.items, key=lambda item: (item[2], self.line(item[0]) or 0))
+        loc, message, _ = ordered[0]
+        # The next errors are said too (a count alone hides them), still on one line.
+        shown = []
+        for other, text, _ in ordered[1 : 1 + MORE_ERRORS_SHOWN]:
+            line = self.line(other)
+            where = " ".join(filter(None, [f"line {line}" if line else "", format_loc(other)]))
+            shown.append(f"{where}: {text}" if where else text)
+        rest = len(ordered) - 1 - len(shown)
+        suffix = f"; also {'; '.join(shown)}" if shown else ""
+        suffix += f" (and {rest} more error{'s' * (rest > 1)})" if rest else ""
         raise SuiteError(self.source, self.line(loc), loc, message + suffix)
+
+
+MORE_ERRORS_SHOWN = 2  # besides the first: a third and later are counted
 
 
 def _pydantic_errors(
@@ -490,8 +501,11 @@ def _pydantic_errors(
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
             key = loc[-1]
-            parent = allowed if len(loc) == 1 else _nested_allowed(loc)
-            errors.add(prefix + loc, f"unknown key '{key}'{did_you_mean(str(key), parent)}", 0)
+            parent = list(allowed if len(loc) == 1 else _nested_allowed(loc))
+            valid = f"; valid: {', '.join(map(str, parent))}" if parent else ""
+            errors.add(
+                prefix + loc, f"unknown key '{key}'{did_you_mean(str(key), parent)}{valid}", 0
+            )
             continue
         if err["type"] == "missing":
             errors.add(prefix + loc[:-1], f"required key '{loc[-1]}' is missing")
