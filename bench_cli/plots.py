@@ -64,12 +64,19 @@ def _candidates(records) -> list[str]:
 
 
 def swept_axes(records) -> list[str]:
-    """Every axis whose values are numbers and take two or more values: inputs first."""
+    """Every axis whose values are numbers and that one line takes two or more values
+    of, inputs first: an option that differs only between methods (eig's degree 9 and
+    svd_taylor's 100) draws no line, so it gets no figure."""
     found = []
     for axis in _candidates(records):
-        values = [r["axes"][axis] for r in records if axis in r["axes"]]
-        numeric = all(is_number(v) or v is None for v in values)
-        if numeric and len({v for v in values if v is not None}) >= 2:
+        having = [r for r in records if axis in r["axes"]]
+        if not all(is_number(r["axes"][axis]) or r["axes"][axis] is None for r in having):
+            continue
+        per_line: dict[str, set] = {}
+        for r in having:
+            if r["axes"][axis] is not None:
+                per_line.setdefault(_line_key(r, axis), set()).add(r["axes"][axis])
+        if any(len(values) >= 2 for values in per_line.values()):
             found.append(axis)
     return sorted(found, key=lambda a: a.startswith(OPTIONS_PREFIX))
 

@@ -169,3 +169,13 @@ def test_a_plot_that_fails_costs_one_line_and_no_record(cli, write_suite, tmp_pa
     shown = cli("show", "run")
     assert shown.exit_code == 0 and "plots not written" in shown.output
     assert "forward error" in shown.output  # the tables still print
+
+
+def test_an_option_that_differs_only_between_methods_draws_no_figure():
+    """eig's degree 9 and svd_taylor's 100 are not a sweep: no line takes two values."""
+    records = [
+        _record(m, {"inputs.dim": d, "options.degree": k}, 1e-3 * d)
+        for m, k in (("eig", 9), ("svd_taylor", 100))
+        for d in (8, 16)
+    ]
+    assert [name for name, _ in plots.all_figures(records)] == ["forward_error-vs-dim"]
