@@ -463,17 +463,18 @@ def load_plugins() -> None:
             point.load()
         except Exception as exc:  # noqa: BLE001 -- a plugin's own error, said in one line
             raise UserError(f"plugin entry point '{point.name}' ({point.value}): {exc}") from exc
-    for module in filter(
-        None, (m.strip() for m in os.environ.get("MATBENCH_PLUGINS", "").split(","))
-    ):
-        problem = import_plugin(module)
-        if problem:
-            raise UserError(f"MATBENCH_PLUGINS: {problem}")
+    for variable in ("MATBENCH_PLUGINS", SUITE_PLUGINS_ENV):
+        for module in filter(None, (m.strip() for m in os.environ.get(variable, "").split(","))):
+            problem = import_plugin(module)
+            if problem:
+                raise UserError(f"{variable}: {problem}")
 
 
-# Folders plugins were found in (absolute, os.pathsep-separated): set by the process
-# that read the suite, so isolated workers and cluster jobs import the same modules.
+# Folders plugins were found in (absolute, os.pathsep-separated), and the modules a
+# suite's plugins: imported (comma-separated): set by the process that read the suite,
+# so isolated workers and cluster jobs, which inherit its environment, import the same.
 PLUGIN_PATH_ENV = "MATBENCH_PLUGIN_PATH"
+SUITE_PLUGINS_ENV = "MATBENCH_SUITE_PLUGINS"
 
 
 def _plugin_folders(extra: Sequence[Path]) -> list[Path]:
@@ -510,6 +511,9 @@ def import_plugin(name: str, folders: Sequence[Path] = ()) -> str | None:
     except Exception as exc:  # noqa: BLE001 -- a plugin's own error, said in one line
         sys.modules.pop(module, None)
         return f"plugin '{name}' failed while importing: {type(exc).__name__}: {exc}"
+    imported = os.environ.get(SUITE_PLUGINS_ENV, "").split(",")
+    if module not in imported:
+        os.environ[SUITE_PLUGINS_ENV] = ",".join(filter(None, [*imported, module]))
     return None
 
 

@@ -63,7 +63,30 @@ def test_the_readme_plugin_example_runs_as_printed_from_an_empty_folder(tmp_path
     assert grad["isqrt[iters=10]"]["value"] < 1e-2 and grad["ns[iters=10]"]["value"] < 1e-2
 
 
-def test_a_plugin_next_to_the_suite_is_found_from_another_folder(cli, tmp_path, register_method):
+@pytest.fixture
+def plugin_env(monkeypatch):
+    """Reading a suite's plugins: records them in the environment for child processes;
+    restored after the test, so no later test's workers inherit them."""
+    monkeypatch.delenv(registry.PLUGIN_PATH_ENV, raising=False)
+    monkeypatch.delenv(registry.SUITE_PLUGINS_ENV, raising=False)
+
+
+def test_a_suites_plugin_reaches_isolated_workers(tmp_path):
+    files, _ = _example()
+    for name, body in files.items():
+        (tmp_path / name).write_text(body)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATBENCH_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench_cli", "run", "isqrt.yaml", "--isolate", "--out", "iso"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "8 records: 8 ok" in done.stderr
+
+
+def test_a_plugin_next_to_the_suite_is_found_from_another_folder(
+    cli, tmp_path, register_method, plugin_env
+):
     files, _ = _example()  # register_method: the registry is restored after the test
     suite_dir = tmp_path / "elsewhere"
     suite_dir.mkdir()
@@ -74,7 +97,9 @@ def test_a_plugin_next_to_the_suite_is_found_from_another_folder(cli, tmp_path, 
     assert result.exit_code == 0, result.output
 
 
-def test_a_missing_plugin_is_one_line_naming_where_it_looked(cli, write_suite, tmp_path):
+def test_a_missing_plugin_is_one_line_naming_where_it_looked(
+    cli, write_suite, tmp_path, plugin_env
+):
     files, _ = _example()
     suite = write_suite(files["isqrt.yaml"].replace("isqrt_plugin", "no_such_plugin"))
     result = cli("validate", suite)
