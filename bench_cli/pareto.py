@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench_cli.compare import _label as case_label
 from bench_cli.metrics import is_number
 from bench_cli.metrics.noise import is_noisy
 
@@ -48,13 +49,6 @@ class Setting:
         return min(within, key=lambda p: p.seconds) if within else None
 
 
-def _setting_label(record: Mapping[str, Any]) -> str:
-    inputs = record["params"]["inputs"]
-    shown = ", ".join(f"{k}={v}" for k, v in inputs.items() if k != "kind")
-    axes = record["axes"]
-    return f"{inputs['kind']}({shown}) {axes['dtype']} {axes['device']}"
-
-
 def settings(
     records: Sequence[Mapping[str, Any]], error_metric: str, mode: str = "fwd_bwd"
 ) -> list[Setting]:
@@ -84,5 +78,6 @@ def settings(
             record = where[case]
             seconds, noisy = times[case]
             point = Point(str(record["axes"]["method"]), error, seconds, noisy)
-            grouped.setdefault(_setting_label(record), []).append(point)
+            label = f"{case_label(record)} {record['axes']['device']}"  # compare's label
+            grouped.setdefault(label, []).append(point)
     return [Setting(label, points) for label, points in grouped.items() if len(points) >= 2]

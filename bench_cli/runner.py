@@ -261,10 +261,8 @@ def _recorded_options(case: Case, config) -> dict[str, Any]:
     if config.name == "grad_error" and options.get("convention") == "method":
         from bench_cli.metrics.accuracy import gradient_convention
 
-        method = registry.layer(case.config.layer).methods.get(case.config.method)
-        options["convention"] = gradient_convention(
-            True if method is None else method.symmetrises, "method"
-        )
+        method = registry.layer(case.config.layer).methods[case.config.method]
+        options["convention"] = gradient_convention(method.symmetrises, "method")
     return options
 
 

@@ -828,8 +828,8 @@ def validate(
             problem = metrics_catalog.path_problem(table.metric)
             if problem:
                 errors.add(("tables", i, "metric"), problem)
-        if table.scaling is not None and ambiguity(table.scaling):
-            errors.add(("tables", i, "scaling"), ambiguity(table.scaling) or "")
+        if table.scaling is not None and (problem := ambiguity(table.scaling)):
+            errors.add(("tables", i, "scaling"), problem)
         elif table.scaling is not None and table.scaling not in axis_names:
             errors.add(
                 ("tables", i, "scaling"),
@@ -863,8 +863,8 @@ def validate(
             )
         for part in ("rows", "cols"):
             for j, axis in enumerate(getattr(table, part)):
-                if ambiguity(axis):
-                    errors.add(("tables", i, part, j), ambiguity(axis) or "")
+                if problem := ambiguity(axis):
+                    errors.add(("tables", i, part, j), problem)
                 elif axis not in axis_names:
                     errors.add(
                         ("tables", i, part, j),
