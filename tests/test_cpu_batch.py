@@ -1,5 +1,5 @@
-"""Batched CPU eigh over every core: the same eigenpairs, bit for bit, as torch's own
-call, and the rule for when it splits. No timing here: `make bench-layers` measures it."""
+"""Batched CPU eigh over every core: the same eigenpairs as torch's own call (to
+rounding; bit for bit where LAPACK allows), and the rule for when it splits. No timing here: `make bench-layers` measures it."""
 
 import pytest
 import torch
@@ -21,26 +21,46 @@ def two_threads(monkeypatch):
     monkeypatch.setenv("MATBENCH_CPU_SPLIT", "1")
 
 
+def agree_to_rounding(A, values, vectors, expected_values) -> bool:
+    """Eigenpairs of A equal to torch's to rounding: eigenvalues within 50 d ulps of
+    max|Aᵢⱼ| of torch's, and residuals ‖A v − λ v‖∞ within the same bound."""
+    dim, dtype = A.shape[-1], A.dtype
+    scale = A.double().abs().amax((-2, -1)).unsqueeze(-1)
+    tolerance = 50 * dim * torch.finfo(dtype).eps * scale
+    close = (values.double() - expected_values.double()).abs() <= tolerance
+    residual = A.double() @ vectors.double() - vectors.double() * values.double().unsqueeze(-2)
+    return bool(close.all()) and bool((residual.abs().amax(-2) <= tolerance).all())
+
+
 @pytest.mark.parametrize(
     "batch, dim, dtype",
     [((64,), 48, torch.float32), ((32,), 64, torch.float32), ((8,), 64, torch.float64),
      ((3, 5), 16, torch.float64), ((5,), 7, torch.float32)],
 )  # fmt: skip
-def test_split_eigenpairs_are_bit_identical_to_torch(two_threads, batch, dim, dtype):
+def test_split_eigenpairs_equal_torchs_to_rounding(two_threads, batch, dim, dtype):
+    """Bit-identical on the Intel Xeon VM. On the AMD EPYC VM (MKL) the bits of one
+    matrix's eigh depend on the thread count and on where the matrix sits in memory: float64
+    at d = 64 and float32 at d = 7 (matrices of 196 bytes, so slices start unaligned) moved
+    in the last bits (3.9e-16). So the check is agreement to rounding, which still catches a
+    slice put back in the wrong place (below)."""
     A = spd(batch, dim, dtype)
     assert cpu_batch.slices_for(A) == 2
     values, vectors = cpu_batch.eigh(A)
-    expected_values, expected_vectors = torch.linalg.eigh(A)
-    assert torch.equal(values, expected_values) and torch.equal(vectors, expected_vectors)
+    expected_values, _ = torch.linalg.eigh(A)
+    assert agree_to_rounding(A, values, vectors, expected_values)
     assert values.shape == A.shape[:-1] and vectors.shape == A.shape
 
 
 def test_a_wrong_reassembly_would_be_caught(two_threads):
     """The check above can fail: slices put back in the wrong order differ from torch."""
     A = spd((8,), 16)
-    values, _ = cpu_batch.eigh(A)
-    swapped = torch.cat(values.tensor_split(2)[::-1])
-    assert not torch.equal(swapped, torch.linalg.eigh(A)[0])
+    values, vectors = cpu_batch.eigh(A)
+    expected_values, _ = torch.linalg.eigh(A)
+    swapped_values = torch.cat(values.tensor_split(2)[::-1])
+    swapped_vectors = torch.cat(vectors.tensor_split(2)[::-1])
+    assert agree_to_rounding(A, values, vectors, expected_values)
+    assert not agree_to_rounding(A, swapped_values, swapped_vectors, expected_values)
+    assert not agree_to_rounding(A, values, vectors.flip(-1), expected_values)
 
 
 def test_when_it_splits(two_threads, monkeypatch):
@@ -99,6 +119,10 @@ def test_eig_dk_and_eig_give_the_same_values_and_gradients_split_or_not(two_thre
                 y = matrix_function(A, "sqrt", method)
                 (grad,) = torch.autograd.grad(y, A, G)
                 out[(split, method)] = (y.detach(), grad)
+    # Rounding apart (see above): eigenvalue gaps here are above 1e-3, so eigenvectors
+    # that differ in the last bits move values and gradients by under 1e-12 relative.
     for method in ("eig_dk", "eig"):
-        assert torch.equal(out[(True, method)][0], out[(False, method)][0])
-        assert torch.equal(out[(True, method)][1], out[(False, method)][1])
+        for part in (0, 1):
+            torch.testing.assert_close(
+                out[(True, method)][part], out[(False, method)][part], rtol=1e-10, atol=1e-12
+            )

@@ -5,13 +5,15 @@ torch's CPU ``linalg.eigh`` walks a batch one matrix at a time, each a LAPACK
 2-core machine a 64×48×48 batch keeps one core busy. :func:`eigh` splits such a
 batch into one slice per intra-op thread and decomposes the slices at once
 from a small thread pool (torch releases the GIL inside the call); each slice
-is still an ordinary ``torch.linalg.eigh``, and every eigenpair is
-bit-identical to the unsplit call's (tests/test_cpu_batch.py checks it):
+is still an ordinary ``torch.linalg.eigh``, and every eigenpair equals the
+unsplit call's to rounding (tests/test_cpu_batch.py checks it):
 
 - each slice runs on one intra-op thread, so no more threads run than cores;
-- LAPACK does not thread ``syevd`` up to d = ``MAX_DIM`` (MKL starts to from
-  about d = 88, and its result then depends on the thread count), so one
-  thread computes the caller's bits there, and larger matrices are not split.
+- on the Intel Xeon VM the eigenpairs were bit-identical: LAPACK does not
+  thread ``syevd`` up to d = ``MAX_DIM`` (MKL starts to from about d = 88, and
+  its result then depends on the thread count), and larger matrices are not
+  split. On an AMD EPYC VM MKL's bits depended on the thread count and on
+  where a matrix sits in memory even below that size (3.9e-16 apart).
   (Slices of larger matrices on the caller's thread count were tried: each
   pool thread then leads an OpenMP team of its own, and MKL's LU in the
   caller's nested parallel region once spun forever beside them.)
