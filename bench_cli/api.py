@@ -530,9 +530,25 @@ class Reproduction:
     failing: list[str] | None = None  # rows that do not reproduce
 
     @property
+    def overall(self) -> str | None:
+        """``reproduced`` (at least one row tested, every tested row reproduces), ``not
+        reproduced`` (a row fails) or ``untested`` (no row could be tested); None without
+        a reference."""
+        return None if self.frame is None else reproduce_mod.overall(self.frame)
+
+    @property
     def reproduces(self) -> bool:
-        """True when no row fails (rows that are not evidence neither pass nor fail)."""
-        return not self.failing
+        """True only when at least one row was tested and every tested row reproduces:
+        a reproduction in which nothing could be tested does not reproduce."""
+        return self.overall == reproduce_mod.REPRODUCED
+
+    @property
+    def why_untested(self) -> str:
+        """The rows' verdicts, counted ("12 inconclusive (noisy) of 12 rows"), for a
+        reproduction in which nothing could be tested."""
+        if self.frame is None:
+            return "no reference"
+        return f"{reproduce_mod.untested_reason(self.frame)} of {len(self.frame)} rows"
 
 
 def paper_suite(name: str | Path) -> Path:
@@ -559,17 +575,32 @@ def reproduce(name: str | Path, *, quick: bool = False, **run_options: Any) -> R
     return judge_reproduction(run_suite(suite, **run_options), suite)
 
 
-def judge_reproduction(folder: store.RunFolder, suite: spec.Suite) -> Reproduction:
+def judge_reproduction(
+    folder: store.RunFolder, suite: spec.Suite, *, write: bool = True
+) -> Reproduction:
     """The verdicts of a finished run against its suite's reference (none without one),
-    also written to ``tables/reproduction.md``."""
+    also written to ``tables/reproduction.md`` unless ``write`` is False (judging a
+    committed run again, e.g. against an edited reference, changes nothing in it)."""
     outcome = Reproduction(folder, suite)
     if suite.reference is not None:
         frame = reproduce_mod.verdicts(folder.records(), suite.reference)
         outcome.frame = frame
         outcome.text = reproduce_mod.render(frame, suite.reference)
         outcome.failing = reproduce_mod.failing_rows(frame)
-        (folder.path / "tables" / "reproduction.md").write_text(outcome.text)
+        if write:
+            (folder.path / "tables" / "reproduction.md").write_text(outcome.text)
     return outcome
+
+
+def judge_existing(run: str | Path, suite: spec.Suite) -> Reproduction:
+    """A finished run's records judged against ``suite``'s reference, running nothing and
+    writing nothing; the run must hold a run of a suite of the same name."""
+    folder = open_run(run)
+    if folder.meta["suite"] != suite.name:
+        raise UserError(
+            f"{folder.path}: holds a run of suite '{folder.meta['suite']}', not '{suite.name}'"
+        )
+    return judge_reproduction(folder, suite, write=False)
 
 
 def reproduction_markdown(folder: store.RunFolder) -> tuple[str, str | None]:

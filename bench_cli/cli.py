@@ -433,8 +433,9 @@ def reproduce(
         bool,
         typer.Option(
             "--check",
-            help="Exit 1 when any row does not reproduce (naming the rows), 0 when all do; "
-            "rows that are not evidence neither pass nor fail.",
+            help="Exit 0 only when at least one row was tested and every tested row "
+            "reproduces; 1 when a row does not reproduce (naming the rows); 3 when nothing "
+            "could be tested (every row inconclusive or not evidence).",
         ),
     ] = False,
     quick: Annotated[
@@ -457,6 +458,15 @@ def reproduce(
         ),
     ] = None,
     allow_mixed: AllowMixedOpt = False,
+    from_run: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Run nothing: judge the records of this finished run folder (of the same "
+            "suite) against NAME's reference, e.g. after editing the reference. Writes "
+            "nothing into the folder.",
+        ),
+    ] = None,
 ) -> None:
     """Re-run a published table on this machine and set our numbers beside the source's."""
     if readme is not None:
@@ -469,20 +479,34 @@ def reproduce(
     suite = spec.load(path, quick=quick)
     if suite.reference is None and check:
         raise UserError(f"{path}: no reference: block, so --check has nothing to check")
-    folder = _run_and_print(
-        suite, dry_run, out=out, resume=resume, devices=device, filter=filter,
-        timeout=timeout, results=results, allow_mixed=allow_mixed,
-    )  # fmt: skip
-    if folder is None or suite.reference is None:
-        return
-    outcome = api.judge_reproduction(folder, suite)
+    if from_run is not None:
+        if suite.reference is None:
+            raise UserError(f"{path}: no reference: block, so --from has nothing to judge")
+        outcome = api.judge_existing(from_run, suite)
+    else:
+        folder = _run_and_print(
+            suite, dry_run, out=out, resume=resume, devices=device, filter=filter,
+            timeout=timeout, results=results, allow_mixed=allow_mixed,
+        )  # fmt: skip
+        if folder is None or suite.reference is None:
+            return
+        outcome = api.judge_reproduction(folder, suite)
     out_console().print(escape(outcome.text))
-    if check and outcome.failing:
+    if not check:
+        return
+    if outcome.failing:
         failing = outcome.failing
         for row in failing:
             print(f"does not reproduce: {printable(row)}", file=sys.stderr)
         print(f"matbench: {len(failing)} row(s) do not reproduce", file=sys.stderr)
         raise typer.Exit(1)
+    if not outcome.reproduces:
+        print(
+            "matbench: nothing could be tested, so --check has shown nothing: "
+            f"{outcome.why_untested}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(3)
 
 
 @app.command()

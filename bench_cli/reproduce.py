@@ -94,8 +94,9 @@ def value_verdict(
         if measured < 0:
             return "invalid: a negative magnitude", FAILS
         return f"differs (above the {ref.rounding_floor:g} floor)", FAILS
+    tolerance = ref.tolerance or 0.0  # validation requires it; old runs read as stated
     if abs(measured - target) <= half_unit(published) or (
-        target and abs(measured / target - 1) <= ref.tolerance
+        target and abs(measured / target - 1) <= tolerance
     ):
         return "matches", REPRODUCES
     return (f"differs ({measured / target:.3g}x)" if target else "differs"), FAILS
@@ -208,10 +209,36 @@ def counts(frame: pd.DataFrame) -> dict[str, int]:
     return {o: outcomes.count(o) for o in (REPRODUCES, FAILS, NOT_EVIDENCE)}
 
 
+# What a whole reproduction says, for `reproduce --check` (exit 0, 1 and 3).
+REPRODUCED, NOT_REPRODUCED, UNTESTED = "reproduced", "not reproduced", "untested"
+
+
+def overall(frame: pd.DataFrame) -> str:
+    """``reproduced`` only when at least one row was tested and every tested row
+    reproduces; ``not reproduced`` when any row fails; ``untested`` when no row could
+    speak either way (every row inconclusive or not evidence): nothing was shown."""
+    n = counts(frame)
+    if n[FAILS]:
+        return NOT_REPRODUCED
+    return REPRODUCED if n[REPRODUCES] else UNTESTED
+
+
+def untested_reason(frame: pd.DataFrame) -> str:
+    """Why nothing was tested: the verdicts of the rows, counted."""
+    verdicts = [
+        "inconclusive (noisy)" if v.startswith("inconclusive (noisy") else v.split(" (")[0]
+        for v in frame["verdict"]
+    ]
+    kinds = {v: verdicts.count(v) for v in dict.fromkeys(verdicts)}
+    return ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+
+
 def summary(frame: pd.DataFrame) -> str:
     """One sentence, computed from the rows: what reproduces, what fails, what is no evidence."""
     n = counts(frame)
     tested = n[REPRODUCES] + n[FAILS]
+    if not tested:
+        return f"nothing could be tested ({untested_reason(frame)} of {len(frame)} rows)"
     text = f"{n[REPRODUCES]} of {tested} tested rows reproduce"
     if n[NOT_EVIDENCE]:
         pairs = zip(frame["verdict"], frame["outcome"], strict=True)

@@ -214,7 +214,9 @@ class ReferenceSpec(_Strict):
     baseline: str | None = None  # method label that speed-ups divide by
     # A speed-up holds when measured / published lies within [1/factor, factor].
     speedup_factor: float = Field(2.0, ge=1.0)
-    tolerance: float = Field(0.1, ge=0.0)  # relative, beside the published precision
+    # Relative, beside the published precision. A value comparison must state it (0:
+    # at the published precision only); a default would decide the verdict unseen.
+    tolerance: float | None = Field(None, ge=0.0)
     rounding_floor: float = Field(0.0, ge=0.0)  # both below it: rounding-dominated
     measured_scale: PositiveFloat = 1.0  # e.g. 1000 to compare seconds with published ms
     note: str = ""
@@ -871,6 +873,16 @@ def validate(
                         f"unknown axis '{axis}'{did_you_mean(axis, axis_names)}; "
                         f"axes: {', '.join(sorted(axis_names))}",
                     )
+    if (
+        shape.reference is not None
+        and shape.reference.compare == "value"
+        and shape.reference.tolerance is None
+    ):
+        errors.add(
+            ("reference",),
+            "a value comparison needs an explicit tolerance: (relative; 0 compares at the "
+            "published precision only)",
+        )
     if shape.baseline is not None:
         labels = [config.label for config in methods]
         if shape.baseline not in labels:

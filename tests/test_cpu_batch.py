@@ -1,5 +1,6 @@
 """Batched CPU eigh over every core: the same eigenpairs as torch's own call (to
-rounding; bit for bit where LAPACK allows), and the rule for when it splits. No timing here: `make bench-layers` measures it."""
+rounding; bit for bit where LAPACK allows), and the rule for when it splits. No timing
+here: `make bench-layers` measures it."""
 
 import pytest
 import torch

@@ -221,3 +221,119 @@ def test_readme_section_is_generated_between_markers(cli, tmp_path):
 def test_list_suites_names_sources(cli):
     result = cli("list", "suites")
     assert "ICLR 2022" in result.stdout and "NeurIPS 2019" in result.stdout
+
+
+# ---------------------------------------------------------------- --check's exit codes
+
+SONG2022_RUN = "results/song2022-fast-matsqrt/20261130T124910Z_intel-xeon-05fb84"
+
+
+def _song2022_copy(tmp_path, *, divide: str | None = None, noisy: bool = False):
+    """(suite file, run folder): a copy of the committed quiet song2022 run and a copy of the
+    suite whose published times are the run's own medians (so every speed-up holds), with
+    ``divide``'s 64x48 time divided by 10, and every timing marked noisy if ``noisy``."""
+    import json
+    import shutil
+    import statistics
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    run = tmp_path / ("noisy-run" if noisy else "run")
+    if not run.exists():
+        shutil.copytree(root / SONG2022_RUN, run)
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    if noisy:
+        for record in records:
+            mode = record["value"]["fwd_bwd"]
+            mode["noise"] = {"noisy": True, "reasons": ["load: other processes used 2 of 2 cores"]}
+        (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    suite = yaml.safe_load(paper_suites()["song2022-fast-matsqrt"].read_text())
+    for entry in suite["reference"]["entries"]:
+        (record,) = [
+            r for r in records
+            if r["axes"]["method"] == entry["method"]
+            and r["axes"]["batch"] == entry["batch"] and r["axes"]["dim"] == entry["dim"]
+        ]  # fmt: skip
+        ms = 1000 * statistics.median(record["value"]["fwd_bwd"]["samples"])
+        if divide == entry["method"] and entry["batch"] == 64:
+            ms /= 10
+        entry["value"] = f"{ms:.4g}"
+    path = tmp_path / f"song2022-{divide or 'same'}.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path, run
+
+
+def test_check_exits_0_only_when_rows_were_tested_and_reproduce(cli, tmp_path):
+    suite, run = _song2022_copy(tmp_path)
+    result = cli("reproduce", suite, "--check", "--from", run)
+    assert result.exit_code == 0, result.output
+    assert "Verdict: 10 of 10 tested rows reproduce" in result.stdout
+    # One published time divided by 10, on the same quiet records: that row fails.
+    suite, run = _song2022_copy(tmp_path, divide="mpa_lya")
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    result = cli("reproduce", suite, "--check", "--from", run)
+    assert result.exit_code == 1, result.output
+    assert "does not reproduce: batch=64, dim=48, method=mpa_lya: reversed" in result.stderr
+    assert "1 row(s) do not reproduce" in result.stderr
+    # --from judges without writing into the run folder.
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
+@pytest.mark.parametrize("divide", [None, "mpa_lya"])
+def test_check_exits_3_when_every_timing_is_noisy(cli, tmp_path, divide):
+    """Right or ÷10, nothing can be tested on noisy records: exit 3, never 0."""
+    suite, run = _song2022_copy(tmp_path, divide=divide, noisy=True)
+    result = cli("reproduce", suite, "--check", "--from", run)
+    assert result.exit_code == 3, result.output
+    assert "Verdict: nothing could be tested (2 baseline, 10 inconclusive (noisy) of 12" in (
+        result.stdout
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "matbench: nothing could be tested, so --check has shown nothing: "
+        "2 baseline, 10 inconclusive (noisy) of 12 rows"
+    ]
+
+
+def test_overall_needs_a_tested_row():
+    import pandas as pd
+
+    def frame(*outcomes):
+        return pd.DataFrame({"verdict": ["v"] * len(outcomes), "outcome": list(outcomes)})
+
+    ok, fail, none = reproduce.REPRODUCES, reproduce.FAILS, reproduce.NOT_EVIDENCE
+    assert reproduce.overall(frame(ok, none)) == reproduce.REPRODUCED
+    assert reproduce.overall(frame(ok, fail, none)) == reproduce.NOT_REPRODUCED
+    assert reproduce.overall(frame(none, none)) == reproduce.UNTESTED
+    assert reproduce.overall(frame()) == reproduce.UNTESTED
+    assert reproduce.summary(frame(none)) == "nothing could be tested (1 v of 1 rows)"
+
+
+def test_a_value_reference_without_tolerance_is_refused_at_its_line(cli, tmp_path):
+    text = paper_suites()["song2021-truncation"].read_text()
+    assert "tolerance: 0" in text
+    lines = text.splitlines()
+    without = [line for line in lines if not line.strip().startswith("tolerance:")]
+    path = tmp_path / "no-tolerance.yaml"
+    path.write_text("\n".join(without) + "\n")
+    line = 1 + next(i for i, t in enumerate(without) if t.startswith("reference:"))
+    for command in (("validate", path), ("reproduce", path, "--check")):
+        _check_one_line(
+            cli(*command), [f"no-tolerance.yaml:{line}", "reference", "explicit tolerance"]
+        )
+
+
+def test_from_refuses_a_run_of_another_suite(cli, tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    _check_one_line(
+        cli("reproduce", "song2021-truncation", "--check", "--from", root / SONG2022_RUN),
+        ["holds a run of suite 'song2022-fast-matsqrt', not 'song2021-truncation'"],
+    )
+    _check_one_line(
+        cli("reproduce", "song2021-truncation", "--from", tmp_path / "nothing"),
+        ["run folder not found"],
+    )
