@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 # Nominal FLOPs: a d x d product costs 2d³; a symmetric eigendecomposition with vectors
-# 9d³ and a thin SVD 21d³ (Golub & Van Loan's counts for the QR algorithms); an LU solve
-# with d right-hand sides 8d³/3.
-MATMUL, EIGH, SVD, LU_SOLVE = 2.0, 9.0, 21.0, 8.0 / 3.0
+# 9d³ and a thin SVD 21d³ (Golub & Van Loan's counts for the QR algorithms; an m x n SVD,
+# m >= n, SVD·m·n²); an LU solve with d right-hand sides 8d³/3 (2d³/3 to factor, 2d² per
+# right-hand side); a Householder QR of an m x n block, m >= n, about QR·m·n² (2mn² - 2n³/3).
+# tests/test_flop_models.py checks every model against what the method executes.
+MATMUL, EIGH, SVD, LU_SOLVE, QR = 2.0, 9.0, 21.0, 8.0 / 3.0, 2.0
+LU_FACTOR = 2.0 / 3.0  # the factorization alone; each right-hand side adds 2d²
 
 FUNCS = ("log", "sqrt", "invsqrt", "pow", "identity")
 # The gap treatments of bench_cli.layers.spectral.gap_matrix.

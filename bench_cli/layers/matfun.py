@@ -44,6 +44,7 @@ from bench_cli.layers.declare import (
     FUNCS,
     MATMUL,
     MATRIX_METHODS,
+    QR,
     SVD,
     KTilde,
     declare,
@@ -54,7 +55,13 @@ METHODS = MATRIX_METHODS  # name -> Method entry; approx.py declares into it too
 
 
 def eigh_flops(d, options):
-    """One eigh and the U f(Λ) Uᵀ product forward; U (L ∘ UᵀGU) Uᵀ, 4 products, backward."""
+    """One eigh and the U f(Λ) Uᵀ product forward. Backward, 5 products: the rebuild's
+    adjoint for ∂L/∂U (2), then Proposition 2's Uᵀ ∂L/∂U and U (…) Uᵀ (3)."""
+    return (EIGH + MATMUL) * d**3, 5 * MATMUL * d**3
+
+
+def _dk_flops(d, options):
+    """One eigh and the rebuild forward; U (L ∘ Uᵀ sym(G) U) Uᵀ, 4 products, backward."""
     return (EIGH + MATMUL) * d**3, 4 * MATMUL * d**3
 
 
@@ -150,7 +157,9 @@ def eig_matrix_function(
     METHODS,
     "svd",
     exact=True,
-    flops=lambda d, o: ((SVD + MATMUL) * d**3, 6 * MATMUL * d**3),
+    # Backward, 9 products: the rebuild's adjoint (2), then Proposition 1's D Vᵀ, Uᵀ D,
+    # U diag(…) Vᵀ, Dᵀ U, Vᵀ ∂L/∂V and 2 U Σ (…) Vᵀ (7).
+    flops=lambda d, o: ((SVD + MATMUL) * d**3, 9 * MATMUL * d**3),
     k_tilde=_gap_k(True),
 )
 def svd_matrix_function(
@@ -308,7 +317,7 @@ class _DaleckiiKrein(torch.autograd.Function):
         return grad, None, None, None, None
 
 
-@declare(METHODS, "eig_dk", exact=True, flops=eigh_flops, k_tilde=None)
+@declare(METHODS, "eig_dk", exact=True, flops=_dk_flops, k_tilde=None)
 def eig_dk_matrix_function(
     A: torch.Tensor,
     func: str,
@@ -447,7 +456,14 @@ def _leading_subspace_function(eigvals_k, eigvecs_k, trace, d, func, p):
     return _rebuild(eigvecs_k, f(eigvals_k) - f(rest)) + f(rest).unsqueeze(-1) * eye
 
 
-@declare(METHODS, "topk", exact=False, flops=eigh_flops, k_tilde=EXACT_K, rank_option="k")
+def _topk_flops(d, options):
+    """eigh and a rebuild from k columns; backward the rebuild's adjoint (2 products with
+    d x k blocks) and Proposition 2's 3 products."""
+    k = min(options["k"], d)
+    return EIGH * d**3 + MATMUL * d * d * k, 3 * MATMUL * d**3 + 2 * MATMUL * d * d * k
+
+
+@declare(METHODS, "topk", exact=False, flops=_topk_flops, k_tilde=EXACT_K, rank_option="k")
 def topk(A, func, p=None, *, k: int = 16):
     """f on the leading k-dimensional eigenspace (exact eigh), the mean discarded λ elsewhere."""
     d = A.shape[-1]
@@ -462,10 +478,15 @@ def topk(A, func, p=None, *, k: int = 16):
 
 
 def _lowrank_flops(d, options):
-    """Subspace iteration: (2·iters + 2) products with d x q blocks, and a q x q eigh."""
-    q = min(options["k"] + options["oversample"], d)
-    forward = (2 * options["iters"] + 2) * MATMUL * d * d * q + EIGH * q**3
-    return forward, 2 * forward
+    """torch.svd_lowrank forward: (2·iters + 2) products with d x q blocks, 2·iters + 1
+    Householder QRs of d x q blocks, a thin SVD of the q x d projection and Q times its
+    left vectors; then the rebuild from k columns. No backward model: it is autograd
+    through torch's own QR and SVD adjoints, whose products this project does not count."""
+    k, iters = min(options["k"], d), options["iters"]
+    q = min(k + options["oversample"], d)
+    products = (2 * iters + 2) * MATMUL * d * d * q + MATMUL * d * q * q + MATMUL * d * d * k
+    factorizations = (2 * iters + 1) * QR * d * q * q + SVD * d * q * q
+    return products + factorizations, None
 
 
 @declare(METHODS, "lowrank", exact=False, flops=_lowrank_flops, k_tilde=None, rank_option="k")
