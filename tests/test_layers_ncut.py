@@ -46,7 +46,7 @@ def test_gradient_through_projector_loss_matches_finite_differences(method, affi
     X = _points().requires_grad_(True)
     labels = torch.randint(0, 3, (2, 10), generator=torch.Generator().manual_seed(4))
     assert torch.autograd.gradcheck(
-        lambda X: projector_loss(NormalizedCuts(3, affinity, 1.5, method)(X), labels), (X,)
+        lambda X: projector_loss(NormalizedCuts(3, affinity, 1.5, method)(X, True), labels), (X,)
     )
 
 
@@ -56,7 +56,9 @@ def test_methods_agree_on_gradients():
     grads = []
     for method in ("eig", "autograd"):
         Xg = X.clone().requires_grad_(True)
-        projector_loss(normalized_cuts(Xg, 2, method=method), labels).backward()
+        projector_loss(
+            normalized_cuts(Xg, 2, method=method, return_degrees=True), labels
+        ).backward()
         grads.append(Xg.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
 
@@ -86,8 +88,9 @@ def test_projector_loss_is_zero_at_the_ground_truth_and_counts_segments():
     assert float(torch.diagonal(target, dim1=-2, dim2=-1).sum()) == pytest.approx(
         3.0
     )  # three non-empty segments
-    assert float(projector_loss(target, labels)) == 0.0
-    assert float(projector_loss(torch.zeros_like(target), labels)) == pytest.approx(1.5)
+    ones = torch.ones(labels.shape, dtype=F64)  # equal degrees: the target is span(E)
+    assert float(projector_loss(target, labels, degrees=ones)) == 0.0
+    assert float(projector_loss(torch.zeros_like(target), labels, ones)) == pytest.approx(1.5)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +100,12 @@ def test_projector_loss_is_zero_at_the_ground_truth_and_counts_segments():
         (lambda: normalized_cuts(torch.randn(1, 4, 3), 4), "k must be"),
         (lambda: normalized_cuts(torch.randn(1, 4, 3), 1, method="lanczos"), "unknown method"),
         (lambda: normalized_cuts(torch.randn(1, 4, 3), 1, affinity_kind="knn"), "unknown affinity"),
-        (lambda: projector_loss(torch.eye(3)[None], torch.zeros(1, 4, dtype=torch.long)), "match"),
+        (
+            lambda: projector_loss(
+                torch.eye(3)[None], torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4)
+            ),
+            "match",
+        ),
         (lambda: segment_projector(torch.zeros(1, 4)), "integer"),
         (lambda: segment_projector(torch.tensor([[0, -1]])), "non-negative"),
     ],
@@ -133,7 +141,7 @@ def test_perfect_affinity_reaches_the_papers_target_with_zero_gradient():
     (grad,) = torch.autograd.grad(loss, W)
     assert float(grad.abs().max()) < 1e-12
     # The target onto span(E) is not reached by this perfect affinity: the test can fail.
-    assert float(projector_loss(P.detach(), labels)) > 1e-3
+    assert float(projector_loss(P.detach(), labels, torch.ones(labels.shape, dtype=F64))) > 1e-3
 
 
 def test_the_papers_target_is_the_projector_onto_weighted_indicators():
@@ -155,11 +163,15 @@ def test_lowrank_gradient_is_right_when_q_exceeds_the_rank(channels):
     def loss(X):
         torch.manual_seed(0)  # the same random start at every evaluation
         return projector_loss(
-            normalized_cuts(X, 3, affinity_kind="cosine", method="lowrank"), labels
+            normalized_cuts(X, 3, affinity_kind="cosine", method="lowrank", return_degrees=True),
+            labels,
         )
 
     def loss_eig(X):
-        return projector_loss(normalized_cuts(X, 3, affinity_kind="cosine", method="eig"), labels)
+        return projector_loss(
+            normalized_cuts(X, 3, affinity_kind="cosine", method="eig", return_degrees=True),
+            labels,
+        )
 
     Xg = X.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(loss(Xg), Xg)
@@ -170,3 +182,38 @@ def test_lowrank_gradient_is_right_when_q_exceeds_the_rank(channels):
     h = 1e-6  # truncation O(h²) ~ 1e-12, rounding ~ 1e-16/h = 1e-10 relative
     fd = (float(loss(X + h * E)) - float(loss(X - h * E))) / (2 * h)
     assert abs(float((grad * E).sum()) - fd) <= 1e-6 * abs(fd)
+
+
+def test_projector_loss_refuses_a_missing_or_mismatched_graph():
+    """The paper's objective is the easy path (the cut carries its degrees); the two ways to
+    get another target by accident are refused, each with one clear message."""
+    from bench_cli.layers import graph_degrees
+
+    X = _points(seed=6)
+    labels = torch.randint(0, 3, (2, 10), generator=torch.Generator().manual_seed(2))
+    cut = normalized_cuts(X, 3, affinity_kind="cosine", return_degrees=True)
+    P, degrees = cut  # unpacks as (projector, degrees)
+    assert degrees.affinity_kind == "cosine"
+    # The same loss three ways: the cut, its parts, degrees rebuilt from the features.
+    same = [
+        projector_loss(cut, labels),
+        projector_loss(P, labels, degrees=degrees),
+        projector_loss(P, labels, degrees=graph_degrees(X, kind="cosine", sigma=1.0)),
+    ]
+    assert float(same[0]) == float(same[1]) == float(same[2])
+    with pytest.raises(ValueError, match="needs the graph's degrees"):
+        projector_loss(P, labels)
+    gaussian = graph_degrees(X, kind="gaussian", sigma=1.0)
+    with pytest.raises(
+        ValueError, match="gaussian .sigma 1. graph for a projector cut from a cosine"
+    ):
+        projector_loss(cut, labels, degrees=gaussian)
+    with pytest.raises(ValueError, match="carries the degrees"):
+        projector_loss(cut, labels, degrees=gaussian.values)
+    wide = normalized_cuts(X, 3, sigma=4.0, return_degrees=True)
+    with pytest.raises(ValueError, match="sigma 1"):
+        projector_loss(wide, labels, degrees=gaussian)
+    with pytest.raises(TypeError):
+        graph_degrees(X)  # kind and sigma have no defaults
+    # The wrong graph's degrees would have given another loss: the refusal matters.
+    assert abs(float(projector_loss(P, labels, degrees=gaussian)) - float(same[0])) > 1e-3

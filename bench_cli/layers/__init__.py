@@ -9,6 +9,8 @@ Ionescu, Vantzos & Sminchisescu (ICCV 2015; arXiv 1509.07838).
 
 from bench_cli.layers.matfun import FUNCS, METHODS, loewner, matrix_function
 from bench_cli.layers.ncut import (
+    Cut,
+    Degrees,
     NormalizedCuts,
     affinity,
     graph_degrees,
@@ -21,6 +23,8 @@ from bench_cli.layers.pooling import FC, O2P, avg_pool, bilinear, max_pool, o2p,
 from bench_cli.layers.spectral import GAPS, eigh, gap_matrix, svd
 
 __all__ = [
+    "Cut",
+    "Degrees",
     "FC",
     "FUNCS",
     "GAPS",

@@ -15,16 +15,38 @@ Proposition 2 as written return NaN, do not matter.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple, overload
 
 import torch
 from torch import nn
 
 from bench_cli.layers._checks import sym
-from bench_cli.layers.declare import EIGH, LU_SOLVE, MATMUL, KTilde, Method, declare
+from bench_cli.layers.declare import EIGH, LU_FACTOR, MATMUL, QR, KTilde, Method, declare
 from bench_cli.layers.spectral import Gap, eigh_backward
 
 Affinity = Literal["gaussian", "cosine"]
+
+
+class Degrees(NamedTuple):
+    """The degrees d = W1 (B, N) of an affinity graph, with the graph they belong to."""
+
+    values: torch.Tensor
+    affinity_kind: str
+    sigma: float
+
+    def same_graph(self, other: Degrees) -> bool:
+        """Whether two degree vectors describe one kind of graph (sigma: gaussian only)."""
+        return self.affinity_kind == other.affinity_kind and (
+            self.affinity_kind != "gaussian" or self.sigma == other.sigma
+        )
+
+
+class Cut(NamedTuple):
+    """What :func:`normalized_cuts` returns with ``return_degrees``: the projector and the
+    degrees of the graph it cut (unpacks as ``P, degrees``)."""
+
+    projector: torch.Tensor
+    degrees: Degrees
 
 
 def affinity(X: torch.Tensor, kind: Affinity = "gaussian", sigma: float = 1.0) -> torch.Tensor:
@@ -87,16 +109,30 @@ METHODS: dict[str, Method] = {}  # name -> entry, declared above each projector
 
 
 def _eigh_projector_flops(n, options):
-    """eigh of the N x N matrix and the k-column projector; backward 4 N x N products."""
-    return EIGH * n**3 + MATMUL * n * n * options["k"], 4 * MATMUL * n**3
+    """eigh of the N x N matrix and the k-column projector; backward (G + Gᵀ) U_k with
+    N x k blocks, then Proposition 2's Uᵀ ∂L/∂U and U (…) Uᵀ (3 N x N products)."""
+    k = options["k"]
+    return EIGH * n**3 + MATMUL * n * n * k, 3 * MATMUL * n**3 + MATMUL * n * n * k
+
+
+def _autograd_projector_flops(n, options):
+    """As eig's, but torch's adjoint of P = U_k U_kᵀ takes two N x k products, not one."""
+    k = options["k"]
+    return EIGH * n**3 + MATMUL * n * n * k, 3 * MATMUL * n**3 + 2 * MATMUL * n * n * k
 
 
 def _lowrank_projector_flops(n, options):
-    """(iters + 2) products with N x q blocks, a q x q eigh; backward k LU solves."""
-    k = options["k"]
+    """(iters + 2) products with N x q blocks, iters + 1 QRs of them, the q x q Rayleigh
+    quotient and its eigh, the Ritz vectors and the projector; backward k LU solves with
+    one right-hand side each and 3 products with N x k blocks."""
+    k, iters = options["k"], options["iters"]
     q = min(k + options["oversample"], n)
-    forward = (options["iters"] + 2) * MATMUL * n * n * q + EIGH * q**3 + MATMUL * n * n * k
-    return forward, k * (LU_SOLVE / 4) * n**3 + 2 * MATMUL * n * n * k
+    forward = (
+        (iters + 2) * MATMUL * n * n * q + (iters + 1) * QR * n * q * q
+        + MATMUL * n * q * q + EIGH * q**3 + MATMUL * n * q * k + MATMUL * n * n * k
+    )  # fmt: skip
+    backward = k * (LU_FACTOR * n**3 + 2 * n * n) + 3 * MATMUL * n * n * k
+    return forward, backward
 
 
 def top_projector(
@@ -122,7 +158,7 @@ def eig_projector(M, k, *, gap: Gap = "exact", gap_eps: float = 1e-12, degree: i
     METHODS,
     "autograd",
     exact=True,
-    flops=_eigh_projector_flops,
+    flops=_autograd_projector_flops,
     k_tilde=lambda o: KTilde("exact", kept=o["k"]),
 )
 def autograd_projector(M, k):
@@ -207,7 +243,12 @@ def lobpcg_projector(M, k, *, iters: int = 20):
     METHODS,
     "subspace",
     exact=False,
-    flops=lambda n, o: (o["iters"] * MATMUL * n * n * o["k"] + MATMUL * n * n * o["k"], None),
+    # iters products with N x k blocks and iters + 1 QRs, then P; no backward model: it is
+    # autograd through torch's QR adjoint, whose products this project does not count.
+    flops=lambda n, o: (
+        (o["iters"] + 1) * MATMUL * n * n * o["k"] + (o["iters"] + 1) * QR * n * o["k"] ** 2,
+        None,
+    ),
     k_tilde=None,
 )
 def subspace_projector(M, k, *, iters: int = 10):
@@ -219,6 +260,45 @@ def subspace_projector(M, k, *, iters: int = 10):
     return Q @ Q.mT
 
 
+@overload
+def normalized_cuts(
+    X: torch.Tensor,
+    k: int,
+    *,
+    affinity_kind: Affinity = ...,
+    sigma: float = ...,
+    method: str = ...,
+    return_degrees: Literal[False] = ...,
+    **options,
+) -> torch.Tensor: ...
+
+
+@overload
+def normalized_cuts(
+    X: torch.Tensor,
+    k: int,
+    *,
+    affinity_kind: Affinity = ...,
+    sigma: float = ...,
+    method: str = ...,
+    return_degrees: Literal[True],
+    **options,
+) -> Cut: ...
+
+
+@overload
+def normalized_cuts(
+    X: torch.Tensor,
+    k: int,
+    *,
+    affinity_kind: Affinity = ...,
+    sigma: float = ...,
+    method: str = ...,
+    return_degrees: bool,
+    **options,
+) -> torch.Tensor | Cut: ...
+
+
 def normalized_cuts(
     X: torch.Tensor,
     k: int,
@@ -226,17 +306,21 @@ def normalized_cuts(
     affinity_kind: Affinity = "gaussian",
     sigma: float = 1.0,
     method: str = "eig",
+    return_degrees: bool = False,
     **options,
-) -> torch.Tensor:
-    """The spectral projector P (B, N, N) of the normalised affinity of X (B, N, C)."""
+) -> torch.Tensor | Cut:
+    """The spectral projector P (B, N, N) of the normalised affinity of X (B, N, C); with
+    ``return_degrees``, a :class:`Cut`: P and the degrees of the graph it cut, which the
+    paper's loss needs (``projector_loss(cut, labels)``)."""
     if X.ndim != 3 or not X.is_floating_point():
         raise ValueError(f"features must be a floating (B, N, C) tensor, got {tuple(X.shape)}")
     if not 1 <= k < X.shape[-2]:
         raise ValueError(f"k must be in [1, N) = [1, {X.shape[-2]}), got {k}")
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}'; known: {', '.join(METHODS)}")
-    M = normalized_affinity(affinity(X, affinity_kind, sigma))
-    return METHODS[method](M, k, **options)
+    W = affinity(X, affinity_kind, sigma)
+    P = METHODS[method](normalized_affinity(W), k, **options)
+    return Cut(P, Degrees(W.sum(-1), affinity_kind, sigma)) if return_degrees else P
 
 
 class NormalizedCuts(nn.Module):
@@ -259,14 +343,16 @@ class NormalizedCuts(nn.Module):
             options,
         )
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        """The projector P (B, N, N) of features X (B, N, C)."""
+    def forward(self, X: torch.Tensor, return_degrees: bool = False) -> torch.Tensor | Cut:
+        """The projector P (B, N, N) of features X (B, N, C); with ``return_degrees`` a
+        :class:`Cut`, for ``projector_loss(cut, labels)``."""
         return normalized_cuts(
             X,
             self.k,
             affinity_kind=self.affinity,
             sigma=self.sigma,
             method=self.method,
+            return_degrees=return_degrees,
             **self.options,
         )
 
@@ -307,20 +393,55 @@ def segment_projector(
 
 
 def projector_loss(
-    P: torch.Tensor, labels: torch.Tensor, degrees: torch.Tensor | None = None
+    P: torch.Tensor | Cut,
+    labels: torch.Tensor,
+    degrees: Degrees | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """½‖P − Π‖²_F averaged over the batch: the paper's normalized-cuts objective.
+    """½‖P − Π‖²_F averaged over the batch, Π the projector onto span(D^½E): the paper's
+    normalized-cuts objective (Ionescu et al., Sec. 5).
 
-    Pass the graph's ``degrees`` (W.sum(-1), see :func:`graph_degrees`) for the paper's
-    target span(D^1/2 E); without them the target is span(E), which a perfect
-    affinity does not reach when segments' degrees differ.
+    The easy path passes the :class:`Cut` that ``normalized_cuts(...,
+    return_degrees=True)`` (or ``NormalizedCuts(...)(X, return_degrees=True)``) returns:
+    its degrees are those of the graph P was cut from. A bare projector needs
+    ``degrees=``: a :class:`Degrees` (:func:`graph_degrees`) or, for a graph built by
+    hand, its W.sum(-1). Refused: no degrees (the target would silently become span(E),
+    which a perfect affinity does not reach; :func:`segment_projector` builds that one
+    on purpose), and degrees of another graph than the cut's.
     """
+    if isinstance(P, Cut):
+        if degrees is not None:
+            if not isinstance(degrees, Degrees):
+                raise ValueError(
+                    "the cut carries the degrees of its own graph: pass the cut alone, or "
+                    "its projector with degrees="
+                )
+            if not degrees.same_graph(P.degrees):
+                raise ValueError(
+                    f"degrees of a {_graph_name(degrees)} graph for a projector cut from a "
+                    f"{_graph_name(P.degrees)} graph: the target would be another graph's"
+                )
+        degrees = P.degrees
+        P = P.projector
+    if degrees is None:
+        raise ValueError(
+            "projector_loss needs the graph's degrees for the paper's target span(D^1/2 E): "
+            "pass the Cut of normalized_cuts(..., return_degrees=True), or degrees=; "
+            "segment_projector(labels) gives span(E) if that is what you want"
+        )
+    values = degrees.values if isinstance(degrees, Degrees) else degrees
     if P.shape[:-1] != labels.shape or P.shape[-1] != P.shape[-2]:
         raise ValueError(f"P {tuple(P.shape)} and labels {tuple(labels.shape)} do not match")
-    target = segment_projector(labels, dtype=P.dtype, degrees=degrees).to(P.device)
+    target = segment_projector(labels, dtype=P.dtype, degrees=values).to(P.device)
     return 0.5 * ((P - target) ** 2).sum((-2, -1)).mean()
 
 
-def graph_degrees(X: torch.Tensor, kind: Affinity = "gaussian", sigma: float = 1.0) -> torch.Tensor:
-    """d = W1 (B, N) of the affinity normalized_cuts builds from features X (B, N, C)."""
-    return affinity(X, kind, sigma).sum(-1)
+def _graph_name(degrees: Degrees) -> str:
+    kind = degrees.affinity_kind
+    return f"{kind} (sigma {degrees.sigma:g})" if kind == "gaussian" else kind
+
+
+def graph_degrees(X: torch.Tensor, *, kind: Affinity, sigma: float) -> Degrees:
+    """The degrees d = W1 (B, N) of the affinity normalized_cuts builds from features
+    X (B, N, C) with this ``kind`` and ``sigma`` (both required: a default here once
+    disagreed silently with the layer's)."""
+    return Degrees(affinity(X, kind, sigma).sum(-1), kind, sigma)
