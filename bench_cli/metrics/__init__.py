@@ -130,6 +130,15 @@ STATS: dict[str, Callable[[Sequence[float]], float]] = {
 }
 
 
+# What a task record holds as samples: region accuracy; the segmentation scores of
+# bench_cli.tasks.scoring.SCORES and the diagnostics of bench_cli.tasks.segments.DIAGNOSTICS
+# (tests/test_task_scoring.py keeps the lists equal); seconds per epoch.
+TASK_VALUES = (
+    "accuracy|matched_accuracy|adapted_rand_error|rand_split|rand_merge|voi|voi_split"
+    "|voi_merge|zero_rows|cosine_within|cosine_across|largest_segment|epoch_time_s"
+)
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -210,14 +219,11 @@ METRICS: dict[str, Metric] = {
             options=TaskOptions,
             impl="bench_cli.metrics.task:task",
             unit="",
-            summary="end-to-end training with the layer as head: test accuracy over seeds, "
-            "diverged runs, seconds per epoch",
+            summary="end-to-end training with the layer as head: test accuracy (regions) or "
+            "segmentation scores and collapse diagnostics over seeds, diverged runs, seconds "
+            "per epoch",
             default_view="runs",
-            views=(
-                "{accuracy|adapted_rand_error|voi|epoch_time_s}",
-                "{accuracy|adapted_rand_error|voi|epoch_time_s}.<stat>",
-                "{runs|diverged}",
-            ),
+            views=(f"{{{TASK_VALUES}}}", f"{{{TASK_VALUES}}}.<stat>", "{runs|diverged}"),
         ),
     )
 }
