@@ -21,9 +21,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench_cli import claims, spec, store, tables
 from bench_cli import compare as compare_mod
 from bench_cli import reproduce as reproduce_mod
-from bench_cli import spec, store, tables
 from bench_cli.errors import IncompleteRun, UserError, did_you_mean, unknown_name
 
 if TYPE_CHECKING:
@@ -462,6 +462,7 @@ def write_outputs(
 
     for what, write in (
         ("tables", lambda: tables.write(made, folder.path / "tables")),
+        ("conclusions", lambda: write_conclusions(made, folder.path / "tables")),
         ("plots", lambda: plots.write(records, folder.path / "plots", progress=say)),
     ):
         try:
@@ -476,6 +477,17 @@ def write_outputs(
                 f"{what} not written: {detail}; every record is saved in {folder.path} "
                 f"(`matbench show {folder.path}` makes them again)"
             )
+
+
+def write_conclusions(made: Sequence[tables.Table], folder: Path) -> Path | None:
+    """``conclusions.md``: the sentences the paired tables support across metrics
+    (bench_cli.claims), when the suite has paired tables."""
+    from bench_cli.store import output_folder, replace_file
+
+    text = claims.conclusions(made)
+    if not text:
+        return None
+    return replace_file(output_folder(folder) / "conclusions.md", text.encode())
 
 
 def tables_of(
@@ -609,11 +621,15 @@ def reproduction_markdown(folder: store.RunFolder) -> tuple[str, str | None]:
     outline = spec.outline(folder.suite_text, str(folder.path / "suite.yaml"))
     records = folder.records()
     parts = []
-    for table in tables.tables_for(records, outline.tables, list(outline.metric_names)):
+    made = tables.tables_for(records, outline.tables, list(outline.metric_names))
+    for table in made:
         parts.append(tables.render(table, "md").replace("### ", "#### ", 1))  # one level down
-        claims = tables.paired_claims(table)
-        if claims:
-            parts.append(claims + "\n")
+        sentence = tables.paired_claims(table)
+        if sentence:
+            parts.append(sentence + "\n")
+    across = claims.conclusions(made)
+    if across:
+        parts.append("#### Conclusions, across every paired metric\n\n" + across)
     verdict = None
     if outline.reference is not None:
         frame = reproduce_mod.verdicts(records, outline.reference)

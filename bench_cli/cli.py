@@ -29,7 +29,7 @@ from rich.table import Table as RichTable
 from tabulate import tabulate
 
 import bench_cli
-from bench_cli import api, spec, store, tables
+from bench_cli import api, claims, spec, store, tables
 from bench_cli.compare import comparison_frame
 from bench_cli.errors import IncompleteRun, UserError, unknown_name
 
@@ -266,6 +266,9 @@ def print_tables(folder: store.RunFolder, console: Console) -> list[tables.Table
     made = api.tables_of(folder)
     for table in made:
         console.print(tables.to_rich(table))
+    across = claims.conclusions(made)
+    if across:
+        console.print("Conclusions, across every paired metric\n\n" + escape(across))
     return made
 
 

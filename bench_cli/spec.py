@@ -176,7 +176,11 @@ class PairedSpec(_Strict):
     """A paired table: each method against ``baseline`` on the same data draws."""
 
     baseline: str  # a method label of the suite
-    better: Literal["higher", "lower"] = "higher"
+    # none: a diagnostic (no direction is better); differences read higher or lower.
+    better: Literal["higher", "lower", "none"] = "higher"
+    # Method labels that are trivial answers (predict one segment, the majority class, ...):
+    # every other method is compared with them too, and called better only if it beats them.
+    trivial: Annotated[list[str], BeforeValidator(_as_list)] = []
 
 
 class TableSpec(_Strict):
@@ -863,6 +867,13 @@ def validate(
                 f"unknown method '{base}'{did_you_mean(base, labels)}; "
                 f"methods: {', '.join(labels)}",
             )
+        for j, answer in enumerate(table.paired.trivial if table.paired else []):
+            if answer not in labels:
+                errors.add(
+                    ("tables", i, "paired", "trivial", j),
+                    f"unknown method '{answer}'{did_you_mean(answer, labels)}; "
+                    f"methods: {', '.join(labels)}",
+                )
         for part in ("rows", "cols"):
             for j, axis in enumerate(getattr(table, part)):
                 if problem := ambiguity(axis):

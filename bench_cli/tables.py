@@ -139,6 +139,18 @@ def noise_summary(records: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class PairedComparison:
+    """What a paired table compared: the metric, its direction, the baseline, the trivial
+    answers, and one :class:`bench_cli.paired.PairedRow` per method."""
+
+    metric: str
+    better: str
+    baseline: str
+    trivial: tuple[str, ...]
+    rows: tuple[Any, ...]  # bench_cli.paired.PairedRow (imported lazily: scipy)
+
+
 @dataclass
 class Table:
     """A rendered-later table: raw cells (SI numbers or statuses) with labels."""
@@ -152,6 +164,8 @@ class Table:
     spread: pd.DataFrame | None = None
     # The noise reasons of each cell whose timing was flagged noisy (None elsewhere).
     noise: pd.DataFrame | None = None
+    # A paired table's comparison, for sentences drawn across tables (bench_cli.claims).
+    paired: PairedComparison | None = None
 
     @property
     def flagged(self) -> int:
@@ -388,10 +402,12 @@ def _paired_table(spec: TableSpec, chosen, path) -> Table:
     def interval(i) -> str:
         return f"{number(i.mean)} [{number(i.low)}, {number(i.high)}]"
 
-    base = spec.paired.baseline
+    base, trivial = spec.paired.baseline, tuple(spec.paired.trivial)
     rows = {}
+    found = []
     if base in values:
-        for row in paired.paired_rows(values, base, spec.paired.better):
+        found = paired.paired_rows(values, base, spec.paired.better, trivial)
+        for row in found:
             rows[row.method] = {
                 "n": row.value.n,
                 "mean [95% CI]": interval(row.value),
@@ -400,39 +416,63 @@ def _paired_table(spec: TableSpec, chosen, path) -> Table:
                 else interval(row.difference),
                 "verdict": row.verdict
                 + (f" ({row.unpaired} unpaired left out)" if row.unpaired else ""),
+                **{
+                    f"minus {answer} [95% CI]": interval(row.versus_trivial[answer])
+                    if answer in row.versus_trivial
+                    else ""
+                    for answer in trivial
+                    if answer in values
+                },
             }
     frame = pd.DataFrame(
         list(rows.values()), index=pd.Index(list(rows), name="method"), dtype=object
     )
-    caption = f"{spec.metric}, paired by data draw ({spec.paired.better} is better)"
-    return Table(spec.title, caption, "", frame, spec.stem)
+    direction = (
+        "a diagnostic: no direction is better"
+        if spec.paired.better == "none"
+        else f"{spec.paired.better} is better"
+    )
+    caption = f"{spec.metric}, paired by data draw ({direction})"
+    if trivial:
+        caption += f"; trivial answers: {', '.join(trivial)}"
+    comparison = PairedComparison(spec.metric, spec.paired.better, base, trivial, tuple(found))
+    return Table(spec.title, caption, "", frame, spec.stem, paired=comparison)
 
 
 def paired_claims(table: Table) -> str:
     """The sentence a paired table supports, computed from its verdicts: nothing else is claimed."""
-    if "verdict" not in table.frame.columns or table.frame.empty:
+    if table.paired is None or not table.paired.rows:
         return ""
     from bench_cli import paired
 
     groups: dict[str, list[str]] = {}
-    baseline = ""
-    for method, verdict in table.frame["verdict"].items():
-        kind = str(verdict).split(" (")[0]  # drop "(n unpaired left out)"
-        if kind == paired.BASELINE:
-            baseline = str(method)
-        else:
-            groups.setdefault(kind, []).append(f"`{method}`")
+    baseline = table.paired.baseline
+    short_of_trivial = []
+    for row in table.paired.rows:
+        if row.verdict not in (paired.BASELINE, paired.TRIVIAL):
+            groups.setdefault(row.verdict, []).append(f"`{row.method}`")
+        if row.beats_trivial is False:
+            short_of_trivial.append(f"`{row.method}`")
     parts = [
         f"{label} than `{baseline}` (95% CI of the paired difference excludes 0): "
         + ", ".join(groups[kind])
         for kind, label in ((paired.BETTER, "Better"), (paired.WORSE, "Worse"))
         if groups.get(kind)
     ]
+    if groups.get(paired.BETTER_NOT_TRIVIAL):
+        parts.append(
+            f"better than `{baseline}` but not shown better than every trivial answer: "
+            + ", ".join(groups[paired.BETTER_NOT_TRIVIAL])
+        )
     if groups.get(paired.NO_DIFFERENCE):
         parts.append(
             f"no difference from `{baseline}` shown (the CI includes 0): "
             + ", ".join(groups[paired.NO_DIFFERENCE])
         )
+    if short_of_trivial:
+        answers = ", ".join(f"`{t}`" for t in table.paired.trivial)
+        parts.append(f"not shown better than the trivial answers ({answers}): "
+                     + ", ".join(short_of_trivial))  # fmt: skip
     return "; ".join(parts) + "." if parts else ""
 
 
