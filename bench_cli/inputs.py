@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 
 class FamilyParams(BaseModel):
@@ -151,27 +159,48 @@ class MosaicParams(FamilyParams):
     """Texture mosaics with region labels (the DeepO2P task)."""
 
     train: PositiveInt = Field(48, description="training mosaics")
+    val: NonNegativeInt = Field(
+        0,
+        description="validation mosaics, cropped from the training half of each photograph "
+        "but never from its training part; the task metric tunes on them",
+    )
     test: PositiveInt = Field(24, description="test mosaics")
     size: PositiveInt = Field(48, description="pixels per side")
     regions: PositiveInt = Field(5, description="Voronoi regions per mosaic")
 
 
+def _splits(params) -> list[tuple[str, int, int]]:
+    """(split, count, seed offset) of each split a family generates; val only when asked,
+    with its own offset, so train and test stay what they were without it."""
+    out = [("train", params.train, 0), ("test", params.test, 1)]
+    return out + ([("val", params.val, 2)] if params.val else [])
+
+
 def generate_mosaics(params: MosaicParams, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Texture mosaics with region masks and labels (bench_cli.data.textures), train and test."""
+    """Texture mosaics with region masks and labels (bench_cli.data.textures): train, test
+    and, with ``val``, validation."""
     from bench_cli.data.textures import region_dataset
 
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     out = {}
-    for split, count, offset in (("train", params.train, 0), ("test", params.test, 1)):
+    for split, count, offset in _splits(params):
         data = region_dataset(count, params.size, params.regions, seed + offset, split)
         out.update({f"{split}_{name}": tensor for name, tensor in data.items()})
     return out
+
+
+DISTINCT_CLASSES = 8  # len(bench_cli.data.textures.CLASSES), without importing it here
 
 
 class SegmentationParams(FamilyParams):
     """Images, superpixels and ground-truth segments (the DeepNC task)."""
 
     train: PositiveInt = Field(16, description="training images")
+    val: NonNegativeInt = Field(
+        0,
+        description="validation images (mosaics: from the training half of each photograph, "
+        "never its training part; BSDS: images/val); the task metric tunes on them",
+    )
     test: PositiveInt = Field(8, description="test images")
     size: PositiveInt = Field(48, description="pixels per side")
     regions: PositiveInt = Field(5, description="mosaic regions (ground-truth segments)")
@@ -189,18 +218,24 @@ class SegmentationParams(FamilyParams):
 
             if not Path(self.data_root).is_dir():
                 raise ValueError(f"data_root {self.data_root}: folder not found")
+        elif self.regions > DISTINCT_CLASSES:
+            raise ValueError(
+                f"regions {self.regions}: mosaic segments have distinct texture classes, "
+                f"and there are {DISTINCT_CLASSES}"
+            )
         return self
 
 
 def generate_segmentation(
     params: SegmentationParams, generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """Images, superpixel maps, ground-truth segments (and texture classes for mosaics)."""
+    """Images, superpixel maps, ground-truth segments (and texture classes for mosaics), for
+    train, test and, with ``val``, validation."""
     from bench_cli.data.segmentation import examples
 
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     out: dict[str, torch.Tensor] = {}
-    for split, count, offset in (("train", params.train, 0), ("test", params.test, 1)):
+    for split, count, offset in _splits(params):
         items = examples(
             count,
             params.size,

@@ -126,8 +126,22 @@ class NcutOptions(_Options):
     k: PositiveInt
     affinity: Literal["gaussian", "cosine"] = "gaussian"
     sigma: PositiveFloat = 1.0
-    mode: Literal["nc", "untrained", "raw", "kmeans"] = Field(
-        "nc", description="task benchmarks only: what the segmentation task compares"
+    mode: Literal["trained", "untrained", "raw", "one_segment", "random"] = Field(
+        "trained",
+        description="task benchmarks only: a backbone trained with loss, the same never "
+        "trained, raw intensity statistics (no network), or a trivial prediction that "
+        "looks at no image (one segment; each superpixel into a random one of k)",
+    )
+    loss: Literal["projector", "membership"] = Field(
+        "projector",
+        description="task benchmarks only: what trains the backbone: the paper's projector "
+        "loss through this layer, or the affinity matched to segment membership (no "
+        "eigendecomposition)",
+    )
+    route: Literal["spectral", "kmeans"] = Field(
+        "spectral",
+        description="task benchmarks only: segments by k-means on the top-k eigenvectors, "
+        "or on the features themselves",
     )
 
 
@@ -155,7 +169,8 @@ def _build_o2p(method: str, options: Mapping[str, Any]) -> Forward:
 
 def _build_ncut(method: str, options: Mapping[str, Any]) -> Forward:
     own, rest = _split(options, NcutOptions)
-    own.pop("mode", None)
+    for task_only in ("mode", "loss", "route"):
+        own.pop(task_only, None)
     return lambda inputs: ncut.normalized_cuts(
         inputs["X"],
         own["k"],
@@ -172,6 +187,16 @@ def _fc(X: torch.Tensor, *, out_features: PositiveInt = 16) -> torch.Tensor:
     return torch.nn.functional.linear(X, weight.to(X), bias.to(X))
 
 
+class DirectOptions(_Options):
+    """Options every direct (one-method) layer shares: task benchmarks only."""
+
+    predict: Literal["network", "majority"] = Field(
+        "network",
+        description="task benchmarks only: the trained network, or the trivial answer "
+        "that looks at no image (the training set's most frequent class for every region)",
+    )
+
+
 def _direct_layer(name, fn, reference, summary, flops, reference_grad=None) -> Layer:
     """A layer with one method, ``direct``; ``flops(n, c, options)`` per item, forward."""
     table = {"direct": entry("direct", fn, exact=True, flops=None, k_tilde=None)}
@@ -181,9 +206,10 @@ def _direct_layer(name, fn, reference, summary, flops, reference_grad=None) -> L
         return forward, 2 * forward
 
     def build(method: str, options: Mapping[str, Any]) -> Forward:
-        return lambda inputs: fn(inputs["X"], **options)
+        own = {k: v for k, v in options.items() if k not in DirectOptions.model_fields}
+        return lambda inputs: fn(inputs["X"], **own)
 
-    return Layer(name, _Options, table, ("features", "mosaic"), build, reference, summary,
+    return Layer(name, DirectOptions, table, ("features", "mosaic"), build, reference, summary,
                  layer_flops, reference_grad=reference_grad)  # fmt: skip
 
 

@@ -189,3 +189,98 @@ def test_bsds_splits_read_their_own_folders(tmp_path, monkeypatch):
 
     with pytest.raises(UserError, match="unknown BSDS split 'testing'"):
         bsds.load(tmp_path, "testing")
+
+
+def test_train_val_and_test_crops_share_no_pixel():
+    """The validation strip is carved from the training half, and touches neither split."""
+    sources = {
+        split: region_dataset(40, 48, 5, seed=3, split=split)["source"]
+        for split in ("train", "val", "test")
+    }
+    pixels = {split: set(s[s >= 0].tolist()) for split, s in sources.items()}
+    assert all(pixels.values())
+    assert not pixels["train"] & pixels["val"]
+    assert not pixels["val"] & pixels["test"]
+    assert not pixels["train"] & pixels["test"]
+
+
+def test_segmentation_mosaics_give_every_region_its_own_class():
+    from bench_cli.data.segmentation import examples
+
+    for split in ("train", "val", "test"):
+        for item in examples(30, 48, 4, 30, seed=1, split=split):
+            truth, classes = item["truth"], item["classes"]
+            per_segment = {int(classes[truth == s][0]) for s in truth.unique()}
+            assert len(per_segment) == len(truth.unique())  # separable: distinct classes
+    image, region_map, classes, _ = mosaic(48, 8, np.random.default_rng(0), distinct=True)
+    assert len(set(classes.tolist())) == 8
+    with pytest.raises(ValueError, match="only 8 exist"):
+        mosaic(48, 9, np.random.default_rng(0), distinct=True)
+
+
+def test_the_segmentation_backbone_ends_linear():
+    from bench_cli.tasks.regions import Backbone
+
+    torch.manual_seed(0)
+    features = Backbone(final_relu=False)(torch.randn(1, 1, 16, 16))
+    assert bool((features < 0).any())  # a final ReLU would clip these to zero
+    assert bool((Backbone()(torch.randn(1, 1, 16, 16)) >= 0).all())
+
+
+def _segmentation_data(val=2):
+    from bench_cli import inputs
+
+    params = inputs.SegmentationParams(train=3, val=val, test=3, size=32, superpixels=30)
+    return inputs.generate_segmentation(params, torch.Generator().manual_seed(0))
+
+
+OPTIONS = {"k": 4, "affinity": "cosine", "sigma": 1.0, "mode": "trained",
+           "loss": "projector", "route": "spectral"}  # fmt: skip
+
+
+def test_one_segment_scores_the_largest_regions_share_and_trains_nothing():
+    from bench_cli.tasks import segments
+
+    data = _segmentation_data()
+    result = segments.run("eig", {**OPTIONS, "mode": "one_segment"}, data, seed=0, epochs=3,
+                          lr=[0.003, 0.01])  # fmt: skip
+    shares = [np.bincount(t.ravel().numpy()).max() / t.numel() for t in data["test_truth"]]
+    assert result["matched_accuracy"] == pytest.approx(float(np.mean(shares)))
+    assert result["largest_segment"] == 1.0 and result["rand_split"] == 1.0
+    assert result["tuned"] is None and result["epoch_times"] == []
+    assert result["zero_rows"] is None  # no features to diagnose
+
+
+def test_trained_segmentation_records_its_tuning_and_diagnostics():
+    from bench_cli.tasks import segments
+
+    data = _segmentation_data()
+    result = segments.run("eig", OPTIONS, data, seed=0, epochs=2, lr=[0.003, 0.01])
+    tuned = result["tuned"]
+    assert tuned["lr"] in (0.003, 0.01) and tuned["epoch"] in (1, 2)
+    assert [c["lr"] for c in tuned["curves"]] == [0.003, 0.01]
+    assert all(len(c["loss"]) == 2 and len(c["validation"]) == 2 for c in tuned["curves"])
+    best = max(v for c in tuned["curves"] for v in c["validation"])
+    assert tuned["validation"] == pytest.approx(best, abs=1e-6)
+    assert 0.0 <= result["zero_rows"] <= 1.0 and -1.0 <= result["cosine_within"] <= 1.0
+    # No validation images: tuning over two learning rates has nothing to choose on.
+    with pytest.raises(ValueError, match="no validation split"):
+        segments.run("eig", OPTIONS, _segmentation_data(val=0), seed=0, epochs=1,
+                     lr=[0.003, 0.01])  # fmt: skip
+
+
+def test_majority_answers_the_most_frequent_training_class():
+    from bench_cli.tasks.regions import majority_accuracy, train_and_test
+
+    data = {f"{split}_{k}": v for split, count, seed in (("train", 12, 1), ("test", 6, 2))
+            for k, v in region_dataset(count, 16, 3, seed=seed, split=split).items()}  # fmt: skip
+    present = data["train_masks"].flatten(2).sum(-1) > 0
+    labels = data["train_labels"][present].tolist()
+    guess = max(sorted(set(labels)), key=labels.count)
+    test_present = data["test_masks"].flatten(2).sum(-1) > 0
+    expected = float(np.mean([label == guess for label in
+                              data["test_labels"][test_present].tolist()]))  # fmt: skip
+    assert majority_accuracy(data) == pytest.approx(expected)
+    run = train_and_test("avg_pool", "direct", {"predict": "majority"}, data, seed=0, epochs=1,
+                         batch=4, lr=0.003, classes=8)  # fmt: skip
+    assert run["accuracy"] == pytest.approx(expected) and run["tuned"] is None

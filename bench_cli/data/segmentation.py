@@ -28,8 +28,10 @@ def examples(
 ) -> list[dict[str, torch.Tensor]]:
     """Per image: image (1, S, S), superpixel map (S, S), ground-truth segments (S, S).
 
-    ``split`` picks BSDS's own folder (train, val or test) or, for mosaics, the half of
+    ``split`` picks BSDS's own folder (train, val or test) or, for mosaics, the part of
     each texture photograph that split crops from: the splits never share a pixel.
+    Mosaics give every region its own class (``distinct``), so each ground-truth segment
+    can be told from every other by its texture or orientation.
     """
     from skimage.transform import resize
 
@@ -52,7 +54,7 @@ def examples(
         rng = np.random.default_rng(seed)
         pictures = []
         for _ in range(images):
-            image, region_map, classes, _ = mosaic(size, regions, rng, split)
+            image, region_map, classes, _ = mosaic(size, regions, rng, split, distinct=True)
             pictures.append((image, region_map, classes[region_map]))
     out = []
     for picture in pictures:

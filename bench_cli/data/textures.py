@@ -21,7 +21,11 @@ ORIENTATIONS = (0, 90)
 CLASSES = tuple(f"{t}-{o}" for t in TEXTURES for o in ORIENTATIONS)
 
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+# Where each split crops from, as a fraction of the photograph's rows (its own
+# coordinates): the top half trains, carved into train and a validation strip for tuning,
+# and the bottom half tests. A 512-row photograph gives 192, 64 and 256 rows.
+SPLIT_ROWS = {"train": (0.0, 0.375), "val": (0.375, 0.5), "test": (0.5, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,11 @@ class Texture:
     def window(self, split: str) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) of the part of this image ``split`` may crop from.
 
-        Each photograph is cut in two along its own rows: the top half for training,
-        the bottom half for testing. Both orientations of a texture come from one
-        photograph, so the cut is made in the photograph's coordinates (through
-        ``origin``) and the halves stay disjoint across orientations too.
+        Each photograph is cut along its own rows (:data:`SPLIT_ROWS`): the top half
+        for training and validation, the bottom half for testing. Both orientations of a
+        texture come from one photograph, so the cut is made in the photograph's
+        coordinates (through ``origin``) and the splits stay disjoint across
+        orientations too.
         """
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; known: {', '.join(SPLITS)}")
@@ -47,9 +52,11 @@ class Texture:
     @functools.cached_property
     def _windows(self) -> dict[str, tuple[int, int, int, int]]:
         photo_row = self.origin // (self.origin.size // self.photo_rows)
-        half = self.photo_rows // 2
         out = {}
-        for split, inside in (("train", photo_row < half), ("test", photo_row >= half)):
+        for split, (top, bottom) in SPLIT_ROWS.items():
+            inside = (photo_row >= round(top * self.photo_rows)) & (
+                photo_row < round(bottom * self.photo_rows)
+            )
             rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
             out[split] = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
         return out
@@ -85,17 +92,31 @@ def voronoi_labels(size: int, regions: int, rng: np.random.Generator) -> np.ndar
     return distance.argmin(-1)
 
 
-def mosaic(size: int, regions: int, rng: np.random.Generator, split: str = "train"):
+def mosaic(
+    size: int,
+    regions: int,
+    rng: np.random.Generator,
+    split: str = "train",
+    distinct: bool = False,
+):
     """An image tiled into Voronoi regions, each a crop of one class, standardised per region.
 
-    Crops come from the ``split``'s half of each photograph (:meth:`Texture.window`).
+    Crops come from the ``split``'s part of each photograph (:meth:`Texture.window`).
+    With ``distinct`` no two regions share a class, so every pair of regions differs in
+    texture or orientation and a segmentation can separate them (at most len(CLASSES)
+    regions); otherwise classes are drawn independently, as region labels are.
     Returns (image (size, size), region map (size, size), class of each region (regions,),
     source (size, size): the photograph pixel each pixel came from, as
     class_texture_index * 2**32 + linear index, -1 where no region covers it).
     """
     bank = texture_bank()
     region_map = voronoi_labels(size, regions, rng)
-    classes = rng.integers(0, len(CLASSES), regions)
+    if distinct:
+        if regions > len(CLASSES):
+            raise ValueError(f"{regions} regions of distinct classes: only {len(CLASSES)} exist")
+        classes = rng.choice(len(CLASSES), regions, replace=False)
+    else:
+        classes = rng.integers(0, len(CLASSES), regions)
     image = np.zeros((size, size))
     source = np.full((size, size), -1, dtype=np.int64)
     for r in range(regions):
@@ -105,7 +126,9 @@ def mosaic(size: int, regions: int, rng: np.random.Generator, split: str = "trai
         texture = bank[classes[r]]
         top, bottom, left, right = texture.window(split)
         if bottom - top < size or right - left < size:
-            raise ValueError(f"mosaics of {size} px do not fit in half of a texture photograph")
+            raise ValueError(
+                f"mosaics of {size} px do not fit in the {split} part of a texture photograph"
+            )
         y = int(rng.integers(top, bottom - size + 1))
         x = int(rng.integers(left, right - size + 1))
         patch = texture.image[y : y + size, x : x + size][inside]

@@ -72,6 +72,9 @@ class TaskOptions(BaseModel):
     # Initialisation seeds 0 .. seeds-1, the same for every method and data draw: a separate
     # axis from the data (inputs' data_seed), which decides the images.
     seeds: PositiveInt = 3
+    # The epoch budget: with a validation split the best epoch on it is kept, else the last.
     epochs: PositiveInt = 15
     batch: PositiveInt = 8
-    lr: PositiveFloat = 3e-3
+    # One learning rate, or the grid every method is tuned over on the validation split
+    # (the inputs' val images): the same budget for every method.
+    lr: PositiveFloat | list[PositiveFloat] = 3e-3

@@ -1,12 +1,17 @@
 """The ``task`` metric: train a network with the case's layer as its head, report accuracy.
 
 The case's layer and method are the head (avg_pool, bilinear, or o2p with its
-func and method); its input family supplies train and test data (``mosaic``).
-Each of ``seeds`` runs trains from its own initialisation seed (0, 1, ...: the same
-for every method and every data draw); a non-finite loss ends that run and is
-counted in ``diverged``, never hidden. Deterministic for a seed on the CPU. Each
-record carries ``data_fingerprint``, SHA-256 digests of its train and test
-tensors, so the pairing of methods can be checked from the records alone.
+func and method; ncut for segmentation); its input family supplies train,
+validation and test data (``mosaic``, ``segmentation``). Each of ``seeds`` runs
+trains from its own initialisation seed (0, 1, ...: the same for every method and
+every data draw), tuned on the validation split (:mod:`bench_cli.tasks.tuning`);
+a non-finite loss ends that learning rate and is counted in ``diverged``, never
+hidden. A run is bit-identical when repeated on one machine and build; on another
+CPU or torch build the last digits move (0.4492 against 0.4473 for one data set
+across two CPUs), so runs compare across machines through their intervals, not
+digit by digit. Each record carries ``data_fingerprint``, SHA-256 digests of its
+train, validation and test tensors, so the pairing of methods can be checked from
+the records alone.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ def task(probe: Probe, options: TaskOptions) -> dict:
         "runs": len(runs),
         "epoch_time_s": {"samples": [round(t, 6) for r in runs for t in r["epoch_times"]]},
         "final_loss": [r["loss"] if r["accuracy"] is not None else None for r in runs],
+        "tuning": [r["tuned"] for r in runs],
         "data_fingerprint": data_fingerprint(data),
     }
 
@@ -77,7 +83,9 @@ def data_fingerprint(data) -> dict[str, str]:
     import hashlib
 
     digests = {}
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
+        if not any(n.startswith(f"{split}_") for n in data):
+            continue  # no validation split: the fingerprint is what it was without one
         digest = hashlib.sha256()
         for name in sorted(n for n in data if n.startswith(f"{split}_")):
             tensor = data[name].detach().cpu().contiguous()

@@ -3,30 +3,34 @@
 Heads: ``avg_pool`` and ``bilinear`` (the unstructured counterparts) or ``o2p``
 with any func and method; ``hidden`` > 0 inserts a hidden fully connected
 layer (the paper's DeepO2P-FC). The backbone, head and classifier train end to
-end, so the O2P backward is exercised by every step.
+end, so the O2P backward is exercised by every step. ``predict: majority`` is
+the trivial answer every head is compared with: the most frequent training
+class for every test region.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from bench_cli.layers import avg_pool, bilinear, o2p
+from bench_cli.tasks.tuning import tune
 
 
 class Backbone(nn.Module):
-    def __init__(self, channels: int = 8):
+    """Two convolutions. ``final_relu`` False leaves the last one linear, so features can
+    be negative and no loss can park them at an exact zero (the segmentation task's)."""
+
+    def __init__(self, channels: int = 8, final_relu: bool = True):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(1, channels, 5, padding=2),
             nn.ReLU(),
             nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(),
+            *([nn.ReLU()] if final_relu else []),
         )
 
     def forward(self, images):
@@ -63,6 +67,25 @@ class RegionClassifier(nn.Module):
         return self.classifier(self.pool(self.backbone(images), masks))  # (B, R, classes)
 
 
+def _accuracy(model: nn.Module, images, masks, labels) -> float:
+    """The fraction of present regions classified right."""
+    with torch.no_grad():
+        logits = model(images, masks)
+    present = masks.flatten(2).sum(-1) > 0
+    correct = (logits.argmax(-1) == labels) & present
+    return float(correct.sum() / present.sum())
+
+
+def majority_accuracy(data: Mapping[str, torch.Tensor]) -> float:
+    """The trivial answer's test accuracy: the training regions' most frequent class,
+    predicted for every test region (ties: the lowest class)."""
+    present = data["train_masks"].flatten(2).sum(-1) > 0
+    counts = torch.bincount(data["train_labels"][present])
+    test_present = data["test_masks"].flatten(2).sum(-1) > 0
+    guess = int(counts.argmax())
+    return float((data["test_labels"][test_present] == guess).double().mean())
+
+
 def train_and_test(
     layer: str,
     method: str | None,
@@ -72,47 +95,63 @@ def train_and_test(
     seed: int,
     epochs: int,
     batch: int,
-    lr: float,
+    lr: float | Sequence[float],
     classes: int,
 ) -> dict[str, Any]:
-    """One training run; accuracy on the test regions, seconds per epoch, divergence."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    """One training run, tuned on the validation mosaics where there are some
+    (:mod:`bench_cli.tasks.tuning`): accuracy on the test regions, seconds per epoch,
+    divergence, and how the learning rate and epoch were chosen. ``predict: majority``
+    trains nothing: the trivial answer, scored the same way."""
     head_options = dict(options)
+    if head_options.pop("predict", "network") == "majority":
+        return {"accuracy": majority_accuracy(data), "diverged": 0, "epoch_times": [],
+                "loss": None, "tuned": None}  # fmt: skip
     if layer == "o2p":
         head_options["method"] = method
-    model = RegionClassifier(layer, head_options, classes).to(data["train_images"].dtype)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    dtype = data["train_images"].dtype
     images, masks, labels = data["train_images"], data["train_masks"], data["train_labels"]
-    epoch_times: list[float] = []
-    losses: list[float] = []
-    for _ in range(epochs):
+
+    def build() -> nn.Module:
+        return RegionClassifier(layer, head_options, classes).to(dtype)
+
+    def train_epoch(model, optimizer, generator) -> float:
         order = torch.randperm(len(images), generator=generator)
-        start = time.perf_counter()
+        losses = []
         for first in range(0, len(order), batch):
             index = order[first : first + batch]
             logits = model(images[index], masks[index])
             loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels[index].flatten())
             if not torch.isfinite(loss):
-                return {
-                    "accuracy": None,
-                    "diverged": True,
-                    "epoch_times": epoch_times,
-                    "loss": float("nan"),
-                }
+                return float("nan")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
-        epoch_times.append(time.perf_counter() - start)
-    with torch.no_grad():
-        logits = model(data["test_images"], data["test_masks"])
-    present = data["test_masks"].flatten(2).sum(-1) > 0
-    correct = (logits.argmax(-1) == data["test_labels"]) & present
-    accuracy = float(correct.sum() / present.sum())
+        return sum(losses) / len(losses)
+
+    def validate(model) -> float:
+        return _accuracy(model, data["val_images"], data["val_masks"], data["val_labels"])
+
+    lrs = [lr] if isinstance(lr, int | float) else list(lr)
+    tuned = tune(build, train_epoch, validate if "val_images" in data else None,
+                 lrs=lrs, epochs=epochs, seed=seed)  # fmt: skip
+    record = {
+        "lr": tuned.lr, "epoch": tuned.epoch, "validation": tuned.validation,
+        "curves": [{"lr": c["lr"], "loss": [round(v, 6) for v in c["loss"]],
+                    "validation": [round(v, 6) for v in c["validation"]]}
+                   for c in tuned.curves],
+    }  # fmt: skip
+    if tuned.model is None:
+        return {"accuracy": None, "diverged": tuned.diverged, "epoch_times": tuned.epoch_times,
+                "loss": float("nan"), "tuned": record}  # fmt: skip
+    assert tuned.epoch is not None  # a chosen model has its epoch
+    chosen_curve = next(c for c in tuned.curves if c["lr"] == tuned.lr)
     return {
-        "accuracy": accuracy,
-        "diverged": not math.isfinite(losses[-1]),
-        "epoch_times": epoch_times,
-        "loss": losses[-1],
+        "accuracy": _accuracy(
+            tuned.model, data["test_images"], data["test_masks"], data["test_labels"]
+        ),
+        "diverged": tuned.diverged,
+        "epoch_times": tuned.epoch_times,
+        "loss": chosen_curve["loss"][tuned.epoch - 1],
+        "tuned": record,
     }

@@ -1,27 +1,35 @@
 """Segmentation (DeepNC): CNN features per superpixel, normalized cuts, the projector loss.
 
-``mode`` chooses what is compared:
+What a method of the segmentation suite is, in three choices:
 
-- ``nc``: backbone trained end to end through NormalizedCuts (any of its
-  methods: eig, autograd, lowrank, lobpcg, subspace) with the projector loss;
-- ``untrained``: the same network, never trained;
-- ``raw``: normalized cuts on raw per-superpixel intensity statistics (mean,
-  spread), the classic Shi-Malik setting, no network;
-- ``kmeans``: the unstructured counterpart with the same supervision as NC,
-  segment membership and nothing else: the backbone trained so that the
-  affinity W of its superpixel features matches the same-segment indicator
-  (½ mean (Wᵢⱼ − [sᵢ = sⱼ])²), no eigendecomposition, then k-means on the
-  features.
+- ``mode``: ``trained`` (a backbone trained with ``loss``), ``untrained`` (the same
+  network, never trained), ``raw`` (per-superpixel intensity statistics, mean and
+  spread: the classic Shi-Malik setting, no network), or a trivial prediction that
+  looks at no image: ``one_segment`` (every superpixel in one segment) or ``random``
+  (each superpixel uniformly into k segments).
+- ``loss`` (trained only): ``projector``, the paper's ½‖P − Π_{D^½E}‖² through the
+  NormalizedCuts layer (any of its methods: eig, autograd, lowrank, lobpcg,
+  subspace), or ``membership``, the same supervision without an eigendecomposition:
+  the affinity W of the superpixel features is matched to the same-segment indicator
+  (½ mean (Wᵢⱼ − [sᵢ = sⱼ])²).
+- ``route``: how segments are read from features: ``spectral`` (k-means on the
+  row-normalised top-k eigenvectors of D^-½ W D^-½, exact eigh) or ``kmeans``
+  (k-means on the features themselves, rows normalised first for the cosine
+  affinity, which sees directions only). k is the image's number of true segments.
 
-Segments come from k-means on the row-normalised top-k eigenvectors (k = the
-number of ground-truth segments of the image), scored with scikit-image's
-``adapted_rand_error`` and ``variation_of_information``.
+The backbone's last layer is linear: a final ReLU let the membership loss drive most
+superpixel features to exactly zero (the all-zero features' loss is a constant it
+settled at), so :func:`run` records the collapse diagnostics of the test features
+(zero rows, cosine within and across true segments) beside the scores
+(:mod:`bench_cli.tasks.scoring`).
+
+Training is tuned (:mod:`bench_cli.tasks.tuning`): with validation images, every
+learning rate of the grid trains for the epoch budget and the best (learning rate,
+epoch) on validation matched accuracy, read through the method's own route, is tested.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,10 +38,16 @@ import torch
 from torch import nn
 
 from bench_cli.layers import normalized_cuts, projector_loss
-from bench_cli.layers.ncut import Affinity, affinity, graph_degrees, normalized_affinity
+from bench_cli.layers.ncut import Affinity, affinity, normalized_affinity
+from bench_cli.tasks import scoring
 from bench_cli.tasks.regions import Backbone
+from bench_cli.tasks.tuning import tune
 
-MODES = ("nc", "untrained", "raw", "kmeans")
+MODES = ("trained", "untrained", "raw", "one_segment", "random")
+TRIVIAL = ("one_segment", "random")
+LOSSES = ("projector", "membership")
+ROUTES = ("spectral", "kmeans")
+DIAGNOSTICS = ("zero_rows", "cosine_within", "cosine_across", "largest_segment")
 
 
 def pool(features: torch.Tensor, superpixels: torch.Tensor) -> torch.Tensor:
@@ -61,28 +75,79 @@ def raw_features(image: torch.Tensor, superpixels: torch.Tensor) -> torch.Tensor
 
 
 def segment(
-    features: torch.Tensor, k: int, seed: int, spectral: bool, kind: Affinity, sigma: float
+    features: torch.Tensor, k: int, seed: int, route: str, kind: Affinity, sigma: float
 ) -> np.ndarray:
     """Superpixel labels: k-means on NC eigenvectors (spectral) or on the features."""
     from scipy.cluster.vq import kmeans2
 
     with torch.no_grad():
-        if spectral:
+        if route == "spectral":
             M = normalized_affinity(affinity(features[None].double(), kind, sigma))[0]
             _, eigvecs = torch.linalg.eigh(M)
             points = eigvecs[:, -k:]
             points = points / points.norm(dim=1, keepdim=True).clamp_min(1e-12)
         else:
             points = features.double()
+            if kind == "cosine":  # the affinity sees directions only; so does k-means here
+                points = points / points.norm(dim=1, keepdim=True).clamp_min(1e-12)
     _, labels = kmeans2(points.numpy(), k, seed=seed, minit="++")
     return labels
 
 
-def score(truth: np.ndarray, segmentation: np.ndarray) -> tuple[float, float]:
-    from skimage.metrics import adapted_rand_error, variation_of_information
+def _images(data: Mapping[str, torch.Tensor], split: str) -> list[tuple[torch.Tensor, ...]]:
+    """(image (1, 1, S, S), superpixels, truth) of every image of a split."""
+    return [
+        (data[f"{split}_images"][i : i + 1], data[f"{split}_superpixels"][i],
+         data[f"{split}_truth"][i])
+        for i in range(len(data[f"{split}_images"]))
+    ]  # fmt: skip
 
-    error, _, _ = adapted_rand_error(truth, segmentation)
-    return float(error), float(sum(variation_of_information(truth, segmentation)))
+
+def _loss(feats, labels, loss: str, method: str, kind, sigma, extra) -> torch.Tensor:
+    if loss == "projector":
+        k = int(labels.max()) + 1
+        cut = normalized_cuts(
+            feats[None], min(k, len(feats) - 1), affinity_kind=kind, sigma=sigma,
+            method=method, return_degrees=True, **extra,
+        )  # fmt: skip
+        return projector_loss(cut, labels[None])
+    W = affinity(feats[None], kind, sigma)[0]
+    same = (labels.unsqueeze(0) == labels.unsqueeze(1)).to(W.dtype)
+    return 0.5 * ((W - same) ** 2).mean()
+
+
+def _predict(features_of, images, route, kind, sigma, seed) -> list[tuple[Any, ...]]:
+    """(truth, pixel labels, superpixel features) per image, read through ``route``."""
+    out = []
+    for image, sp, truth in images:
+        with torch.no_grad():
+            feats = features_of(image, sp)
+        k = int(truth.max()) + 1
+        labels = segment(feats, min(k, len(feats) - 1), seed, route, kind, sigma)
+        out.append((truth.numpy(), labels[sp.numpy()], feats.numpy(), sp))
+    return out
+
+
+def _mean_scores(predictions) -> dict[str, float]:
+    per_image = [scoring.score(truth, predicted) for truth, predicted, *_ in predictions]
+    return {name: float(np.mean([s[name] for s in per_image])) for name in scoring.SCORES}
+
+
+def _diagnostics(predictions) -> dict[str, float | None]:
+    """Collapse diagnostics of the features (None for a prediction without features), and
+    the share of pixels in the largest predicted segment, each a mean over the images."""
+    parts: dict[str, list[float]] = {name: [] for name in DIAGNOSTICS}
+    for truth, predicted, feats, sp in predictions:
+        if feats is not None:
+            labels = majority(torch.as_tensor(truth), sp).numpy()
+            for name, value in scoring.collapse(feats, labels).items():
+                parts[name].append(value)
+        parts["largest_segment"].append(float(np.bincount(predicted.ravel()).max() / truth.size))
+    out: dict[str, float | None] = {}
+    for name, values in parts.items():
+        finite = [v for v in values if np.isfinite(v)]
+        out[name] = float(np.mean(finite)) if finite else None
+    return out
 
 
 def run(
@@ -92,89 +157,110 @@ def run(
     *,
     seed: int,
     epochs: int,
-    lr: float,
+    lr: float | Sequence[float],
 ) -> dict[str, Any]:
+    """One run (one initialisation seed): test scores, diagnostics, and how it was tuned."""
     mode, kind, sigma = options["mode"], options["affinity"], options["sigma"]
-    extra = {k: v for k, v in options.items() if k not in ("mode", "affinity", "sigma", "k")}
+    loss, route = options["loss"], options["route"]
+    extra = {
+        k: v for k, v in options.items()
+        if k not in ("mode", "affinity", "sigma", "k", "loss", "route")
+    }  # fmt: skip
+    test = _images(data, "test")
+    if mode in TRIVIAL:
+        rng = np.random.default_rng(seed)
+        predictions: list[tuple[Any, ...]] = []
+        for _, sp, truth in test:
+            count = int(sp.max()) + 1
+            labels = (
+                scoring.one_segment(count) if mode == "one_segment"
+                else scoring.random_segments(count, int(truth.max()) + 1, rng)
+            )  # fmt: skip
+            predictions.append((truth.numpy(), labels[sp.numpy()], None, sp))
+        return {**_mean_scores(predictions), **_diagnostics(predictions), "diverged": 0,
+                "epoch_times": [], "tuned": None}  # fmt: skip
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     dtype = data["train_images"].dtype
-    backbone = Backbone().to(dtype)
-    epoch_times: list[float] = []
-    last_loss = 0.0
-    if mode in ("nc", "kmeans"):
-        optimizer = torch.optim.Adam(backbone.parameters(), lr=lr)
-        for _ in range(epochs):
-            start = time.perf_counter()
-            for i in torch.randperm(len(data["train_images"]), generator=generator).tolist():
-                sp = data["train_superpixels"][i]
+
+    def build() -> nn.Module:
+        return Backbone(final_relu=False).to(dtype)
+
+    def features_with(backbone):
+        if mode == "raw":
+            return lambda image, sp: raw_features(image[0], sp)
+        return lambda image, sp: pool(backbone(image)[0], sp)
+
+    backbone, tuned = build(), None
+    if mode == "trained":
+        train = _images(data, "train")
+        val = _images(data, "val") if "val_images" in data else []
+
+        def train_epoch(model, optimizer, generator) -> float:
+            losses = []
+            for i in torch.randperm(len(train), generator=generator).tolist():
+                image, sp, truth = train[i]
                 if int(sp.max()) < 1:
                     continue  # one superpixel: no pair to cut or to compare
-                feats = pool(backbone(data["train_images"][i : i + 1])[0], sp)
-                labels = majority(data["train_truth"][i], sp)
-                if mode == "nc":
-                    k = int(labels.max()) + 1
-                    P = normalized_cuts(
-                        feats[None],
-                        min(k, len(feats) - 1),
-                        affinity_kind=kind,
-                        sigma=sigma,
-                        method=method,
-                        **extra,
-                    )
-                    degrees = graph_degrees(feats[None], kind, sigma)
-                    loss = projector_loss(P, labels[None], degrees=degrees)
-                else:
-                    W = affinity(feats[None], kind, sigma)[0]
-                    same = (labels.unsqueeze(0) == labels.unsqueeze(1)).to(W.dtype)
-                    loss = 0.5 * ((W - same) ** 2).mean()
-                if not torch.isfinite(loss):
-                    return {
-                        "adapted_rand_error": None,
-                        "voi": None,
-                        "diverged": True,
-                        "epoch_times": epoch_times,
-                    }
+                feats = pool(model(image)[0], sp)
+                value = _loss(feats, majority(truth, sp), loss, method, kind, sigma, extra)
+                if not torch.isfinite(value):
+                    return float("nan")
                 optimizer.zero_grad()
-                loss.backward()
+                value.backward()
                 optimizer.step()
-                last_loss = float(loss.detach())
-            epoch_times.append(time.perf_counter() - start)
-    errors, vois = [], []
-    for i in range(len(data["test_images"])):
-        sp, truth = data["test_superpixels"][i], data["test_truth"][i]
-        k = int(truth.max()) + 1
-        with torch.no_grad():
-            feats = (
-                raw_features(data["test_images"][i], sp)
-                if mode == "raw"
-                else pool(backbone(data["test_images"][i : i + 1])[0], sp)
-            )
-        predicted = segment(
-            feats,
-            min(k, len(feats) - 1),
-            seed,
-            spectral=mode != "kmeans",
-            kind="gaussian" if mode == "raw" else kind,
-            sigma=sigma,
-        )
-        error, voi = score(truth.numpy(), predicted[sp.numpy()])
-        errors.append(error)
-        vois.append(voi)
+                losses.append(float(value.detach()))
+            return float(np.mean(losses)) if losses else float("nan")
+
+        def validate(model) -> float:
+            predictions = _predict(features_with(model), val, route, kind, sigma, seed)
+            return _mean_scores(predictions)["matched_accuracy"]
+
+        lrs = [lr] if isinstance(lr, int | float) else list(lr)
+        tuned = tune(build, train_epoch, validate if val else None,
+                     lrs=lrs, epochs=epochs, seed=seed)  # fmt: skip
+        if tuned.model is None:
+            return {**{name: None for name in scoring.SCORES}, "diverged": tuned.diverged,
+                    "epoch_times": tuned.epoch_times, "tuned": _tuned_record(tuned)}  # fmt: skip
+        backbone = tuned.model
+    predictions = _predict(
+        features_with(backbone), test, route, "gaussian" if mode == "raw" else kind, sigma, seed
+    )
     return {
-        "adapted_rand_error": float(np.mean(errors)),
-        "voi": float(np.mean(vois)),
-        "diverged": not math.isfinite(last_loss),
-        "epoch_times": epoch_times,
+        **_mean_scores(predictions),
+        **_diagnostics(predictions),
+        "diverged": tuned.diverged if tuned else 0,
+        "epoch_times": tuned.epoch_times if tuned else [],
+        "tuned": _tuned_record(tuned) if tuned else None,
+    }
+
+
+def _tuned_record(tuned) -> dict[str, Any]:
+    return {
+        "lr": tuned.lr,
+        "epoch": tuned.epoch,
+        "validation": tuned.validation,
+        "curves": [
+            {
+                "lr": c["lr"],
+                "loss": [round(v, 6) for v in c["loss"]],
+                "validation": [round(v, 6) for v in c["validation"]],
+            }
+            for c in tuned.curves
+        ],  # fmt: skip
     }
 
 
 def summarise(runs: Sequence[dict]) -> dict[str, Any]:
-    ok = [r for r in runs if r["adapted_rand_error"] is not None]
+    """A record's value: per score and diagnostic, the samples over initialisation seeds."""
+    ok = [r for r in runs if r["matched_accuracy"] is not None]
+    out: dict[str, Any] = {}
+    for name in (*scoring.SCORES, *DIAGNOSTICS):
+        values = [r[name] for r in ok]
+        out[name] = {"samples": values} if values and None not in values else None
     return {
-        "adapted_rand_error": {"samples": [r["adapted_rand_error"] for r in ok]} if ok else None,
-        "voi": {"samples": [r["voi"] for r in ok]} if ok else None,
+        **out,
         "diverged": sum(r["diverged"] for r in runs),
         "runs": len(runs),
         "epoch_time_s": {"samples": [round(t, 6) for r in runs for t in r["epoch_times"]]},
+        "tuning": [r["tuned"] for r in runs],
     }
