@@ -81,3 +81,31 @@ def test_without_validation_one_learning_rate_and_the_last_epoch():
     assert (tuned.lr, tuned.epoch, tuned.model.epochs) == (0.003, 4, 4)
     with pytest.raises(ValueError, match="no validation split to choose on"):
         tune(Counter, train_epoch, None, lrs=[0.001, 0.01], epochs=2, seed=0)
+
+
+def test_a_broken_decomposition_or_poisoned_weights_count_as_diverged():
+    """At lr 0.01 o2p-log-eig's non-finite gradient poisoned the weights and the next eigh
+    raised; that must cost the learning rate, not the whole case."""
+
+    def train_epoch(model, optimizer, generator):
+        model.epochs += 1
+        lr = optimizer.param_groups[0]["lr"]
+        if lr == 0.01 and model.epochs == 2:
+            raise torch.linalg.LinAlgError("linalg.eigh: failed to converge")
+        if lr == 0.1:
+            with torch.no_grad():
+                model.weight.fill_(math.nan)  # as a step with a NaN gradient leaves it
+        return 1.0
+
+    tuned = tune(Counter, train_epoch, lambda m: float(m.epochs), lrs=[0.001, 0.01, 0.1],
+                 epochs=3, seed=0)  # fmt: skip
+    assert tuned.diverged == 2 and (tuned.lr, tuned.epoch) == (0.001, 3)
+    stopped = [c.get("stopped") for c in tuned.curves]
+    assert stopped[0] is None
+    assert stopped[1].startswith("epoch 2: ") and "LinAlgError: linalg.eigh" in stopped[1]
+    assert stopped[2] == "epoch 1: non-finite weights (a non-finite gradient)"
+    record = tuned.record()
+    assert record["curves"][1]["loss"] == [1.0, None]  # JSON-safe: no NaN in a record
+    import json
+
+    json.dumps(record, allow_nan=False)

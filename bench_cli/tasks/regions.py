@@ -135,12 +135,7 @@ def train_and_test(
     lrs = [lr] if isinstance(lr, int | float) else list(lr)
     tuned = tune(build, train_epoch, validate if "val_images" in data else None,
                  lrs=lrs, epochs=epochs, seed=seed)  # fmt: skip
-    record = {
-        "lr": tuned.lr, "epoch": tuned.epoch, "validation": tuned.validation,
-        "curves": [{"lr": c["lr"], "loss": [round(v, 6) for v in c["loss"]],
-                    "validation": [round(v, 6) for v in c["validation"]]}
-                   for c in tuned.curves],
-    }  # fmt: skip
+    record = tuned.record()
     if tuned.model is None:
         return {"accuracy": None, "diverged": tuned.diverged, "epoch_times": tuned.epoch_times,
                 "loss": float("nan"), "tuned": record}  # fmt: skip

@@ -220,7 +220,7 @@ def run(
                      lrs=lrs, epochs=epochs, seed=seed)  # fmt: skip
         if tuned.model is None:
             return {**{name: None for name in scoring.SCORES}, "diverged": tuned.diverged,
-                    "epoch_times": tuned.epoch_times, "tuned": _tuned_record(tuned)}  # fmt: skip
+                    "epoch_times": tuned.epoch_times, "tuned": tuned.record()}  # fmt: skip
         backbone = tuned.model
     predictions = _predict(
         features_with(backbone), test, route, "gaussian" if mode == "raw" else kind, sigma, seed
@@ -230,23 +230,7 @@ def run(
         **_diagnostics(predictions),
         "diverged": tuned.diverged if tuned else 0,
         "epoch_times": tuned.epoch_times if tuned else [],
-        "tuned": _tuned_record(tuned) if tuned else None,
-    }
-
-
-def _tuned_record(tuned) -> dict[str, Any]:
-    return {
-        "lr": tuned.lr,
-        "epoch": tuned.epoch,
-        "validation": tuned.validation,
-        "curves": [
-            {
-                "lr": c["lr"],
-                "loss": [round(v, 6) for v in c["loss"]],
-                "validation": [round(v, 6) for v in c["validation"]],
-            }
-            for c in tuned.curves
-        ],  # fmt: skip
+        "tuned": tuned.record() if tuned else None,
     }
 
 

@@ -8,8 +8,10 @@ one tested. Without a validation split there is nothing to choose on: one learni
 is allowed, and the last epoch is tested, as before tuning existed.
 
 Every training curve (loss and validation score per epoch, per learning rate) is
-returned, so a record shows how the choice was made; a learning rate whose loss turns
-non-finite stops there and is counted as diverged, never hidden.
+returned, so a record shows how the choice was made. A learning rate whose training
+breaks stops there and is counted as diverged, never hidden, with the reason in its
+curve: a non-finite loss, weights a non-finite gradient poisoned, or a decomposition
+that failed on the degenerate matrices such weights produce (``LinAlgError``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,24 @@ class Tuned:
     validation: float | None  # its validation score
     curves: list[dict[str, Any]] = field(default_factory=list)
     epoch_times: list[float] = field(default_factory=list)
-    diverged: int = 0  # learning rates whose loss turned non-finite
+    diverged: int = 0  # learning rates whose training broke (see the module docstring)
+
+    def record(self) -> dict[str, Any]:
+        """The choice and its curves as plain JSON values (6 digits; None for a loss that
+        was not finite)."""
+
+        def plain(values: list[float]) -> list[float | None]:
+            return [round(v, 6) if math.isfinite(v) else None for v in values]
+
+        return {
+            "lr": self.lr,
+            "epoch": self.epoch,
+            "validation": self.validation,
+            "curves": [
+                {**curve, "loss": plain(curve["loss"]), "validation": plain(curve["validation"])}
+                for curve in self.curves
+            ],
+        }
 
 
 def tune(
@@ -73,11 +92,19 @@ def tune(
         best.curves.append(curve)
         for epoch in range(1, epochs + 1):
             start = clock()
-            loss = train_epoch(model, optimizer, generator)
+            try:
+                loss, broke = train_epoch(model, optimizer, generator), None
+            except torch.linalg.LinAlgError as exc:
+                loss, broke = math.nan, f"{type(exc).__name__}: {str(exc)[:120]}"
             best.epoch_times.append(clock() - start)
             curve["loss"].append(loss)
-            if not math.isfinite(loss):
+            if broke is None and not math.isfinite(loss):
+                broke = "non-finite loss"
+            if broke is None and not all(bool(p.isfinite().all()) for p in model.parameters()):
+                broke = "non-finite weights (a non-finite gradient)"
+            if broke is not None:
                 best.diverged += 1
+                curve["stopped"] = f"epoch {epoch}: {broke}"
                 break
             if validate is None:
                 if epoch == epochs:
