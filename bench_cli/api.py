@@ -35,6 +35,9 @@ log = logging.getLogger("bench_cli")
 Notify = Callable[[str], None]
 
 README_START, README_END = "<!-- reproduced:start -->", "<!-- reproduced:end -->"
+# Optional: the conclusions of the paper suites with paired tables, where the README
+# discusses them (the end-to-end tasks), generated from the same runs.
+CONCLUSIONS_START, CONCLUSIONS_END = "<!-- conclusions:start -->", "<!-- conclusions:end -->"
 
 
 # ---------------------------------------------------------------- suites
@@ -615,9 +618,10 @@ def judge_existing(run: str | Path, suite: spec.Suite) -> Reproduction:
     return judge_reproduction(folder, suite, write=False)
 
 
-def reproduction_markdown(folder: store.RunFolder) -> tuple[str, str | None]:
+def reproduction_markdown(folder: store.RunFolder) -> tuple[str, str | None, str]:
     """(a run's tables and, where its suite cites a source, published beside measured, as
-    markdown; the verdict sentence, or None without a reference), reading the run once."""
+    markdown; the verdict sentence, or None without a reference; the conclusions across
+    its paired tables, or ""), reading the run once."""
     outline = spec.outline(folder.suite_text, str(folder.path / "suite.yaml"))
     records = folder.records()
     parts = []
@@ -635,7 +639,7 @@ def reproduction_markdown(folder: store.RunFolder) -> tuple[str, str | None]:
         frame = reproduce_mod.verdicts(records, outline.reference)
         parts.append(reproduce_mod.render(frame, outline.reference))
         verdict = reproduce_mod.summary(frame)
-    return "\n".join(parts), verdict
+    return "\n".join(parts), verdict, across
 
 
 def write_readme_section(readme: str | Path, results: str | Path = "results") -> int:
@@ -648,19 +652,29 @@ def write_readme_section(readme: str | Path, results: str | Path = "results") ->
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         raise UserError(f"{readme}: no '{README_START}' ... '{README_END}' markers")
-    sections, verdicts = [], []
+    sections, verdicts, concluded = [], [], []
     for name in available:
         runs = store.runs_of(results, name)
         if not runs:
             sections.append(f"### {name}\n\nNo committed run under {results / name}.\n")
             continue
         folder = runs[-1]
-        markdown, verdict = reproduction_markdown(folder)
+        markdown, verdict, across = reproduction_markdown(folder)
         sections.append(f"### {name}\n\nRun `{folder.path}`.\n\n" + markdown)
         if verdict is not None:
             verdicts.append(f"- **{name}**: {verdict}.")
+        if across:
+            concluded.append(f"**{name}** (run `{folder.path}`).\n\n{across}")
     overview = "Verdicts, counted from the tables below:\n\n" + "\n".join(verdicts) + "\n"
     body = "\n".join([overview, *sections] if verdicts else sections)
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    readme.write_text(text[:start] + "\n" + body + "\n" + text[end:])
+    text = _between(text, README_START, README_END, body)
+    if CONCLUSIONS_START in text and CONCLUSIONS_END in text:
+        text = _between(text, CONCLUSIONS_START, CONCLUSIONS_END, "\n".join(concluded))
+    readme.write_text(text)
     return len(available)
+
+
+def _between(text: str, start_marker: str, end_marker: str, body: str) -> str:
+    """``text`` with what lies between the two markers replaced by ``body``."""
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
+    return text[:start] + "\n" + body + "\n" + text[end:]

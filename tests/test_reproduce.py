@@ -337,3 +337,22 @@ def test_from_refuses_a_run_of_another_suite(cli, tmp_path):
         cli("reproduce", "song2021-truncation", "--from", tmp_path / "nothing"),
         ["run folder not found"],
     )
+
+
+def test_readme_conclusions_are_generated_from_the_task_runs(cli, tmp_path):
+    """The README's task conclusions come from the runs, between their own markers; a run
+    whose numbers change changes the sentences."""
+    out = tmp_path / "res" / "ionescu2015-deepnc" / "run"
+    assert cli("reproduce", "ionescu2015-deepnc", "--quick", "--out", out).exit_code == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "a\n<!-- conclusions:start -->\nold\n<!-- conclusions:end -->\nb\n"
+        "<!-- reproduced:start -->\n<!-- reproduced:end -->\n"
+    )
+    result = cli("reproduce", "--readme", readme, "--results", tmp_path / "res")
+    assert result.exit_code == 0, result.output
+    text = readme.read_text()
+    block = text.split("<!-- conclusions:start -->")[1].split("<!-- conclusions:end -->")[0]
+    assert "old" not in block and "**ionescu2015-deepnc**" in block
+    assert "Against `projector+spectral`" in block and "Against `nc-raw (Shi-Malik)`" in block
+    assert "#### Conclusions, across every paired metric" in text  # in the suite's section
