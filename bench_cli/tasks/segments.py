@@ -117,7 +117,8 @@ def _loss(feats, labels, loss: str, method: str, kind, sigma, extra) -> torch.Te
 
 
 def _predict(features_of, images, route, kind, sigma, seed) -> list[tuple[Any, ...]]:
-    """(truth, pixel labels, superpixel features) per image, read through ``route``."""
+    """(truth, predicted pixel labels, superpixel features, superpixel map) per image, the
+    segments read through ``route``."""
     out = []
     for image, sp, truth in images:
         with torch.no_grad():
