@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: test test-loaded smoke lint bench-layers bench-approx bench-peer load-check clean-venv \
-	slurm-up slurm-down gpu-check
+	slurm-up slurm-down gpu-check bench-flops bench-collapse
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ load-check: $(STAMP)
 # newton_schulz vs the same number of plain batched matmuls (about 80 s).
 bench-approx: $(STAMP)
 	$(BIN)/python -m bench_cli.benchmarks.newton_schulz_overhead
+
+# Every declared FLOP model against what its method executes (FlopCounterMode and the
+# LAPACK calls, priced nominally): a table of declared and counted FLOPs, seconds.
+bench-flops: $(STAMP)
+	$(BIN)/python -m bench_cli.benchmarks.flop_count
+
+# DeepNC's features with and without the backbone's old final ReLU: collapse diagnostics.
+bench-collapse: $(STAMP)
+	$(BIN)/python -m bench_cli.benchmarks.relu_collapse
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -159,8 +159,11 @@ def run(
     seed: int,
     epochs: int,
     lr: float | Sequence[float],
+    final_relu: bool = False,
 ) -> dict[str, Any]:
-    """One run (one initialisation seed): test scores, diagnostics, and how it was tuned."""
+    """One run (one initialisation seed): test scores, diagnostics, and how it was tuned.
+    ``final_relu`` restores the backbone's old last ReLU, for the collapse ablation
+    (``python -m bench_cli.benchmarks.relu_collapse``)."""
     mode, kind, sigma = options["mode"], options["affinity"], options["sigma"]
     loss, route = options["loss"], options["route"]
     extra = {
@@ -184,7 +187,7 @@ def run(
     dtype = data["train_images"].dtype
 
     def build() -> nn.Module:
-        return Backbone(final_relu=False).to(dtype)
+        return Backbone(final_relu=final_relu).to(dtype)
 
     def features_with(backbone):
         if mode == "raw":
