@@ -618,10 +618,13 @@ def judge_existing(run: str | Path, suite: spec.Suite) -> Reproduction:
     return judge_reproduction(folder, suite, write=False)
 
 
-def reproduction_markdown(folder: store.RunFolder) -> tuple[str, str | None, str]:
+def reproduction_markdown(
+    folder: store.RunFolder, conclusions_here: bool = True
+) -> tuple[str, str | None, str]:
     """(a run's tables and, where its suite cites a source, published beside measured, as
-    markdown; the verdict sentence, or None without a reference; the conclusions across
-    its paired tables, or ""), reading the run once."""
+    markdown, with the conclusions across its paired tables unless ``conclusions_here`` is
+    False; the verdict sentence, or None without a reference; those conclusions, or ""),
+    reading the run once."""
     outline = spec.outline(folder.suite_text, str(folder.path / "suite.yaml"))
     records = folder.records()
     parts = []
@@ -632,7 +635,7 @@ def reproduction_markdown(folder: store.RunFolder) -> tuple[str, str | None, str
         if sentence:
             parts.append(sentence + "\n")
     across = claims.conclusions(made)
-    if across:
+    if across and conclusions_here:
         parts.append("#### Conclusions, across every paired metric\n\n" + across)
     verdict = None
     if outline.reference is not None:
@@ -653,13 +656,15 @@ def write_readme_section(readme: str | Path, results: str | Path = "results") ->
     if README_START not in text or README_END not in text:
         raise UserError(f"{readme}: no '{README_START}' ... '{README_END}' markers")
     sections, verdicts, concluded = [], [], []
+    # With a conclusions block elsewhere in the README, they are written there, once.
+    block = CONCLUSIONS_START in text and CONCLUSIONS_END in text
     for name in available:
         runs = store.runs_of(results, name)
         if not runs:
             sections.append(f"### {name}\n\nNo committed run under {results / name}.\n")
             continue
         folder = runs[-1]
-        markdown, verdict, across = reproduction_markdown(folder)
+        markdown, verdict, across = reproduction_markdown(folder, conclusions_here=not block)
         sections.append(f"### {name}\n\nRun `{folder.path}`.\n\n" + markdown)
         if verdict is not None:
             verdicts.append(f"- **{name}**: {verdict}.")
@@ -668,7 +673,7 @@ def write_readme_section(readme: str | Path, results: str | Path = "results") ->
     overview = "Verdicts, counted from the tables below:\n\n" + "\n".join(verdicts) + "\n"
     body = "\n".join([overview, *sections] if verdicts else sections)
     text = _between(text, README_START, README_END, body)
-    if CONCLUSIONS_START in text and CONCLUSIONS_END in text:
+    if block:
         text = _between(text, CONCLUSIONS_START, CONCLUSIONS_END, "\n".join(concluded))
     readme.write_text(text)
     return len(available)

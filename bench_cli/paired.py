@@ -30,7 +30,7 @@ import numpy as np
 BETTER, WORSE, NO_DIFFERENCE, BASELINE = "better", "worse", "no difference shown", "baseline"
 # For a quantity with no better direction (a diagnostic): which way the difference goes.
 HIGHER, LOWER = "higher", "lower"
-NO_VALUES = "no values (every record failed or is missing)"
+NO_VALUES = "no values (none recorded: failed, missing, or not measured for this method)"
 TRIVIAL = "trivial answer"
 # Better than the baseline, yet not shown better than every trivial answer.
 BETTER_NOT_TRIVIAL = "better, but not than a trivial answer"
