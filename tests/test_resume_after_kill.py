@@ -25,6 +25,13 @@ N_CASES, N_METRICS = 8, 2
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _default_sigint() -> None:
+    """A run started from a background job inherits SIGINT ignored (a non-interactive shell
+    sets that for `cmd &`), and Python then never raises KeyboardInterrupt: the SIGINT case
+    ran to the end under `nohup bash .ci/run &`. The child gets the default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
@@ -34,6 +41,7 @@ def _start(tmp_path: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
