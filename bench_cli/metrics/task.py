@@ -5,13 +5,12 @@ func and method; ncut for segmentation); its input family supplies train,
 validation and test data (``mosaic``, ``segmentation``). Each of ``seeds`` runs
 trains from its own initialisation seed (0, 1, ...: the same for every method and
 every data draw), tuned on the validation split (:mod:`bench_cli.tasks.tuning`);
-a non-finite loss ends that learning rate and is counted in ``diverged``, never
-hidden. A run is bit-identical when repeated on one machine and build; on another
-CPU or torch build the last digits move (0.4492 against 0.4473 for one data set
-across two CPUs), so runs compare across machines through their intervals, not
-digit by digit. Each record carries ``data_fingerprint``, SHA-256 digests of its
-train, validation and test tensors, so the pairing of methods can be checked from
-the records alone.
+a learning rate whose training breaks ends there and is counted in ``diverged``,
+never hidden. A run is bit-identical when repeated on one machine and build; on
+another CPU or torch build the last digits may move, so runs compare across machines
+through their intervals, not digit by digit. Each record carries
+``data_fingerprint``, SHA-256 digests of its train, validation and test tensors, so
+the pairing of methods can be checked from the records alone.
 """
 
 from __future__ import annotations
