@@ -41,13 +41,14 @@ from bench_cli.layers import normalized_cuts, projector_loss
 from bench_cli.layers.ncut import Affinity, affinity, normalized_affinity
 from bench_cli.tasks import scoring
 from bench_cli.tasks.regions import Backbone
-from bench_cli.tasks.tuning import tune
+from bench_cli.tasks.tuning import Tuned, tune
 
 MODES = ("trained", "untrained", "raw", "one_segment", "random")
 TRIVIAL = ("one_segment", "random")
 LOSSES = ("projector", "membership")
 ROUTES = ("spectral", "kmeans")
 DIAGNOSTICS = ("zero_rows", "cosine_within", "cosine_across", "largest_segment")
+TASK_OPTIONS = ("mode", "affinity", "sigma", "k", "loss", "route")  # the rest: the method's
 
 
 def pool(features: torch.Tensor, superpixels: torch.Tensor) -> torch.Tensor:
@@ -151,6 +152,57 @@ def _diagnostics(predictions) -> dict[str, float | None]:
     return out
 
 
+def _trivial_predictions(mode: str, test, seed: int) -> list[tuple[Any, ...]]:
+    """One segment, or each superpixel into a random one of k, for every test image."""
+    rng = np.random.default_rng(seed)
+    predictions: list[tuple[Any, ...]] = []
+    for _, sp, truth in test:
+        count = int(sp.max()) + 1
+        labels = (
+            scoring.one_segment(count) if mode == "one_segment"
+            else scoring.random_segments(count, int(truth.max()) + 1, rng)
+        )  # fmt: skip
+        predictions.append((truth.numpy(), labels[sp.numpy()], None, sp))
+    return predictions
+
+
+def _train(method, options, data, build, *, seed, epochs, lr) -> Tuned:
+    """The backbone trained with ``options``' loss, tuned on the validation images (read
+    through ``options``' route) where there are some."""
+    kind, sigma, loss, route = (options[k] for k in ("affinity", "sigma", "loss", "route"))
+    extra = {k: v for k, v in options.items() if k not in TASK_OPTIONS}
+    train = _images(data, "train")
+    val = _images(data, "val") if "val_images" in data else []
+
+    def train_epoch(model, optimizer, generator) -> float:
+        losses = []
+        for i in torch.randperm(len(train), generator=generator).tolist():
+            image, sp, truth = train[i]
+            if int(sp.max()) < 1:
+                continue  # one superpixel: no pair to cut or to compare
+            feats = pool(model(image)[0], sp)
+            value = _loss(feats, majority(truth, sp), loss, method, kind, sigma, extra)
+            if not torch.isfinite(value):
+                return float("nan")
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            losses.append(float(value.detach()))
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def validate(model) -> float:
+        features = _learned_features(model)
+        return _mean_scores(_predict(features, val, route, kind, sigma, seed))["matched_accuracy"]
+
+    lrs = [lr] if isinstance(lr, int | float) else list(lr)
+    return tune(build, train_epoch, validate if val else None, lrs=lrs, epochs=epochs,
+                seed=seed)  # fmt: skip
+
+
+def _learned_features(backbone):
+    return lambda image, sp: pool(backbone(image)[0], sp)
+
+
 def run(
     method: str,
     options: Mapping[str, Any],
@@ -164,78 +216,32 @@ def run(
     """One run (one initialisation seed): test scores, diagnostics, and how it was tuned.
     ``final_relu`` restores the backbone's old last ReLU, for the collapse ablation
     (``python -m bench_cli.benchmarks.relu_collapse``)."""
-    mode, kind, sigma = options["mode"], options["affinity"], options["sigma"]
-    loss, route = options["loss"], options["route"]
-    extra = {
-        k: v for k, v in options.items()
-        if k not in ("mode", "affinity", "sigma", "k", "loss", "route")
-    }  # fmt: skip
+    mode, kind, sigma, route = (options[k] for k in ("mode", "affinity", "sigma", "route"))
     test = _images(data, "test")
+    untuned = {"diverged": 0, "epoch_times": [], "tuned": None}
     if mode in TRIVIAL:
-        rng = np.random.default_rng(seed)
-        predictions: list[tuple[Any, ...]] = []
-        for _, sp, truth in test:
-            count = int(sp.max()) + 1
-            labels = (
-                scoring.one_segment(count) if mode == "one_segment"
-                else scoring.random_segments(count, int(truth.max()) + 1, rng)
-            )  # fmt: skip
-            predictions.append((truth.numpy(), labels[sp.numpy()], None, sp))
-        return {**_mean_scores(predictions), **_diagnostics(predictions), "diverged": 0,
-                "epoch_times": [], "tuned": None}  # fmt: skip
-    torch.manual_seed(seed)
+        predictions = _trivial_predictions(mode, test, seed)
+        return {**_mean_scores(predictions), **_diagnostics(predictions), **untuned}
+    torch.manual_seed(seed)  # the untrained backbone starts where the trained ones do
     dtype = data["train_images"].dtype
 
     def build() -> nn.Module:
         return Backbone(final_relu=final_relu).to(dtype)
 
-    def features_with(backbone):
-        if mode == "raw":
-            return lambda image, sp: raw_features(image[0], sp)
-        return lambda image, sp: pool(backbone(image)[0], sp)
-
-    backbone, tuned = build(), None
+    backbone, outcome = build(), untuned
     if mode == "trained":
-        train = _images(data, "train")
-        val = _images(data, "val") if "val_images" in data else []
-
-        def train_epoch(model, optimizer, generator) -> float:
-            losses = []
-            for i in torch.randperm(len(train), generator=generator).tolist():
-                image, sp, truth = train[i]
-                if int(sp.max()) < 1:
-                    continue  # one superpixel: no pair to cut or to compare
-                feats = pool(model(image)[0], sp)
-                value = _loss(feats, majority(truth, sp), loss, method, kind, sigma, extra)
-                if not torch.isfinite(value):
-                    return float("nan")
-                optimizer.zero_grad()
-                value.backward()
-                optimizer.step()
-                losses.append(float(value.detach()))
-            return float(np.mean(losses)) if losses else float("nan")
-
-        def validate(model) -> float:
-            predictions = _predict(features_with(model), val, route, kind, sigma, seed)
-            return _mean_scores(predictions)["matched_accuracy"]
-
-        lrs = [lr] if isinstance(lr, int | float) else list(lr)
-        tuned = tune(build, train_epoch, validate if val else None,
-                     lrs=lrs, epochs=epochs, seed=seed)  # fmt: skip
+        tuned = _train(method, options, data, build, seed=seed, epochs=epochs, lr=lr)
+        outcome = {"diverged": tuned.diverged, "epoch_times": tuned.epoch_times,
+                   "tuned": tuned.record()}  # fmt: skip
         if tuned.model is None:
-            return {**{name: None for name in scoring.SCORES}, "diverged": tuned.diverged,
-                    "epoch_times": tuned.epoch_times, "tuned": tuned.record()}  # fmt: skip
+            return {**{name: None for name in scoring.SCORES}, **outcome}
         backbone = tuned.model
-    predictions = _predict(
-        features_with(backbone), test, route, "gaussian" if mode == "raw" else kind, sigma, seed
-    )
-    return {
-        **_mean_scores(predictions),
-        **_diagnostics(predictions),
-        "diverged": tuned.diverged if tuned else 0,
-        "epoch_times": tuned.epoch_times if tuned else [],
-        "tuned": tuned.record() if tuned else None,
-    }
+    if mode == "raw":
+        features, kind = (lambda image, sp: raw_features(image[0], sp)), "gaussian"
+    else:
+        features = _learned_features(backbone)
+    predictions = _predict(features, test, route, kind, sigma, seed)
+    return {**_mean_scores(predictions), **_diagnostics(predictions), **outcome}
 
 
 def summarise(runs: Sequence[dict]) -> dict[str, Any]:
