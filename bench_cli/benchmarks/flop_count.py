@@ -94,7 +94,7 @@ def _factorization_flops(name: str, args) -> float:
 class _Factorizations(TorchDispatchMode):
     """Adds up the nominal FLOPs of the factorizations that run inside it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.flops = 0.0
         self.calls: list[str] = []
