@@ -141,8 +141,8 @@ def test_svd_log_gradient_at_rank_deficiency_is_nan_or_wrong_never_right():
     the eigenvalue 1e-3, up to rounding), in float64: its exact K̃ divides by σᵢ² − σⱼ²,
     which squaring makes exactly 0 for some tied pairs (NaN) and tiny for the rest (wrong).
     Over 5 seeds x 3 matrices each gradient is non-finite or more than 1% off; how many are
-    NaN depends on LAPACK's rounding (4 of 15 on the AMD EPYC VM, 3 of 15 on the Intel
-    Xeon VM), so only "never right" is asserted, with eig_dk right on the same inputs."""
+    NaN depends on LAPACK's rounding (4 of 15 on the AMD EPYC VM), so only "never right"
+    is asserted, with eig_dk right on the same inputs."""
     nonfinite = 0
     for seed in range(5):
         g = torch.Generator().manual_seed(seed)

@@ -39,11 +39,11 @@ def agree_to_rounding(A, values, vectors, expected_values) -> bool:
      ((3, 5), 16, torch.float64), ((5,), 7, torch.float32)],
 )  # fmt: skip
 def test_split_eigenpairs_equal_torchs_to_rounding(two_threads, batch, dim, dtype):
-    """Bit-identical on the Intel Xeon VM. On the AMD EPYC VM (MKL) the bits of one
-    matrix's eigh depend on the thread count and on where the matrix sits in memory: float64
-    at d = 64 and float32 at d = 7 (matrices of 196 bytes, so slices start unaligned) moved
-    in the last bits (3.9e-16). So the check is agreement to rounding, which still catches a
-    slice put back in the wrong place (below)."""
+    """Bit-identical on the Intel Xeon VM (this test, checking bits, passed there). On the
+    AMD EPYC VM (MKL) the bits of one matrix's eigh depend on the thread count and on where
+    the matrix sits in memory: float64 at d = 64 and float32 at d = 7 (matrices of 196
+    bytes, so slices start unaligned) moved in the last bits (3.9e-16). So the check is
+    agreement to rounding, which still catches a slice put back in the wrong place (below)."""
     A = spd(batch, dim, dtype)
     assert cpu_batch.slices_for(A) == 2
     values, vectors = cpu_batch.eigh(A)

@@ -9,7 +9,7 @@ is still an ordinary ``torch.linalg.eigh``, and every eigenpair equals the
 unsplit call's to rounding (tests/test_cpu_batch.py checks it):
 
 - each slice runs on one intra-op thread, so no more threads run than cores;
-- on the Intel Xeon VM the eigenpairs were bit-identical: LAPACK does not
+- on the Intel Xeon VM the earlier bit-identity test passed: LAPACK does not
   thread ``syevd`` up to d = ``MAX_DIM`` (MKL starts to from about d = 88, and
   its result then depends on the thread count), and larger matrices are not
   split. On an AMD EPYC VM MKL's bits depended on the thread count and on
