@@ -132,9 +132,8 @@ def train_and_test(
     def validate(model) -> float:
         return _accuracy(model, data["val_images"], data["val_masks"], data["val_labels"])
 
-    lrs = [lr] if isinstance(lr, int | float) else list(lr)
     tuned = tune(build, train_epoch, validate if "val_images" in data else None,
-                 lrs=lrs, epochs=epochs, seed=seed)  # fmt: skip
+                 lrs=lr, epochs=epochs, seed=seed)  # fmt: skip
     record = tuned.record()
     if tuned.model is None:
         return {"accuracy": None, "diverged": tuned.diverged, "epoch_times": tuned.epoch_times,

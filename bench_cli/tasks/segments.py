@@ -194,9 +194,7 @@ def _train(method, options, data, build, *, seed, epochs, lr) -> Tuned:
         features = _learned_features(model)
         return _mean_scores(_predict(features, val, route, kind, sigma, seed))["matched_accuracy"]
 
-    lrs = [lr] if isinstance(lr, int | float) else list(lr)
-    return tune(build, train_epoch, validate if val else None, lrs=lrs, epochs=epochs,
-                seed=seed)  # fmt: skip
+    return tune(build, train_epoch, validate if val else None, lrs=lr, epochs=epochs, seed=seed)
 
 
 def _learned_features(backbone):

@@ -66,7 +66,7 @@ def tune(
     train_epoch: TrainEpoch,
     validate: Validate | None,
     *,
-    lrs: Sequence[float],
+    lrs: float | Sequence[float],
     epochs: int,
     seed: int,
     clock: Callable[[], float] = time.perf_counter,
@@ -74,6 +74,7 @@ def tune(
     """Train ``build()`` at every learning rate of ``lrs`` for ``epochs`` epochs from the
     seed's initialisation; keep the state with the best ``validate`` score (or, without
     ``validate``, the last epoch of the one learning rate)."""
+    lrs = [lrs] if isinstance(lrs, int | float) else list(lrs)
     if not lrs:
         raise ValueError("no learning rate to train with")
     if validate is None and len(lrs) > 1:
