@@ -169,14 +169,57 @@ def _time_verdict(
     ratio: float, low: float, high: float, min_effect: float, floor: float = 0.0,
     noisy: bool = False,
 ) -> str:  # fmt: skip
-    """``~`` when the interval includes 1 or the change is under min_effect; else
-    faster/slower beyond the noise floor, and ``?`` when a noisy record or the floor
-    leaves the change open."""
-    if low <= 1 <= high or abs(ratio - 1) < min_effect:
+    """One rule for noise: ``?`` whenever a record was flagged noisy, whatever the ratio;
+    ``~`` when the change is under min_effect; ``?`` when a larger change is not
+    established (its interval includes 1, or it lies within the noise floor); else
+    faster or slower."""
+    if noisy:
+        return INCONCLUSIVE
+    if abs(ratio - 1) < min_effect:
         return "~"
-    if noisy or abs(ratio - 1) < floor:
+    if low <= 1 <= high or abs(ratio - 1) < floor:
         return INCONCLUSIVE
     return "slower" if ratio > 1 else "faster"
+
+
+def _open_why(ratio: float, low: float, high: float, floor: float) -> str:
+    """Why a change beyond min_effect from two quiet records is still ``?``."""
+    if low <= 1 <= high:
+        return f"{ratio:.3g}x, but the 95% interval includes 1"
+    return f"within the noise floor ±{floor:.0%}"
+
+
+# Accuracy: a change smaller than this many units of roundoff of the case's dtype
+# (eps · ‖reference‖, and ‖reference‖ = 1 for these relative errors) is rounding, not a
+# change of method: 2.2e-15 in float64, 1.2e-6 in float32. Two torch builds that differ
+# by 3e-16 in a float64 error have not made a method better or worse.
+ACCURACY_ULPS = 10
+# Errors that are relative to the reference's norm; abs_error's scale is not recorded.
+RELATIVE_ERRORS = ("forward_error", "grad_error", "fd_check")
+_EPS = {
+    "float64": float(np.finfo(np.float64).eps),
+    "float32": float(np.finfo(np.float32).eps),
+    "float16": float(np.finfo(np.float16).eps),
+    "bfloat16": 2.0**-7,
+}
+
+
+def rounding_level(dtype: str) -> float | None:
+    """The smallest change of a relative error that counts, for a case's dtype."""
+    eps = _EPS.get(str(dtype))
+    return None if eps is None else ACCURACY_ULPS * eps
+
+
+def _accuracy_verdict(metric: str, va: float, vb: float, dtype: str, min_effect: float) -> str:
+    """better/worse/~ for an error (changed/~ for the stability norms): ``~`` under
+    min_effect, and for a relative error also under :data:`ACCURACY_ULPS` eps."""
+    ratio = vb / va if va else (1.0 if vb == va else math.inf)
+    level = rounding_level(dtype) if metric in RELATIVE_ERRORS else None
+    if abs(ratio - 1) < min_effect or (level is not None and abs(vb - va) < level):
+        return "~"
+    if metric == "stability":  # a norm, not an error: no better or worse
+        return "changed"
+    return "worse" if ratio > 1 else "better"
 
 
 def _dispersion(samples: np.ndarray) -> float:
@@ -192,7 +235,9 @@ def _timing_row(
     floor = max(_dispersion(sa), _dispersion(sb))
     verdict = _time_verdict(ratio, low, high, min_effect, floor, noisy)
     if verdict == INCONCLUSIVE:
-        reason = why or f"within the noise floor ±{floor:.0%}"
+        reason = (
+            (why or "a record was flagged noisy") if noisy else _open_why(ratio, low, high, floor)
+        )
         note = f"{note}; {reason}" if note else reason
     return Row(
         label, method, metric, float(np.median(sa)), float(np.median(sb)), ratio, low, high,
@@ -243,6 +288,35 @@ def _by_alignment(
             )
         out[key] = record
     return out
+
+
+def measured_devices(records: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The devices a run measured on (skipped cases, e.g. cuda without a GPU, left out)."""
+    return {str(r["axes"]["device"]) for r in records if r["status"] != "skipped"}
+
+
+def pick_devices(
+    a: RunFolder, records_a, b: RunFolder, records_b, device: str | None
+) -> tuple[str | None, str | None]:
+    """The device each side is read on. ``--device`` names it for both; without it, a run
+    that measured on one device is read there, and a run that measured on several is
+    read on the other run's one device (a user's CPU run against the committed smoke run,
+    which also holds skipped cuda cases); two runs of several devices need ``--device``."""
+    if device is not None:
+        return device, device
+    on_a, on_b = measured_devices(records_a), measured_devices(records_b)
+    one_a = next(iter(on_a)) if len(on_a) == 1 else None
+    one_b = next(iter(on_b)) if len(on_b) == 1 else None
+    if len(on_a) <= 1 and len(on_b) <= 1:
+        return one_a, one_b  # one device each: they align whatever their names
+    if one_a is not None and one_a in on_b:
+        return one_a, one_a
+    if one_b is not None and one_b in on_a:
+        return one_b, one_b
+    raise UserError(
+        f"{a.path} measured on {', '.join(sorted(on_a))} and {b.path} on "
+        f"{', '.join(sorted(on_b))}: compare with --device to pick one"
+    )
 
 
 def _baseline_medians(records, baseline: str, mode: str) -> dict[str, float]:
@@ -313,8 +387,9 @@ def compare_runs(
     # Filter by device first: a folder may hold the same case on several devices.
     all_a, all_b = a.records(), b.records()  # read once
     common = _common_axes(all_a, all_b)
-    records_a = _by_alignment(a, all_a, device, common)
-    records_b = _by_alignment(b, all_b, device, common)
+    device_a, device_b = pick_devices(a, all_a, b, all_b, device)
+    records_a = _by_alignment(a, all_a, device_a, common)
+    records_b = _by_alignment(b, all_b, device_b, common)
     shared = sorted(set(records_a) & set(records_b), key=lambda k: (k[1], k[0]))
     if not shared:
         raise UserError(
@@ -407,9 +482,7 @@ def compare_runs(
                 result.rows.append(Row(label, method, name, va, vb, None, verdict=verdict))
                 continue
             ratio = vb / va if va else (1.0 if vb == va else math.inf)
-            verdict = "~" if abs(ratio - 1) < min_effect else ("worse" if ratio > 1 else "better")
-            if metric == "stability":  # a norm, not an error: no better or worse
-                verdict = "~" if verdict == "~" else "changed"
+            verdict = _accuracy_verdict(metric, va, vb, ra["axes"].get("dtype"), min_effect)
             result.rows.append(
                 Row(
                     label,

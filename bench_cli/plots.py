@@ -8,6 +8,8 @@ the axes.
 from __future__ import annotations
 
 import io
+import math
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,11 +121,42 @@ def _capped(groups: dict[str, list], kind: str, notes: list[str] | None) -> list
 def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> Figure:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    for axis in (ax.xaxis, ax.yaxis):
+        _two_ticks(axis)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    # Wrapped to the width the axes got beside the legend (a title is centred over its
+    # axes, so a longer one runs off the figure's edge): about 5.5 pt per 10-pt character.
+    inches = ax.get_position().width * fig.get_figwidth()
+    ax.set_title(textwrap.fill(title, max(20, int(inches * 72 / 5.5))), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _two_ticks(axis) -> None:
+    """At least two labelled ticks on a log axis: a range under a decade gets ticks at
+    1, 2 and 5 times the powers of ten, and a range narrower than that three ticks
+    spread over it, each labelled with its value."""
+    if axis.get_scale() != "log":
+        return
+    low, high = sorted(axis.get_view_interval())
+    if not (low > 0 and high > low):
+        return
+
+    def inside(ticks) -> list[float]:
+        return [t for t in ticks if low <= t <= high]
+
+    powers = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    if len(inside(10.0**k for k in powers)) >= 2:
+        return
+    ticks = inside(m * 10.0**k for k in powers for m in (1, 2, 5))
+    if len(ticks) < 2:
+        ticks = list(np.geomspace(low, high, 4)[1:-1])
+    axis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _axis_of(records, axis: str) -> str:
@@ -255,7 +288,7 @@ def speedup_bars(geomeans: Mapping[str, Mapping[str, float]]) -> Figure:
             np.arange(len(methods)) + i * width,
             values,
             width,
-            label=run,
+            label="/".join(Path(run).parts[-2:]),  # the run folder, not its whole path
             color=plt.cm.tab10(i % 10),
             hatch="/\\\\.x"[i % 4],
         )
@@ -282,24 +315,32 @@ PLOTTED = (
 )
 
 
-def pareto(setting, metric: str, label: str | None = None) -> Figure:
-    """Error against median time, one marker per method; the Pareto front joined."""
+def pareto(setting, label: str | None = None) -> Figure:
+    """The worse of each method's errors against its speed (median paired ratio to the
+    baseline where measured, else median time), one marker per method; the front joined."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    scale = 1.0 if setting.paired else 1e3
     for i, point in enumerate(setting.points):
         error = max(point.error, 1e-300)
-        ax.plot([point.seconds * 1e3], [error], linestyle="none", label=point.method, **_style(i))
+        ax.plot(
+            [setting.speed(point) * scale], [error], linestyle="none", label=point.method,
+            **_style(i),
+        )  # fmt: skip
     front = setting.front
     ax.plot(
-        [p.seconds * 1e3 for p in front], [max(p.error, 1e-300) for p in front],
+        [setting.speed(p) * scale for p in front], [max(p.error, 1e-300) for p in front],
         color="black", linewidth=0.8, alpha=0.6, label="Pareto front",
     )  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    xlabel = (
+        f"time relative to {setting.baseline} (paired, median)"
+        if setting.paired
+        else "median time per call (ms)"
+    )
     return _finish(
-        fig, ax, f"which method: {label or setting.label}", "median time per call (ms)",
-        f"{metric} (relative)",
+        fig, ax, f"which method: {label or setting.label}; {setting.computes}", xlabel,
+        f"worse of {' and '.join(setting.metrics)}",
     )  # fmt: skip
 
 
@@ -331,7 +372,7 @@ def write(records, folder: Path, progress: Callable[[str], None] | None = None) 
             target = output_folder(folder)
             for suffix in (".png", ".svg"):
                 buffer = io.BytesIO()
-                fig.savefig(buffer, format=suffix[1:], dpi=120)
+                fig.savefig(buffer, format=suffix[1:], dpi=120, bbox_inches="tight")
                 written.append(replace_file(target / f"{name[:120]}{suffix}", buffer.getvalue()))
         finally:
             plt.close(fig)
@@ -346,7 +387,7 @@ def write(records, folder: Path, progress: Callable[[str], None] | None = None) 
 def png_bytes(fig: Figure) -> bytes:
     """A figure as PNG bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 

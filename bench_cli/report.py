@@ -21,6 +21,8 @@ table { border-collapse: collapse; margin: 0.8em 0 1.6em; font-size: 0.9em;
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
 td:last-child { white-space: normal; min-width: 16em; }  /* notes and fronts may wrap */
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+table.wrap { display: table; table-layout: auto; width: 100%; }
+table.wrap td, table.wrap th { white-space: normal; overflow-wrap: anywhere; text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .note { color: #555; font-size: 0.9em; }
 """
@@ -39,8 +41,10 @@ ENV_KEYS = (
 )
 
 
-def _table(frame, index: bool = True) -> str:
-    return frame.to_html(index=index, escape=True, border=0, na_rep="—")
+def _table(frame, index: bool = True, wrap: bool = False) -> str:
+    """A table; ``wrap`` lets every cell wrap, so a wide answer fits the window."""
+    classes = ["wrap"] if wrap else None
+    return frame.to_html(index=index, escape=True, border=0, na_rep="—", classes=classes)
 
 
 def _image(fig) -> str:
@@ -70,51 +74,61 @@ def short_labels(labels: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _point(point) -> str:
+def _point(setting, point) -> str:
     mark = " ⚠" if point.noisy else ""
-    return (
-        f"{point.method} ({tables.format_cell(point.seconds, 'ms', 1e3)}{mark}, {point.error:.1e})"
+    speed = (
+        f"{setting.speed(point):.2f}× {setting.baseline}"
+        if setting.paired
+        else tables.format_cell(point.seconds, "ms", 1e3)
     )
+    return f"{point.method} ({speed}{mark}, {point.error:.1e})"
 
 
 def which_method_section(records) -> str:
-    """ "Which method?" from the run itself: per input setting, the fastest method within
-    each tolerance and the Pareto front of error against time; empty without an error
-    metric and time measured together."""
+    """ "Which method?" from the run itself: per input setting and function computed, the
+    fastest method whose forward and gradient errors are both within each tolerance
+    (bench_cli.pareto), and the Pareto front; empty without errors and times together."""
     import pandas as pd
 
     from bench_cli import pareto
 
-    parts = []
-    for metric in pareto.ERROR_METRICS:
-        found = pareto.settings(records, metric)
-        if not found:
-            continue
-        rows = []
-        short = short_labels([setting.label for setting in found])
-        for setting in found:
-            row = {"setting": short[setting.label]}
-            for tolerance in pareto.TOLERANCES:
-                best = setting.fastest_within(tolerance)
-                row[f"≤ {tolerance:.0e}"] = _point(best) if best else "none"
-            row["Pareto front, fastest first"] = "; ".join(_point(p) for p in setting.front)
-            rows.append(row)
-        parts.append(
-            f"<h3>The fastest method with {escape_html.escape(metric)} at most each "
-            "tolerance (forward+backward time)</h3>"
-        )
-        parts.append(_table(pd.DataFrame(rows), index=False))
-        for setting in found[:MAX_PARETO_PLOTS]:
-            parts.append(_image(plots.pareto(setting, metric, short[setting.label])))
-    if not parts:
+    found = pareto.settings(records)
+    if not found:
         return ""
+    rows = []
+    short = short_labels([setting.label for setting in found])
+    for setting in found:
+        row = {
+            "setting": short[setting.label],
+            "computes": setting.computes,
+            "judged on": " and ".join(setting.metrics),
+            "speed": f"paired ratio to {setting.baseline}" if setting.paired else "median time",
+        }
+        for tolerance in pareto.TOLERANCES:
+            row[f"≤ {tolerance:.0e}"] = setting.answer(tolerance).text
+        row["Pareto front, fastest first"] = "; ".join(_point(setting, p) for p in setting.front)
+        rows.append(row)
+    parts = [_table(pd.DataFrame(rows), index=False, wrap=True)]
+    for setting in found[:MAX_PARETO_PLOTS]:
+        parts.append(_image(plots.pareto(setting, short[setting.label])))
+    others = pareto.alone(records)
+    if others:
+        parts.append(
+            '<p class="note">Not compared as a route to another output: '
+            + escape_html.escape("; ".join(others))
+            + ". They compute another function or descriptor; a task suite compares "
+            "descriptors by task accuracy (its paired tables).</p>"
+        )
     return (
         "<h2>Which method?</h2>"
-        '<p class="note">From this run\'s own records: each cell is method (median time per '
-        "call, error). The Pareto front holds the methods no other beats on both error and "
-        "time. ⚠: that timing was flagged noisy. Times are medians of one run; "
-        "<code>matbench advise</code> measures the candidates again, interleaved, with "
-        "intervals.</p>" + "\n".join(parts)
+        '<p class="note">From this run\'s own records. Per setting and function computed, '
+        "each tolerance names the fastest method whose forward <em>and</em> gradient errors "
+        "are both within it, and only when its lead over the runner-up is established: "
+        "neither timing flagged noisy (⚠), and the 95% interval of their time ratio (paired "
+        "round by round where the suite has a <code>baseline:</code>) below 0.95. Otherwise "
+        "it says inconclusive. The front holds the methods no other beats on both the worse "
+        "error and speed: method (speed, worse error). <code>matbench advise</code> "
+        "measures the candidates again, interleaved.</p>" + "\n".join(parts)
     )
 
 

@@ -221,18 +221,18 @@ class Table:
         without spread, e.g. one sample) at 3 figures."""
         unit, factor = self.display_scale
         out = self.frame.map(lambda v: format_cell(v, unit, factor))
-        if self.spread is None:
-            return out
         noisy = self._noise_percents()
-        for i in range(out.shape[0]):
+        for i in range(out.shape[0] if self.spread is not None else 0):
             for j in range(out.shape[1]):
-                v, h = self.frame.iat[i, j], self.spread.iat[i, j]
+                v, h = self.frame.iat[i, j], self.spread.iat[i, j]  # type: ignore[union-attr]
                 if isinstance(v, float) and isinstance(h, float) and math.isfinite(v) and h > 0:
                     text = format_with_spread(v * factor, h * factor)
                     text = f"{text} {unit}" if unit else text
                     if (i, j) in noisy:
                         text += f" (!{noisy[(i, j)]:.0f}%)"
                     out.iat[i, j] = text
+        # One rule for noise: every cell drawn from a timing flagged noisy is marked, whatever
+        # the table shows of it (median, ratio to the baseline, GFLOP/s, scaling exponent).
         if self.noise is not None:
             for i in range(out.shape[0]):
                 for j in range(out.shape[1]):
@@ -487,6 +487,7 @@ def scaling_exponent(points: Sequence[tuple[float, float]]) -> float | None:
 
 def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
     groups: dict[tuple, dict[str, list]] = {}
+    noisy_points: dict[tuple, list[str]] = {}
     col_labels: list[str] = []
     for record in chosen:
         axes = record["axes"]
@@ -499,19 +500,29 @@ def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
             points.setdefault(label, []).append((float(axes[spec.scaling]), value))
         else:
             points.setdefault(label, [])
-    rows = []
-    for points in groups.values():
-        row = {}
+        reasons = noise_reasons(record, path)
+        if reasons:  # an exponent fitted through a noisy point is as noisy as that point
+            key = tuple(axes.get(a) for a in index_axes)
+            noisy_points.setdefault((key, label), []).extend(reasons)
+    rows, noise_rows = [], []
+    for key, points in groups.items():
+        row, noise_row = {}, {}
         for label in col_labels:
             slope = scaling_exponent(points.get(label, []))
             row[label] = "n/a" if slope is None else slope
+            noise_row[label] = noisy_points.get((key, label))
         rows.append(row)
+        noise_rows.append(noise_row)
     if len(index_axes) == 1:
         index = pd.Index([key[0] for key in groups], name=index_axes[0])
     else:
         index = pd.MultiIndex.from_tuples(list(groups), names=index_axes) if index_axes else None
     frame = pd.DataFrame(rows, index=index, columns=col_labels, dtype=object)
-    return Table(spec.title, f"{spec.metric} ~ {spec.scaling}^k", "exponent", frame, spec.stem)
+    noise = pd.DataFrame(noise_rows, index=index, columns=col_labels, dtype=object)
+    return Table(
+        spec.title, f"{spec.metric} ~ {spec.scaling}^k", "exponent", frame, spec.stem,
+        noise=noise if noisy_points else None,
+    )  # fmt: skip
 
 
 def plain(text: Any) -> str:
