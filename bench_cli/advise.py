@@ -75,6 +75,11 @@ class Question:
 
 
 SHORT_BUDGET_S = 20.0
+SCREEN_SHARE = 0.5  # screening starts no case after half the budget; timing gets the rest
+CASE_SHARE = 0.15  # one screening case's time limit, as a share of the budget
+# The timing phase's per-case budget, as a share of the time left: calibration, warm-up
+# and the untimed peak-memory call take the rest.
+TIMING_SHARE = 0.5
 MAX_BUDGET_S = 24 * 3600.0  # a day: a longer budget is a mistake, not a question
 MAX_CONDITION = 1e16  # beyond float64's reach: the probe's spectrum is no longer what it says
 SCREEN_BATCH = 4  # errors are per matrix (the worst over the batch): a few matrices suffice
@@ -130,8 +135,14 @@ def _suite(
         "inputs": inputs,
         "methods": entries,
         "metrics": metrics,
-        "timeout": max(30.0, question.budget_s),
+        "timeout": budget_s if budget_s is not None else case_limit(question),
     }
+
+
+def case_limit(question: Question) -> float:
+    """How long one screening case may take: a share of the budget, so one slow case
+    cannot spend it all (10 s at least, for the sizes a short budget still answers)."""
+    return max(10.0, CASE_SHARE * question.budget_s)
 
 
 def screen_suites(question: Question) -> dict[str, dict]:
@@ -174,9 +185,12 @@ def screen_suites(question: Question) -> dict[str, dict]:
     }
 
 
-def time_suite(question: Question, methods: dict, budget_s: float) -> dict:
+def time_suite(
+    question: Question, methods: dict, budget_s: float, limit_s: float | None = None
+) -> dict:
     """The generated timing suite of the methods that passed screening: interleaved, with
-    the first of them as the baseline, so the ranking rests on paired per-round ratios."""
+    the first of them as the baseline, so the ranking rests on paired per-round ratios.
+    ``limit_s``: each case's time limit (a paired group gets it times its methods)."""
     modes = ["fwd_bwd"] if question.need_grad else ["fwd"]
     metric = {"time": {"budget_s": budget_s, "modes": modes, "warmup": 1}}
     suite = _suite(
@@ -190,6 +204,7 @@ def time_suite(question: Question, methods: dict, budget_s: float) -> dict:
         },
         methods,
         [metric],
+        limit_s,
     )
     suite["baseline"] = next(iter(methods))
     return suite
@@ -209,7 +224,7 @@ def within_noise(first: dict, second: dict) -> str:
     quotients: list[float] = []
     for dim, a in first["rounds"].items():
         b = second["rounds"].get(dim, [])
-        quotients += [x / y for x, y in zip(a, b, strict=False) if x > 0 and y > 0]
+        quotients += [x / y for x, y in zip(b, a, strict=False) if x > 0 and y > 0]
     if not quotients:
         return ""
     low, high = bootstrap_median(np.asarray(quotients))
@@ -218,8 +233,9 @@ def within_noise(first: dict, second: dict) -> str:
     if low <= 1 <= high or abs(median - 1) < MIN_RANK_EFFECT or noisy:
         why = "timings flagged noisy; " if noisy else ""
         return (
-            f"{first['method']} before {second['method']} is within noise ({why}paired "
-            f"time ratio {median:.3f}, 95% CI [{low:.3f}, {high:.3f}]): either will do"
+            f"{first['method']} before {second['method']} is within noise ({why}per-round "
+            f"time ratio {second['method']}/{first['method']} {median:.3f}, 95% CI "
+            f"[{low:.3f}, {high:.3f}]): either will do"
         )
     return ""
 
@@ -229,6 +245,8 @@ class Advice:
     """The answer: the ranking, every exclusion with its reason, notes, suites and records."""
 
     ranking: list[dict[str, Any]] = field(default_factory=list)  # eligible, fastest first
+    baseline: str | None = None  # the method the paired ratios are to
+    unranked: list[str] = field(default_factory=list)  # eligible, but the budget ran out
     excluded: dict[str, str] = field(default_factory=dict)  # label -> reason
     notes: list[str] = field(default_factory=list)
     suites: dict[str, dict] = field(default_factory=dict)
@@ -245,21 +263,32 @@ class _ListWriter:
 
 
 def _run(
-    suite_data: dict, reporter=None, save_to: Path | None = None, advice: Advice | None = None
+    suite_data: dict,
+    reporter=None,
+    save_to: Path | None = None,
+    advice: Advice | None = None,
+    stop=None,
 ) -> tuple[spec.Suite, list]:
     """Run a generated suite: in memory, or with ``save_to`` as an ordinary run folder
-    under that results root (through :func:`bench_cli.api.run_suite`)."""
+    under that results root (through :func:`bench_cli.api.run_suite`). ``stop``: asked
+    before each case; once True, nothing more starts."""
     suite = spec.loads(yaml.safe_dump(suite_data, sort_keys=False), suite_data["name"])
     if save_to is not None:
         from bench_cli import api
 
-        folder = api.run_suite(suite, results=save_to, reporter=reporter)
+        folder = api.run_suite(suite, results=save_to, reporter=reporter, stop=stop)
         if advice is not None:
             advice.saved.append(folder.path)
         return suite, folder.records()
     writer = _ListWriter()
-    runner.run(suite, suite.cases(), writer, set(), reporter=reporter)
+    runner.run(suite, suite.cases(), writer, set(), reporter=reporter, stop=stop)
     return suite, writer.records
+
+
+def _unreached(suite: spec.Suite, records: list) -> list[str]:
+    """The method labels of a suite with a case that has no record: cut by the budget."""
+    measured = {r["case"] for r in records}
+    return list(dict.fromkeys(c.config.label for c in suite.cases() if c.key not in measured))
 
 
 def _exclusions(records_by_role, question: Question) -> dict[str, str]:
@@ -291,17 +320,27 @@ def _exclusions(records_by_role, question: Question) -> dict[str, str]:
     return reasons
 
 
-def advise(question: Question, reporter_factory=None, save_to: Path | None = None) -> Advice:
+def advise(
+    question: Question,
+    reporter_factory=None,
+    save_to: Path | None = None,
+    clock=time.monotonic,
+) -> Advice:
     """Screen every candidate for accuracy and stability, time those that pass, rank them.
 
-    ``reporter_factory`` makes a progress reporter per phase; with ``save_to`` (a results
-    root) every phase is also written as an ordinary run folder (``Advice.saved``).
+    The budget holds: screening starts no case after SCREEN_SHARE of it, and timing none
+    after all of it, and each case has a time limit drawn from it; what was cut is said
+    in ``Advice.notes`` and ``Advice.excluded``. ``reporter_factory`` makes a progress
+    reporter per phase; with ``save_to`` (a results root) every phase is also written as
+    an ordinary run folder (``Advice.saved``). ``clock``: seconds, for tests to fake.
     """
     question.check()
     absent = runner.device_unavailable(spec.resolve_device(question.device))
     if absent:
         raise UserError(f"--device {question.device}: {absent}")
-    started = time.monotonic()
+    started = clock()
+    deadline = started + question.budget_s
+    screen_until = started + SCREEN_SHARE * question.budget_s
     advice = Advice()
     if question.batch > SCREEN_BATCH:
         advice.notes.append(
@@ -314,11 +353,25 @@ def advise(question: Question, reporter_factory=None, save_to: Path | None = Non
             "per approximate method"
         )
     advice.suites = screen_suites(question)
+    cut: dict[str, str] = {}
     for role, data in advice.suites.items():
-        _, advice.records[role] = _run(
-            data, reporter_factory() if reporter_factory else None, save_to, advice
-        )
+        suite, advice.records[role] = _run(
+            data, reporter_factory() if reporter_factory else None, save_to, advice,
+            stop=lambda: clock() >= screen_until,
+        )  # fmt: skip
+        for label in _unreached(suite, advice.records[role]):
+            cut.setdefault(label, role)
     advice.excluded = _exclusions(advice.records, question)
+    for label, role in cut.items():
+        advice.excluded.setdefault(
+            label, f"not screened: the budget's screening share ran out ({role})"
+        )
+    if cut:
+        advice.notes.append(
+            f"budget: screening stopped at {clock() - started:.0f} s ({SCREEN_SHARE:.0%} of "
+            f"the budget); {len(cut)} method(s) not fully screened and not considered: "
+            + ", ".join(cut)
+        )
     configs = {r["axes"]["method"]: r["params"] for r in advice.records["spd"]}
     eligible = [label for label in configs if label not in advice.excluded]
     if not eligible:
@@ -329,21 +382,47 @@ def advise(question: Question, reporter_factory=None, save_to: Path | None = Non
                 f"no method could run at all ({len(screened)} screening records, none ok): "
                 f"{reasons[0][:200]}"
             )
-        advice.notes.append("no method meets the tolerance on every probe")
-        return advice
-    spent = time.monotonic() - started
-    remaining = question.budget_s - spent
-    per_case = min(0.5, max(0.02, remaining / (2.0 * len(eligible) * len(question.dims))))
+        if not cut:
+            advice.notes.append("no method meets the tolerance on every probe")
+        return _finish(advice, clock() - started, question)
+    remaining = deadline - clock()
+    cases = len(eligible) * len(question.dims)
+    if remaining <= 0:
+        advice.unranked = eligible
+        advice.notes.append("budget: spent on screening; nothing was timed, so no ranking")
+        return _finish(advice, clock() - started, question)
+    per_case = min(0.5, max(0.02, TIMING_SHARE * remaining / cases))
     if per_case < 0.5:
         advice.notes.append(
-            f"budget: {spent:.0f} s went to screening; timing uses "
+            f"budget: {clock() - started:.0f} s went to screening; timing uses "
             f"{per_case:.2f} s per case (0.50 s when time allows)"
         )
     methods = {label: _config_of(configs[label]) for label in eligible}
-    advice.suites["time"] = time_suite(question, methods, per_case)
-    _, advice.records["time"] = _run(
-        advice.suites["time"], reporter_factory() if reporter_factory else None, save_to, advice
+    # A paired group of all eligible methods at one size may take what is left.
+    advice.suites["time"] = time_suite(
+        question, methods, per_case, limit_s=max(1.0, remaining / len(eligible))
     )
+    suite, advice.records["time"] = _run(
+        advice.suites["time"], reporter_factory() if reporter_factory else None, save_to, advice,
+        stop=lambda: clock() >= deadline,
+    )  # fmt: skip
+    timed_dims = {r["axes"]["dim"] for r in advice.records["time"]}
+    untimed = [d for d in question.dims if d not in timed_dims]
+    if untimed:
+        advice.notes.append(
+            f"budget: ran out before timing d = {', '.join(map(str, untimed))}; ranked on "
+            f"d = {', '.join(map(str, sorted(timed_dims))) or 'none'}"
+        )
+    _rank(advice, question, configs, [d for d in question.dims if d in timed_dims])
+    advice.baseline = suite.baseline
+    if not advice.ranking:
+        advice.unranked = [label for label in eligible if label not in advice.excluded]
+    return _finish(advice, clock() - started, question)
+
+
+def _rank(advice: Advice, question: Question, configs: dict, dims: list[int]) -> None:
+    """Rank the timed methods by their paired ratio to the timing suite's baseline
+    (geometric mean over ``dims``), the figure the evidence table shows."""
     mode = "fwd_bwd" if question.need_grad else "fwd"
     by_label: dict[str, dict[int, dict[str, Any]]] = {}
     for record in advice.records["time"]:
@@ -358,23 +437,25 @@ def advise(question: Question, reporter_factory=None, save_to: Path | None = Non
                 "noisy": noise.is_noisy(value),
             }
         else:
-            advice.excluded[record["axes"]["method"]] = f"timing {record['status']}"
+            advice.excluded[record["axes"]["method"]] = (
+                f"timing {record['status']}: {record.get('reason') or ''}".rstrip(": ")
+            )
     for label, per_dim in by_label.items():
-        if len(per_dim) != len(question.dims) or label in advice.excluded:
+        if not dims or any(d not in per_dim for d in dims) or label in advice.excluded:
             continue
         errors = {
             r["metric"]: r["value"] for r in advice.records["spd"] if r["axes"]["method"] == label
         }
-        ratios = [d["ratio"] for d in per_dim.values()]
+        ratios = [per_dim[d]["ratio"] for d in dims]
         advice.ranking.append(
             {
                 "method": label,
-                "time_s": _geomean([d["time"] for d in per_dim.values()]),
-                "per_dim": {dim: d["time"] for dim, d in per_dim.items()},
+                "time_s": _geomean([per_dim[d]["time"] for d in dims]),
+                "per_dim": {d: per_dim[d]["time"] for d in dims},
                 # Time relative to the timing suite's baseline, paired round by round.
                 "ratio": None if None in ratios else _geomean(ratios),
-                "rounds": {dim: d["samples"] for dim, d in per_dim.items()},
-                "noisy": any(d["noisy"] for d in per_dim.values()),
+                "rounds": {d: per_dim[d]["samples"] for d in dims},
+                "noisy": any(per_dim[d]["noisy"] for d in dims),
                 "forward_error": errors.get("forward_error"),
                 "grad_error": errors.get("grad_error"),
                 "exact": is_exact(configs[label]),
@@ -386,8 +467,10 @@ def advise(question: Question, reporter_factory=None, save_to: Path | None = Non
         note = within_noise(advice.ranking[0], advice.ranking[1])
         if note:
             advice.notes.append(note)
-    total = time.monotonic() - started
-    advice.notes.append(f"advice took {total:.1f} s of a {question.budget_s:g} s budget")
+
+
+def _finish(advice: Advice, spent: float, question: Question) -> Advice:
+    advice.notes.append(f"advice took {spent:.1f} s of a {question.budget_s:g} s budget")
     return advice
 
 

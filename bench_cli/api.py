@@ -325,6 +325,7 @@ def run_suite(
     reporter: Reporter | None = None,
     job_reporter: Any = None,
     notify: Notify | None = None,
+    stop: Any = None,
 ) -> store.RunFolder:
     """Run a suite (a path, a bundled name or a Suite) and write its run folder.
 
@@ -343,6 +344,8 @@ def run_suite(
         retry: measure again the cases a scheduler stopped at its time limit (records
             marked ``retry``); False keeps their timeout records as the result.
         quick: the suite's reduced ``quick:`` size.
+        stop: asked before each case (in this process): once it returns True nothing
+            more starts (advise's time budget); the folder stays resumable.
         reporter: progress callbacks (``bench_cli.runner.Reporter``); default silent.
         notify: called with each one-line message (default: the ``bench_cli`` logger).
 
@@ -423,7 +426,7 @@ def run_suite(
             else:
                 summary = runner.run(
                     suite, cases, writer, done, timeout=timeout, reporter=reporter,
-                    isolate=isolate,
+                    isolate=isolate, stop=stop,
                 )  # fmt: skip
         except KeyboardInterrupt:
             say(

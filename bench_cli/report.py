@@ -155,7 +155,8 @@ def _run_section(folder: RunFolder) -> str:
     ]
     for table in tables.tables_for(records, suite.tables, list(suite.metric_names)):
         parts.append(f"<h3>{escape_html.escape(table.title)}</h3>")
-        parts.append(f'<p class="note">{escape_html.escape(table.metric)}</p>')
+        caption = table.metric + (f"; {table.legend}" if table.legend else "")
+        parts.append(f'<p class="note">{escape_html.escape(caption)}</p>')
         parts.append(_table(table.formatted()))
     for _, fig in plots.all_figures(records):
         parts.append(_image(fig))

@@ -72,6 +72,7 @@ class Summary:
     already_done: int = 0
     ran: int = 0
     statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    cut: int = 0  # cases left unrun because ``stop`` said so (a spent time budget)
 
 
 def device_unavailable(device: str) -> str | None:
@@ -394,15 +395,22 @@ def run(
     timeout: float | None = None,
     reporter: Reporter | None = None,
     isolate: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> Summary:
-    """Measure every pending (case, metric); each case's records go to ``writer`` as it ends."""
+    """Measure every pending (case, metric); each case's records go to ``writer`` as it ends.
+    ``stop`` (advise's budget) is asked before each case or paired group: once it says
+    so, nothing more starts, and ``Summary.cut`` counts the cases left."""
     reporter = reporter or SilentReporter()
     work = pending(cases, suite, done)
     summary = Summary(planned=len(cases), already_done=len(cases) - len(work))
     reporter.start(len(work))
     worker: Any = None
     try:
-        for unit in units(work, suite):
+        all_units = units(work, suite)
+        for index, unit in enumerate(all_units):
+            if stop is not None and stop():
+                summary.cut = sum(len(u) for u in all_units[index:])
+                break
             limit = timeout or suite.timeout
             timed: dict[str, dict] = {}
             grouped = [case for case, todo in unit if "time" in todo] if suite.paired_timing else []

@@ -166,6 +166,9 @@ class Table:
     noise: pd.DataFrame | None = None
     # A paired table's comparison, for sentences drawn across tables (bench_cli.claims).
     paired: PairedComparison | None = None
+    # The options the suite set for these rows and no row or column shows (sigma=4.0,
+    # gap_eps=1e-06, ...): what a reader needs to know a default did not make the numbers.
+    options: str = ""
 
     @property
     def flagged(self) -> int:
@@ -242,8 +245,8 @@ class Table:
 
     @property
     def legend(self) -> str:
-        """A sentence saying how spread is shown, or "" for tables without it."""
-        parts = []
+        """A sentence saying how spread is shown and which options the rows set, or ""."""
+        parts = [self.options] if self.options else []
         if self.spread is not None:
             parts.append("median ± half the interquartile range of the samples")
             if self.noisy:
@@ -308,8 +311,50 @@ def default_tables(metric_names: Sequence[str]) -> list[TableSpec]:
     return out
 
 
+MAX_OPTION_PARTS = 8  # beyond this many, the caption points to suite.yaml
+
+
+def options_caption(chosen: Sequence[Mapping[str, Any]], shown: set[str]) -> str:
+    """ "options set: sigma=4.0; gap=clamp (eig[gap=clamp])": every option the suite gave
+    these rows' methods that no row or column and no method label already shows, with the
+    methods it applies to where not all. The rest are the layer's defaults."""
+    methods = list(dict.fromkeys(str(r["axes"]["method"]) for r in chosen))
+    given: dict[tuple[str, str], list[str]] = {}
+    for record in chosen:
+        method = str(record["axes"]["method"])
+        for key, value in (record["params"].get("options") or {}).items():
+            if key in shown or f"{key}=" in method:
+                continue
+            holders = given.setdefault((key, str(value)), [])
+            if method not in holders:
+                holders.append(method)
+    parts = [
+        f"{key}={value}" + ("" if len(holders) == len(methods) else f" ({', '.join(holders)})")
+        for (key, value), holders in given.items()
+    ]
+    if not parts:
+        return ""
+    if len(parts) > MAX_OPTION_PARTS:
+        more = len(parts) - MAX_OPTION_PARTS
+        parts = [*parts[:MAX_OPTION_PARTS], f"and {more} more (the run's suite.yaml)"]
+    return "options set: " + "; ".join(parts)
+
+
 def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     """The table a TableSpec asks for, from records (the last record of a case wins)."""
+    table = _build(records, spec)
+    latest = {r["case"]: r for r in records if r["metric"] == spec.metric.split(".")[0]}
+    shown = {str(n) for n in table.frame.index.names if n} | {
+        part.split("=")[0] for label in table.frame.columns for part in str(label).split(", ")
+    }
+    table.options = options_caption(
+        list(latest.values()),
+        {a.removeprefix(INPUTS_PREFIX).removeprefix("options.") for a in shown},
+    )
+    return table
+
+
+def _build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     name, *path = spec.metric.split(".")
     latest: dict[str, Mapping[str, Any]] = {}
     for record in records:

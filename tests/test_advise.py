@@ -136,3 +136,106 @@ def test_cli_advice_saves_runs_and_writes_suites(cli, tmp_path):
 )
 def test_bad_input(cli, args, fragment):
     _check_one_line(cli("advise", *args), [fragment])
+
+
+class _Clock:
+    """A fake clock that each finished case moves on by ``per_case`` seconds: the budget's
+    arithmetic is tested on known costs, never on this machine's speed."""
+
+    def __init__(self, per_case: float):
+        self.now, self.per_case, self.cases = 1000.0, per_case, 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def reporter(self):
+        from bench_cli.runner import SilentReporter
+
+        clock = self
+
+        class Advancing(SilentReporter):
+            def case_finished(self, case, records):
+                clock.now += clock.per_case
+                clock.cases += 1
+
+        return Advancing()
+
+
+@pytest.mark.parametrize("per_case", [0.01, 3.0])
+def test_the_budget_holds_and_says_what_was_cut(fakes, per_case):
+    """Cases cost 3 s each on the fake clock: screening starts none after half of the
+    60 s budget, the rest are named as not screened, and the whole advice ends within
+    one case of the budget. At 0.01 s a case nothing is cut."""
+    clock = _Clock(per_case)
+    result = advise.advise(_question(budget_s=60.0), reporter_factory=clock.reporter, clock=clock)
+    spent = clock.now - 1000.0
+    cut = {k: v for k, v in result.excluded.items() if v.startswith("not screened")}
+    if per_case == 0.01:
+        assert not cut and result.ranking and spent < 60.0
+        assert not any(note.startswith("budget: screening stopped") for note in result.notes)
+        return
+    # 30 s of screening at 3 s a case: 10 cases started, the last at 27 s.
+    assert clock.cases == 10 and spent == pytest.approx(30.0)
+    assert cut and all("screening share ran out" in v for v in cut.values())
+    (note,) = [n for n in result.notes if n.startswith("budget: screening stopped at 30 s")]
+    assert all(label in note for label in cut)
+    assert result.notes[-1] == "advice took 30.0 s of a 60 s budget"
+
+
+def test_timing_stops_at_the_budget(fakes):
+    """Screening is cheap, timing at two sizes costs 25 s a size: the second size is not
+    started after the budget, and the ranking says it rests on the first."""
+    clock = _Clock(0.0)
+    base = clock.reporter
+
+    def reporter():
+        made = base()
+        finished = made.case_finished
+
+        def case_finished(case, records):
+            if records and records[0]["metric"] == "time":
+                clock.now += 25.0 / len(records)  # one paired group: its cases share it
+            finished(case, records)
+
+        made.case_finished = case_finished
+        return made
+
+    result = advise.advise(
+        _question(budget_s=30.0, dims=[6, 8]), reporter_factory=reporter, clock=clock
+    )
+    assert any(n.startswith("budget: ran out before timing d = 8; ranked on d = 6")
+               for n in result.notes)  # fmt: skip
+    assert result.ranking and all(list(row["per_dim"]) == [6] for row in result.ranking)
+
+
+def test_the_evidence_shows_what_it_ranks_by(cli, fakes, monkeypatch):
+    """Medians and paired ratios disagree (drift moved the medians): the ranking follows
+    the paired ratios, the table shows them, and the runner-up line quotes the table."""
+    from bench_cli.metrics import timing
+
+    fakes({"autograd": 4e-3})  # the slowest median of the exact methods...
+    group = timing.measure_time_group
+
+    def drifted(probes, options, names, baseline):
+        values = group(probes, options, names, baseline)
+        for name, value in zip(names, values, strict=True):
+            if name == "autograd":  # ...but the fastest, round by round
+                paired = value["fwd_bwd"]["paired"]
+                paired["ratios"] = [0.25 * r for r in paired["ratios"]]
+        return values
+
+    monkeypatch.setattr(timing, "measure_time_group", drifted)
+    result = cli("advise", "--func", "sqrt", "--batch", "2", "--dim", "8", "--budget", "10",
+                 "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    rows = [line.split("│") for line in lines if line.startswith("│")]
+    header = next(line for line in lines if "time ratio to" in line)
+    assert "(paired)" in header
+    shown = [(cells[1].strip(), float(cells[2].split()[0])) for cells in rows]
+    ratios = [ratio for _, ratio in shown]
+    assert ratios == sorted(ratios) and shown[0][0] == "autograd", shown
+    recommended = next(line for line in lines if line.startswith("recommended:"))
+    runner_up = next(line for line in lines if line.startswith("runner-up:"))
+    assert f"paired time ratio {shown[0][1]:.3f}" in recommended
+    assert shown[1][0] in runner_up and f"paired time ratio {shown[1][1]:.3f}" in runner_up

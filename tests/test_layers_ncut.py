@@ -57,7 +57,7 @@ def test_methods_agree_on_gradients():
     for method in ("eig", "autograd"):
         Xg = X.clone().requires_grad_(True)
         projector_loss(
-            normalized_cuts(Xg, 2, method=method, return_degrees=True), labels
+            normalized_cuts(Xg, 2, sigma=1.0, method=method, return_degrees=True), labels
         ).backward()
         grads.append(Xg.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
@@ -100,6 +100,7 @@ def test_projector_loss_is_zero_at_the_ground_truth_and_counts_segments():
         (lambda: normalized_cuts(torch.randn(1, 4, 3), 4), "k must be"),
         (lambda: normalized_cuts(torch.randn(1, 4, 3), 1, method="lanczos"), "unknown method"),
         (lambda: normalized_cuts(torch.randn(1, 4, 3), 1, affinity_kind="knn"), "unknown affinity"),
+        (lambda: normalized_cuts(torch.randn(1, 4, 3), 1), "gaussian affinity needs sigma"),
         (
             lambda: projector_loss(
                 torch.eye(3)[None], torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4)

@@ -77,7 +77,7 @@ def test_grad_error_exact_methods_at_rounding_and_a_wrong_gradient_caught(double
 
 def test_grad_error_falls_back_to_central_differences():
     text = _suite(
-        "  nc: {layer: ncut, method: eig, k: 2}\n  bil: {layer: bilinear}\n",
+        "  nc: {layer: ncut, method: eig, k: 2, sigma: 1.0}\n  bil: {layer: bilinear}\n",
         "{kind: features, batch: 2, samples: 10, channels: 3}",
         "[grad_error]",
     )

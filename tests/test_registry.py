@@ -5,7 +5,7 @@ import pytest
 from bench_cli import registry, runner, spec
 
 PAIRS = [(layer.name, method) for layer in registry.layers().values() for method in layer.methods]
-EXTRA = {"matrix_function": "func: sqrt, ", "o2p": "func: sqrt, ", "ncut": "k: 2, "}
+EXTRA = {"matrix_function": "func: sqrt, ", "o2p": "func: sqrt, ", "ncut": "k: 2, sigma: 1.0, "}
 INPUTS = {
     "spd": "{kind: spd, batch: 2, dim: 5, condition: 10.0}",
     "features": "{kind: features, batch: 2, samples: 12, channels: 4}",
@@ -49,7 +49,7 @@ def test_method_options_come_from_keyword_only_parameters():
 def test_gap_options_expand_in_a_suite():
     suite = spec.loads(
         "name: g\ninputs: {kind: spd, dim: 3}\nmethods:\n"
-        "  e: {layer: matrix_function, func: log, method: eig, gap: [exact, clamp, taylor]}\n"
+        "  e: {layer: matrix_function, func: log, method: eig, gap: [exact, clamp, taylor], gap_eps: 1.0e-6}\n"
         "metrics: [forward_error]\n"
     )
     assert [m.label for m in suite.methods] == ["e[gap=exact]", "e[gap=clamp]", "e[gap=taylor]"]

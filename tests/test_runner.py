@@ -51,7 +51,7 @@ def test_a_case_that_raises_is_failed_and_the_run_goes_on():
     )
     text = text.replace(
         "{layer: matrix_function, func: log, method: autograd}",
-        "{layer: ncut, method: lobpcg, k: 2}",
+        "{layer: ncut, method: lobpcg, k: 2, sigma: 1.0}",
     )
     summary, records = _run(text + "dtype: float64\n")
     failed = [r for r in records if r["axes"]["samples"] == 5]

@@ -124,7 +124,7 @@ def test_segmentation_suite_runs_on_bsds_when_given_a_path(cli, write_suite, tmp
         "inputs: {kind: segmentation, train: 2, test: 2, size: 24, superpixels: 20, "
         f"data_root: {tmp_path / 'bsds'}}}\n"
         "methods:\n  nc: {layer: ncut, method: eig, k: 2, affinity: cosine}\n"
-        "  raw: {layer: ncut, method: eig, k: 2, mode: raw}\n"
+        "  raw: {layer: ncut, method: eig, k: 2, sigma: 1.0, mode: raw}\n"
         "metrics:\n  - task: {seeds: 1, epochs: 1}\n"
     )
     result = cli("run", write_suite(text), "--out", "run")

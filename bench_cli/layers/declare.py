@@ -48,7 +48,7 @@ class KTilde:
     pairs across the top-``kept`` eigenvalues enter the gradient (a projector's)."""
 
     gap: Gap
-    gap_eps: float = 0.0
+    gap_eps: float | None = None
     degree: int = 0
     on_squares: bool = False
     kept: int | None = None

@@ -32,7 +32,7 @@ class Degrees(NamedTuple):
 
     values: torch.Tensor
     affinity_kind: str
-    sigma: float
+    sigma: float | None  # None for the cosine affinity
 
     def same_graph(self, other: Degrees) -> bool:
         """Whether two degree vectors describe one kind of graph (sigma: gaussian only)."""
@@ -49,11 +49,31 @@ class Cut(NamedTuple):
     degrees: Degrees
 
 
-def affinity(X: torch.Tensor, kind: Affinity = "gaussian", sigma: float = 1.0) -> torch.Tensor:
+MISSING_SIGMA = (
+    "the gaussian affinity needs sigma, its scale in the features' units; it has no "
+    "default (the median pairwise distance of your features, ncut.median_distance(X), is "
+    "a common choice)"
+)
+
+
+def median_distance(X: torch.Tensor) -> float:
+    """The median distance between distinct rows of X (B, N, C) over the batch: a scale
+    for the gaussian affinity that keeps it away from the identity (σ far too small) and
+    from all ones (σ far too large)."""
+    distances = torch.cdist(X.detach().double(), X.detach().double())
+    upper = torch.triu_indices(X.shape[-2], X.shape[-2], offset=1)
+    return float(distances[..., upper[0], upper[1]].median())
+
+
+def affinity(
+    X: torch.Tensor, kind: Affinity = "gaussian", sigma: float | None = None
+) -> torch.Tensor:
     """W (B, N, N), non-negative: exp(−‖xᵢ − xⱼ‖²/(2σ²)) or (1 + cos(xᵢ, xⱼ))/2."""
     if X.ndim != 3:
         raise ValueError(f"features must be (B, N, C), got {tuple(X.shape)}")
     if kind == "gaussian":
+        if sigma is None:
+            raise ValueError(MISSING_SIGMA)
         sq_norms = (X * X).sum(-1)
         sq_dist = (sq_norms.unsqueeze(-1) + sq_norms.unsqueeze(-2) - 2 * X @ X.mT).clamp_min(0)
         return torch.exp(-sq_dist / (2 * sigma**2))
@@ -136,7 +156,7 @@ def _lowrank_projector_flops(n, options):
 
 
 def top_projector(
-    M: torch.Tensor, k: int, *, gap: Gap = "exact", gap_eps: float = 1e-12, degree: int = 9
+    M: torch.Tensor, k: int, *, gap: Gap = "exact", gap_eps: float | None = None, degree: int = 9
 ) -> torch.Tensor:
     """Projector onto the eigenvectors of the k largest eigenvalues of symmetric M."""
     return _TopProjector.apply(M, k, gap, gap_eps, degree)[0]
@@ -149,7 +169,7 @@ def top_projector(
     flops=_eigh_projector_flops,
     k_tilde=lambda o: KTilde(o["gap"], o["gap_eps"], o["degree"], kept=o["k"]),
 )
-def eig_projector(M, k, *, gap: Gap = "exact", gap_eps: float = 1e-12, degree: int = 9):
+def eig_projector(M, k, *, gap: Gap = "exact", gap_eps: float | None = None, degree: int = 9):
     """Proposition 2, restricted to kept x discarded eigenvalue pairs."""
     return top_projector(M, k, gap=gap, gap_eps=gap_eps, degree=degree)
 
@@ -266,7 +286,7 @@ def normalized_cuts(
     k: int,
     *,
     affinity_kind: Affinity = ...,
-    sigma: float = ...,
+    sigma: float | None = ...,
     method: str = ...,
     return_degrees: Literal[False] = ...,
     **options,
@@ -279,7 +299,7 @@ def normalized_cuts(
     k: int,
     *,
     affinity_kind: Affinity = ...,
-    sigma: float = ...,
+    sigma: float | None = ...,
     method: str = ...,
     return_degrees: Literal[True],
     **options,
@@ -292,7 +312,7 @@ def normalized_cuts(
     k: int,
     *,
     affinity_kind: Affinity = ...,
-    sigma: float = ...,
+    sigma: float | None = ...,
     method: str = ...,
     return_degrees: bool,
     **options,
@@ -304,7 +324,7 @@ def normalized_cuts(
     k: int,
     *,
     affinity_kind: Affinity = "gaussian",
-    sigma: float = 1.0,
+    sigma: float | None = None,
     method: str = "eig",
     return_degrees: bool = False,
     **options,
@@ -330,7 +350,7 @@ class NormalizedCuts(nn.Module):
         self,
         k: int,
         affinity: Affinity = "gaussian",
-        sigma: float = 1.0,
+        sigma: float | None = None,
         method: str = "eig",
         **options,
     ):
@@ -440,7 +460,7 @@ def _graph_name(degrees: Degrees) -> str:
     return f"{kind} (sigma {degrees.sigma:g})" if kind == "gaussian" else kind
 
 
-def graph_degrees(X: torch.Tensor, *, kind: Affinity, sigma: float) -> Degrees:
+def graph_degrees(X: torch.Tensor, *, kind: Affinity, sigma: float | None) -> Degrees:
     """The degrees d = W1 (B, N) of the affinity normalized_cuts builds from features
     X (B, N, C) with this ``kind`` and ``sigma`` (both required: a default here once
     disagreed silently with the layer's)."""

@@ -43,27 +43,44 @@ from bench_cli.layers._checks import check_square_batch, sym
 from bench_cli.layers.declare import Gap
 
 GAPS = ("exact", "clamp", "mask", "taylor", "pade", "clip")
+NEEDS_EPS = ("clamp", "mask", "clip")  # treatments with a threshold in eigenvalue units
+
+
+def missing_gap_eps(gap: str) -> str:
+    """The one line for a thresholded gap treatment given no threshold."""
+    return (
+        f"gap '{gap}' needs gap_eps, the smallest eigenvalue gap |λi − λj| kept, in the "
+        "eigenvalues' units (e.g. 1e-6 times the largest eigenvalue); it has no default"
+    )
 
 
 def gap_matrix(
-    eigvals: torch.Tensor, gap: Gap = "exact", gap_eps: float = 1e-12, degree: int = 9
+    eigvals: torch.Tensor, gap: Gap = "exact", gap_eps: float | None = None, degree: int = 9
 ) -> torch.Tensor:
-    """F = K̃ᵀ: Fᵢⱼ = 1/(λⱼ − λᵢ) off the diagonal, 0 on it, treated per ``gap``."""
+    """F = K̃ᵀ: Fᵢⱼ = 1/(λⱼ − λᵢ) off the diagonal, 0 on it, treated per ``gap``.
+
+    ``clamp``, ``mask`` and ``clip`` need ``gap_eps``, in the eigenvalues' own units:
+    there is no default, because no fixed number is a gap at every scale (1e-12, the
+    old default, clamped nothing on a rank-deficient covariance, whose K̃ reached 1.4e9
+    with and without it)."""
+    if gap in NEEDS_EPS and gap_eps is None:
+        raise ValueError(missing_gap_eps(gap))
+    eps = 0.0 if gap_eps is None else float(gap_eps)
     diff = eigvals.unsqueeze(-2) - eigvals.unsqueeze(-1)  # diffᵢⱼ = λⱼ − λᵢ
     n = eigvals.shape[-1]
     off_diagonal = ~torch.eye(n, dtype=torch.bool, device=eigvals.device)
     if gap == "exact":
         inverse = 1.0 / diff
     elif gap == "clamp":
-        floor = gap_eps * _antisymmetric_sign(diff)
-        inverse = 1.0 / torch.where(diff.abs() < gap_eps, floor, diff)
+        floor = eps * _antisymmetric_sign(diff)
+        inverse = 1.0 / torch.where(diff.abs() < eps, floor, diff)
     elif gap == "mask":
-        small = diff.abs() < gap_eps
+        small = diff.abs() < eps
         inverse = torch.where(small, torch.zeros_like(diff), 1.0 / torch.where(small, 1.0, diff))
     elif gap in ("taylor", "pade"):
         inverse = _series_inverse_gap(eigvals, diff, degree, gap)
     elif gap == "clip":
-        bound = 1.0 / gap_eps
+        bound = 1.0 / eps
         signed = torch.where(diff != 0, diff, 0.0 * _antisymmetric_sign(diff))  # ±0 by order
         inverse = (1.0 / signed).clamp(-bound, bound)
     else:
@@ -117,7 +134,7 @@ def eigh_backward(
     grad_eigvecs: torch.Tensor | None,
     *,
     gap: Gap = "exact",
-    gap_eps: float = 1e-12,
+    gap_eps: float | None = None,
     degree: int = 9,
     pair_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -164,7 +181,7 @@ def eigh(
     A: torch.Tensor,
     *,
     gap: Gap = "exact",
-    gap_eps: float = 1e-12,
+    gap_eps: float | None = None,
     degree: int = 9,
     pair_mask: torch.Tensor | None = None,
     check_finite: bool = True,
@@ -192,7 +209,7 @@ def svd_backward(
     grad_V: torch.Tensor | None,
     *,
     gap: Gap = "exact",
-    gap_eps: float = 1e-12,
+    gap_eps: float | None = None,
     degree: int = 9,
 ) -> torch.Tensor:
     """Proposition 1 for a tall X (m ≥ n) and its thin factors U (m×n), S (n), V (n×n)."""
@@ -242,7 +259,7 @@ def svd(
     X: torch.Tensor,
     *,
     gap: Gap = "exact",
-    gap_eps: float = 1e-12,
+    gap_eps: float | None = None,
     degree: int = 9,
     check_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

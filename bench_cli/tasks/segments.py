@@ -76,7 +76,7 @@ def raw_features(image: torch.Tensor, superpixels: torch.Tensor) -> torch.Tensor
 
 
 def segment(
-    features: torch.Tensor, k: int, seed: int, route: str, kind: Affinity, sigma: float
+    features: torch.Tensor, k: int, seed: int, route: str, kind: Affinity, sigma: float | None
 ) -> np.ndarray:
     """Superpixel labels: k-means on NC eigenvectors (spectral) or on the features."""
     from scipy.cluster.vq import kmeans2
