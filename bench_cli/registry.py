@@ -128,8 +128,8 @@ class NcutOptions(_Options):
     sigma: PositiveFloat | None = Field(
         None,
         description="the gaussian affinity's scale, in the features' units; required with "
-        "it (no default fits every scale: 1.0 left lowrank's gradient error at 0.6-3.8 on "
-        "the bundled inputs)",
+        "it (no default fits every scale: 1.0 left lowrank's gradient error at 0.9-322 on "
+        "ncut.yaml's features, where its sigma 4.0 gives 5e-4-4e-2)",
     )
     mode: Literal["trained", "untrained", "raw", "one_segment", "random"] = Field(
         "trained",

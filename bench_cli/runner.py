@@ -280,6 +280,9 @@ def _records(case: Case, configs, outcomes) -> list[dict]:
             "label": case.label,
             "axes": case.axes,
             "params": case.key_params(),
+            # The options the suite gave (params holds them with defaults filled in): what
+            # a table's caption names, so a reader sees which numbers a non-default made.
+            "given_options": dict(case.config.options),
             "metric_options": _recorded_options(case, config),
             "seed": case.seed,
             "grid": case.grid,

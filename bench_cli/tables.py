@@ -317,12 +317,17 @@ MAX_OPTION_PARTS = 8  # beyond this many, the caption points to suite.yaml
 def options_caption(chosen: Sequence[Mapping[str, Any]], shown: set[str]) -> str:
     """ "options set: sigma=4.0; gap=clamp (eig[gap=clamp])": every option the suite gave
     these rows' methods that no row or column and no method label already shows, with the
-    methods it applies to where not all. The rest are the layer's defaults."""
+    methods it applies to where not all. The rest are the layer's defaults. Records from
+    before ``given_options`` name every recorded option ("options: ...")."""
     methods = list(dict.fromkeys(str(r["axes"]["method"]) for r in chosen))
     given: dict[tuple[str, str], list[str]] = {}
+    old = any("given_options" not in r for r in chosen)
     for record in chosen:
         method = str(record["axes"]["method"])
-        for key, value in (record["params"].get("options") or {}).items():
+        options = record.get("given_options")
+        if options is None:
+            options = record["params"].get("options") or {}
+        for key, value in options.items():
             if key in shown or f"{key}=" in method:
                 continue
             holders = given.setdefault((key, str(value)), [])
@@ -337,7 +342,7 @@ def options_caption(chosen: Sequence[Mapping[str, Any]], shown: set[str]) -> str
     if len(parts) > MAX_OPTION_PARTS:
         more = len(parts) - MAX_OPTION_PARTS
         parts = [*parts[:MAX_OPTION_PARTS], f"and {more} more (the run's suite.yaml)"]
-    return "options set: " + "; ".join(parts)
+    return ("options: " if old else "options set: ") + "; ".join(parts)
 
 
 def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:

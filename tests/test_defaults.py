@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from bench_cli import spec, tables
-from bench_cli.spec import SuiteError
 from bench_cli.layers import matrix_function
 from bench_cli.layers.spectral import gap_matrix
-from bench_cli.spec import TableSpec
+from bench_cli.spec import SuiteError, TableSpec
 
 F64 = torch.float64
 
@@ -91,8 +90,10 @@ def _record(method, options, dim=8, value=1e-6):
     return {
         "case": f"{method}{dim}", "metric": "grad_error", "status": "ok", "value": value,
         "axes": {"method": method, "dim": dim, "device": "cpu", "dtype": "float32"},
-        "params": {"options": options, "inputs": {"kind": "points", "dim": dim},
-                   "device": "cpu", "dtype": "float32"},
+        "params": {"options": {"affinity": "gaussian", **options},  # defaults filled in
+                   "inputs": {"kind": "features", "dim": dim}, "device": "cpu",
+                   "dtype": "float32"},
+        "given_options": options,
     }  # fmt: skip
 
 
@@ -111,6 +112,11 @@ def test_each_table_names_the_options_its_rows_set():
     # does not repeat it.
     bare = [_record("eig", {}), _record("lowrank", {})]
     assert tables.build(bare, TableSpec(title="t", metric="grad_error")).options == ""
+    # Records from before given_options: every recorded option, defaults included, and
+    # the caption says "options", not "options set".
+    older = [{k: v for k, v in r.items() if k != "given_options"} for r in records]
+    caption = tables.build(older, TableSpec(title="t", metric="grad_error")).options
+    assert caption.startswith("options: affinity=gaussian; k=4; sigma=4.0")
     swept = [_record("eig", {"sigma": s}, dim=int(s)) for s in (1.0, 4.0)]
     for r in swept:
         r["axes"]["sigma"] = r["params"]["options"]["sigma"]

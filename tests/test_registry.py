@@ -49,7 +49,8 @@ def test_method_options_come_from_keyword_only_parameters():
 def test_gap_options_expand_in_a_suite():
     suite = spec.loads(
         "name: g\ninputs: {kind: spd, dim: 3}\nmethods:\n"
-        "  e: {layer: matrix_function, func: log, method: eig, gap: [exact, clamp, taylor], gap_eps: 1.0e-6}\n"
+        "  e: {layer: matrix_function, func: log, method: eig, gap: [exact, clamp, taylor],"
+        " gap_eps: 1.0e-6}\n"
         "metrics: [forward_error]\n"
     )
     assert [m.label for m in suite.methods] == ["e[gap=exact]", "e[gap=clamp]", "e[gap=taylor]"]
