@@ -4,10 +4,13 @@ The Python API (see :mod:`bench_cli.api`)::
 
     import bench_cli
 
-    folder = bench_cli.run_suite("suites/smoke.yaml", out="/tmp/x")
-    frame = bench_cli.load_results(folder.path)
-    comparisons = bench_cli.compare_runs([run_a, run_b])
+    a = bench_cli.run_suite("smoke", out="/tmp/a")  # a bundled name or a YAML path
+    b = bench_cli.run_suite("smoke", out="/tmp/b")
+    frame = bench_cli.load_results(a.path)
+    (comparison,) = bench_cli.compare_runs([a.path, b.path])
     outcome = bench_cli.reproduce("song2021-truncation", quick=True)
+
+(the README's "From Python" runs as printed).
 
 The layers alone: ``from bench_cli.layers import matrix_function, O2P, ...``.
 Importing this package loads neither torch nor pandas; each name loads on first use.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench_cli import claims, spec, store, tables
 from bench_cli import compare as compare_mod
-from bench_cli import reproduce as reproduce_mod
+from bench_cli import reproduction as reproduce_mod
 from bench_cli.errors import IncompleteRun, UserError, did_you_mean, unknown_name
 
 if TYPE_CHECKING:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table as RichTable
 from tabulate import tabulate
+from typer.core import TyperGroup
 
 import bench_cli
 from bench_cli import api, claims, spec, store, tables
@@ -36,7 +38,54 @@ from bench_cli.errors import IncompleteRun, UserError, unknown_name
 # Modules that import torch (registry, runner, env, executor, advise) are imported inside
 # the commands that run something: show, compare, report and merge never load torch.
 
+
+class _OneLineErrors(TyperGroup):
+    """The command group, with a bad option or argument said in one line and exit 2
+    (``matbench: error: run: invalid value for '--timeout': ... (got 'ten')``), as every
+    other mistake is, instead of a boxed usage screen."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(
+                args=argv, prog_name=prog_name, complete_var=complete_var,
+                standalone_mode=False, **extra,
+            )  # fmt: skip
+        except typer.Abort:
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        except typer.TyperException as exc:  # click's usage errors
+            if not standalone_mode:
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `matbench`: the help
+                exc.show()
+                sys.exit(getattr(exc, "exit_code", 2))
+            sys.exit(_usage_line(exc, argv))
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _usage_line(exc: Exception, argv: list[str]) -> int:
+    """Print a usage error as one line, with the value given; its exit code."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path.removeprefix("matbench").strip() if ctx is not None else ""
+    where = f"{command}: " if command else ""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    param = getattr(exc, "param", None)
+    for opt in getattr(param, "opts", []) or []:
+        for i, token in enumerate(argv):
+            if token == opt and i + 1 < len(argv):
+                message += f" (got '{argv[i + 1]}')"
+            elif token.startswith(opt + "="):
+                message += f" (got '{token.split('=', 1)[1]}')"
+    hint = f" (matbench {command} --help)" if command else " (matbench --help)"
+    print(f"matbench: error: {where}{printable(message)}{hint}", file=sys.stderr)
+    return int(getattr(exc, "exit_code", 2))
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="matbench",
     help="Accuracy, stability and speed benchmarks for structured (matrix-backprop) layers.",
     add_completion=False,
@@ -48,8 +97,11 @@ _state = {"debug": False, "debug_in_argv": False}
 
 
 def out_console() -> Console:
-    """stdout: at the terminal's width, or, piped into a file, wide enough for any table."""
-    return Console() if sys.stdout.isatty() else Console(width=400)
+    """stdout: at the terminal's width (or COLUMNS, where set), or, piped into a file,
+    wide enough for any table."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
+        return Console()  # rich reads COLUMNS: long cells wrap within it
+    return Console(width=400)
 
 
 def err_console() -> Console:
@@ -919,8 +971,27 @@ def _print_estimate(console: Console, estimates) -> None:
         shown = "-" if e.cases == e.unknown else f"{e.seconds:,.0f} s"
         if e.unknown and e.cases != e.unknown:
             shown += " + ?"
+        if e.cases != e.measured and e.cases != e.unknown:
+            shown += " (guess)"
         table.add_row(e.metric, str(e.cases), shown, escape("; ".join(sources) or "-"))
     console.print(table)
+    cases = sum(e.cases for e in estimates)
+    measured = sum(e.measured for e in estimates)
+    total = sum(e.seconds for e in estimates)
+    if cases and measured == cases:
+        console.print(
+            f"total: about {total:,.0f} s, from this machine's earlier records of these cases"
+        )
+    elif cases:
+        unpriced = sum(e.unknown for e in estimates)
+        head = "unknown" if unpriced == cases else f"at least {total:,.0f} s"
+        console.print(
+            f"total: {head}, a guess: {cases - measured} of {cases} "
+            "(case, metric) pairs have no earlier record on this machine"
+            + (f", {unpriced} of them priced at nothing" if unpriced else "")
+            + "; the time model counts only budget_s per mode (a slow call takes longer). "
+            "A run with --quick first prices the cases for the next plan."
+        )
 
 
 @app.command("list")

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 
 from bench_cli import plots, spec, tables
-from bench_cli import reproduce as reproduce_mod
+from bench_cli import reproduction as reproduce_mod
 from bench_cli.compare import Comparison, comparison_frame
 from bench_cli.store import RunFolder
 

@@ -739,7 +739,9 @@ def validate(
         if method_name not in layer.methods:
             errors.add(
                 loc + ("method",),
-                registry.unknown(f"method for {layer_name}", method_name, layer.methods),
+                registry.unknown(f"method for {layer_name}", method_name, layer.methods)
+                + "; a method from a plugin needs the plugin loaded: the suite's plugins:, "
+                "MATBENCH_PLUGINS, or an installed package's entry point",
             )
             continue
         if kind is not None and kind not in layer.input_kinds:

@@ -46,6 +46,7 @@ def write_suite(tmp_path: Path):
 def cli(tmp_path: Path, monkeypatch):
     """Invoke the CLI in a temporary working directory; returns (exit code, stdout, stderr)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COLUMNS", raising=False)  # output as piped into a file: unwrapped
     runner = CliRunner()
 
     def invoke(*args: str):

@@ -85,3 +85,66 @@ def test_paths_are_not_wrapped_when_stderr_is_not_a_terminal(tmp_path):
 def test_version_alone_prints_the_version(cli, args):
     result = cli(*args)
     assert result.exit_code == 0 and result.output.strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["run", "smoke", "--timeout", "ten"], ["run: ", "'--timeout'", "(got 'ten')"]),
+        (["run", "smoke", "--timeout=ten"], ["(got 'ten')"]),
+        (["run"], ["run: ", "Missing argument"]),
+        (["frobnicate"], ["No such command 'frobnicate'"]),
+        (["list", "--wat"], ["list: ", "No such option"]),
+    ],
+)
+def test_a_bad_option_is_one_line_that_echoes_the_value(args, fragments, tmp_path):
+    """Through the real entry point: click's usage errors, one line and exit 2 like every
+    other mistake, not a boxed usage screen."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench_cli", *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("matbench: error: "), done.stderr
+    assert all(fragment in lines[0] for fragment in fragments), lines[0]
+
+
+@pytest.mark.parametrize("what", ["methods", "metrics"])
+def test_list_fits_the_columns_it_is_given(what, tmp_path):
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench_cli", "list", what], cwd=tmp_path, capture_output=True,
+        text=True, env={**os.environ, "COLUMNS": "100"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import unicodedata
+
+    def width(line: str) -> int:  # K̃ is K and a combining tilde: one column
+        return sum(not unicodedata.combining(c) for c in line)
+
+    assert max(width(line) for line in done.stdout.splitlines()) <= 100
+
+
+def test_an_unknown_method_hints_at_a_missing_plugin(cli, write_suite):
+    suite = write_suite(
+        "name: p\ninputs: {kind: spd, dim: 4}\n"
+        "methods:\n  m: {layer: matrix_function, func: sqrt, method: my_sqrt}\n"
+        "metrics: [forward_error]\n"
+    )
+    _check_one_line(cli("validate", suite), ["unknown method", "plugin", "MATBENCH_PLUGINS"])
+
+
+def test_plan_says_its_estimate_is_a_guess_without_history(cli, write_suite):
+    suite = write_suite(
+        "name: g\ninputs: {kind: spd, batch: 2, dim: [4, 6]}\n"
+        "methods:\n  e: {layer: matrix_function, func: sqrt, method: eig_dk}\n"
+        "metrics: [forward_error, {time: {budget_s: 0.05}}]\n"
+    )
+    first = cli("plan", suite)
+    assert first.exit_code == 0 and "a guess" in first.stdout
+    assert cli("run", suite).exit_code == 0
+    # A new run of it: every case now priced by its own earlier record on this machine.
+    second = cli("plan", suite, "--out", "fresh")
+    assert second.exit_code == 0 and "a guess" not in second.stdout
+    assert "from this machine's earlier records of these cases" in second.stdout

@@ -246,7 +246,7 @@ def test_advise_on_an_absent_device_is_one_line(cli):
 def test_advise_when_no_method_could_run_is_one_line(cli, monkeypatch):
     from bench_cli import advise
 
-    def nothing_runs(data, reporter, save_to, advice):
+    def nothing_runs(data, reporter, save_to, advice, stop=None):
         suite = advise.spec.validate(data)
         records = []
         for case in suite.cases():

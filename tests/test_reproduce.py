@@ -2,7 +2,8 @@
 
 import pytest
 
-from bench_cli import reproduce, spec
+from bench_cli import reproduction as reproduce
+from bench_cli import spec
 from bench_cli.api import paper_suites
 from tests.test_bad_input import _check_one_line
 
