@@ -247,6 +247,7 @@ class Advice:
     ranking: list[dict[str, Any]] = field(default_factory=list)  # eligible, fastest first
     baseline: str | None = None  # the method the paired ratios are to
     unranked: list[str] = field(default_factory=list)  # eligible, but the budget ran out
+    cut: list[str] = field(default_factory=list)  # not fully screened: the budget ran out
     excluded: dict[str, str] = field(default_factory=dict)  # label -> reason
     notes: list[str] = field(default_factory=list)
     suites: dict[str, dict] = field(default_factory=dict)
@@ -366,6 +367,7 @@ def advise(
         advice.excluded.setdefault(
             label, f"not screened: the budget's screening share ran out ({role})"
         )
+    advice.cut = list(cut)
     if cut:
         advice.notes.append(
             f"budget: screening stopped at {clock() - started:.0f} s ({SCREEN_SHARE:.0%} of "

@@ -653,7 +653,10 @@ def compare(
             f"geometric mean of time ratios B/A ({result.mode}"
             + (f", relative to {result.baseline}" if result.baseline else "")
             + "): "
-            + ", ".join(f"{m} {g:.3f}" for m, g in result.geomean.items())
+            + (
+                ", ".join(f"{m} {g:.3f}" for m, g in result.geomean.items())
+                or "none: no timing row is conclusive (the ? rows are left out)"
+            )
         ]
         open_rows = sum(row.verdict == "?" for row in result.rows)
         if open_rows:
@@ -799,6 +802,11 @@ def advise(
         console.print(
             "[bold yellow]not ranked:[/] the budget ran out before timing; these met the "
             f"tolerance: {escape(', '.join(result.unranked))}"
+        )
+    elif result.cut:
+        console.print(
+            "[bold yellow]no answer within the budget:[/] screening was cut before any "
+            "method passed every probe; raise --budget (the notes below say what ran)"
         )
     else:
         console.print("[bold red]no method meets the tolerance on every probe[/]")

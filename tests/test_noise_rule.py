@@ -89,10 +89,11 @@ def _errors(dtype: str, value_of):
     ("dtype", "a", "b", "verdict"),
     [
         ("float64", 1.0e-15, 1.3e-15, "~"),  # 3e-16 apart: two builds' rounding
-        ("float64", 1.0e-15, 1.0e-13, "worse"),  # 100x: a real change
-        ("float32", 1.0e-6, 1.5e-6, "~"),  # 5e-7 < 10 eps(float32)
-        ("float32", 1.0e-6, 1.0e-5, "worse"),
-        ("float32", 1.0e-5, 1.0e-6, "better"),
+        ("float64", 1.7e-14, 2.0e-14, "~"),  # svd_taylor on two CPUs: 3e-15 < 100 eps
+        ("float64", 1.0e-15, 1.0e-12, "worse"),  # 1e-12: far beyond rounding
+        ("float32", 1.0e-6, 1.0e-5, "~"),  # 9e-6 < 100 eps(float32) = 1.2e-5
+        ("float32", 1.0e-6, 1.0e-4, "worse"),
+        ("float32", 1.0e-4, 1.0e-6, "better"),
     ],
 )
 def test_accuracy_changes_are_judged_against_the_dtype(real, tmp_path, dtype, a, b, verdict):
@@ -179,3 +180,14 @@ def test_every_table_marks_cells_from_noisy_timings(noisy, metric, scaling):
     assert marked == ({"ns"} if noisy else set()), shown
     assert (tables.NOISY_MARK in table.legend) is noisy
     assert (tables.NOISY_MARK in tables.render(table, "md")) is noisy
+
+
+def test_rounding_levels_are_the_stated_multiples():
+    assert compare.rounding_level("forward_error", "float64") == pytest.approx(100 * 2.0**-52)
+    assert compare.rounding_level("grad_error", "float32") == pytest.approx(100 * 2.0**-23)
+    assert compare.rounding_level("fd_check", "float64") == pytest.approx(
+        100 * 2.0 ** (-52 * 2 / 3)
+    )
+    assert compare.rounding_level("abs_error", "float64") is None  # no reference scale
+    assert compare._accuracy_verdict("fd_check", 9.7e-10, 1.4e-10, "float64", 0.05) == "~"
+    assert compare._accuracy_verdict("fd_check", 6.9e-3, 2.5e-2, "float32", 0.05) == "worse"
