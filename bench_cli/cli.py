@@ -654,7 +654,10 @@ def compare(
             + (f", relative to {result.baseline}" if result.baseline else "")
             + "): "
             + (
-                ", ".join(f"{m} {g:.3f}" for m, g in result.geomean.items())
+                ", ".join(
+                    f"{m} {g:.3f} ({result.geomean_rows.get(m, 0)} rows)"
+                    for m, g in result.geomean.items()
+                )
                 or "none: no timing row is conclusive (the ? rows are left out)"
             )
         ]

@@ -136,6 +136,7 @@ class Comparison:
     only_a: list[str] = field(default_factory=list)
     only_b: list[str] = field(default_factory=list)
     geomean: dict[str, float] = field(default_factory=dict)
+    geomean_rows: dict[str, int] = field(default_factory=dict)  # conclusive rows per method
     mode: str = "fwd_bwd"
     baseline: str | None = None
     machines_a: dict[str, int] = field(default_factory=dict)  # machine key: records
@@ -500,6 +501,7 @@ def compare_runs(
                 )
             )
     result.geomean = {m: math.exp(sum(v) / len(v)) for m, v in log_ratios.items()}
+    result.geomean_rows = {m: len(v) for m, v in log_ratios.items()}
     # Changed statuses first: they matter more than any ratio.
     result.rows.sort(key=lambda r: 0 if "->" in r.verdict else 1)
     return result

@@ -16,13 +16,14 @@ from bench_cli.store import RunFolder
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
-table { border-collapse: collapse; margin: 0.8em 0 1.6em; font-size: 0.9em;
-        display: block; max-width: 100%; overflow-x: auto; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
-td:last-child { white-space: normal; min-width: 16em; }  /* notes and fronts may wrap */
+/* Every table fits the page: cells wrap at spaces (a word too long for its column breaks),
+   so no column hides behind a scrollbar in a 1200 px window. */
+table { border-collapse: collapse; margin: 0.8em 0 1.6em; font-size: 0.9em; max-width: 100%; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: normal;
+         overflow-wrap: break-word; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-table.wrap { display: table; table-layout: auto; width: 100%; }
-table.wrap td, table.wrap th { white-space: normal; overflow-wrap: anywhere; text-align: left; }
+table.wrap { width: 100%; }
+table.wrap td, table.wrap th { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .note { color: #555; font-size: 0.9em; }
 """
@@ -190,7 +191,7 @@ def page(folders: Sequence[RunFolder], comparisons: Sequence[Comparison] = ()) -
                 "(<code>matbench compare A B</code> lists every row).</p>"
             )
             if len(changed):
-                body.append(_table(changed, index=False))
+                body.append(_table(changed, index=False, wrap=True))
             geomeans[result.b] = result.geomean
         if any(geomeans.values()):
             body.append(
