@@ -200,10 +200,10 @@ def settings(records: Sequence[Mapping[str, Any]], mode: str = "fwd_bwd") -> lis
     return out
 
 
-def alone(records: Sequence[Mapping[str, Any]], mode: str = "fwd_bwd") -> list[str]:
-    """The functions that only one method computes in some setting: not compared with the
-    others as a route to the same output ("bilinear" beside "o2p func=log")."""
-    counted = {s.computes for s in settings(records, mode)}
+def alone(records: Sequence[Mapping[str, Any]], found: Sequence[Setting]) -> list[str]:
+    """The functions that only one method computes (``found``: the run's settings): not
+    compared with the others as a route to the same output ("bilinear" beside "o2p")."""
+    counted = {s.computes for s in found}
     seen: dict[str, None] = {}
     for record in records:
         if record["metric"] in ERROR_METRICS:

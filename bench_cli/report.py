@@ -112,7 +112,7 @@ def which_method_section(records) -> str:
     parts = [_table(pd.DataFrame(rows), index=False, wrap=True)]
     for setting in found[:MAX_PARETO_PLOTS]:
         parts.append(_image(plots.pareto(setting, short[setting.label])))
-    others = pareto.alone(records)
+    others = pareto.alone(records, found)
     if others:
         parts.append(
             '<p class="note">Not compared as a route to another output: '

@@ -347,14 +347,14 @@ def options_caption(chosen: Sequence[Mapping[str, Any]], shown: set[str]) -> str
 
 def build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     """The table a TableSpec asks for, from records (the last record of a case wins)."""
-    table = _build(records, spec)
-    latest = {r["case"]: r for r in records if r["metric"] == spec.metric.split(".")[0]}
+    name = spec.metric.split(".")[0]
+    latest = list({r["case"]: r for r in records if r["metric"] == name}.values())
+    table = _build(latest, spec)  # the last record of each case, picked once
     shown = {str(n) for n in table.frame.index.names if n} | {
         part.split("=")[0] for label in table.frame.columns for part in str(label).split(", ")
     }
     table.options = options_caption(
-        list(latest.values()),
-        {a.removeprefix(INPUTS_PREFIX).removeprefix("options.") for a in shown},
+        latest, {a.removeprefix(INPUTS_PREFIX).removeprefix("options.") for a in shown}
     )
     return table
 

@@ -19,7 +19,7 @@ inputs:
   samples: [20]
   channels: [4, 8]
 methods:
-  eig: {layer: matrix_function, func: sqrt, method: eig, gap: [exact, clamp]}
+  eig: {layer: matrix_function, func: sqrt, method: eig, gap: [exact, clamp], gap_eps: 1.0e-12}
   ns: {layer: matrix_function, func: sqrt, method: newton_schulz}
 metrics: [forward_error, grad_error]
 tables:

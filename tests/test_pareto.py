@@ -97,7 +97,7 @@ def test_only_methods_of_one_function_compete():
     assert setting.computes == "o2p func=log"
     assert {p.method for p in setting.points} == {"o2p-eig", "o2p-svd"}
     assert setting.answer(1e-4).method == "o2p-eig"
-    assert pareto.alone(o2p) == ["bilinear (bilinear)"]
+    assert pareto.alone(o2p, [setting]) == ["bilinear (bilinear)"]
     page = which_method_section(o2p)
     assert "Not compared as a route to another output: bilinear (bilinear)" in page
     # Counted as one function (the mistake this guards against), bilinear would win.
