@@ -141,7 +141,7 @@ def cases() -> Iterator[Case]:
     yield Case("matrix_function", "mpa_lya", {"func": "sqrt", "degree": 8, "lya_iters": 8})
     yield Case("matrix_function", "newton_schulz", {"func": "sqrt", "backward": "autograd"})
     for name in registry.LAYERS["ncut"].methods:
-        yield Case("ncut", name, {"k": 4})
+        yield Case("ncut", name, {"k": 4, "sigma": 1.0})
 
 
 def _input(layer: str) -> torch.Tensor:
