@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: test test-loaded smoke lint bench-layers bench-approx bench-peer load-check clean-venv \
-	slurm-up slurm-down gpu-check bench-flops bench-collapse
+	slurm-up slurm-down gpu-check bench-flops bench-collapse golden
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Regenerate tests/golden/ (what the reading commands print for the committed runs) after
+# changing an answer on purpose; read the diff before committing it.
+golden: $(STAMP)
+	MATBENCH_GOLDEN_UPDATE=1 $(BIN)/python -m pytest -q tests/test_golden.py
 
 smoke: $(STAMP)
 	$(BIN)/matbench run suites/smoke.yaml
