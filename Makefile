@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-loaded smoke lint bench-layers bench-approx bench-peer load-check clean-venv \
+.PHONY: test test-all test-loaded smoke lint bench-layers bench-approx bench-peer load-check clean-venv \
 	slurm-up slurm-down gpu-check bench-flops bench-collapse golden
 
 $(STAMP): pyproject.toml
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The fast set, for the inner loop: everything not marked slow, slurm or browser.
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not slurm and not browser"
+
+# Everything (what CI runs): the slow tests, the Slurm cluster's and the browser's too.
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Regenerate tests/golden/ (what the reading commands print for the committed runs) after
@@ -29,7 +34,7 @@ smoke: $(STAMP)
 
 # The whole suite with a busy process on every core: no test may depend on the machine's speed.
 test-loaded: $(STAMP)
-	bash .ci/with-load.sh $(BIN)/python -m pytest -q
+	bash .ci/with-load.sh $(MAKE) test-all
 
 # eig_dk (batched eigh split over the cores, and unsplit) vs torch autograd vs a lower bound,
 # printed as ratios at 64x48, 1x64, 32x64, 32x128 and 32x256, float32 (about 70 s); then the

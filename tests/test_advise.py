@@ -91,6 +91,7 @@ def test_short_budget_uses_fewer_settings_and_says_so():
     assert result.suites["spd"]["methods"][ns[0]]["iters"] == [10]
 
 
+@pytest.mark.slow
 def test_cli_advice_saves_runs_and_writes_suites(cli, tmp_path):
     result = cli(
         "advise",

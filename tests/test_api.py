@@ -118,6 +118,7 @@ def test_committed_runs_made_before_provenance_refuse_a_dirty_resume(tmp_path):
 TORCH_FREE = ["show", "compare", "report", "merge"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", TORCH_FREE)
 def test_reading_commands_import_no_torch(command, tmp_path):
     run = ROOT / "results" / "smoke" / "20261128T072436Z_amd-epyc-ac9bfb"

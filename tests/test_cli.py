@@ -4,10 +4,7 @@ import json
 from pathlib import Path
 
 from tests.conftest import BASE_SUITE
-
-
-def _records(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
+from tests.helpers import read_records as _records
 
 
 def test_run_writes_env_records_tables_and_prints_tables(cli, write_suite, tmp_path):

@@ -350,6 +350,7 @@ document.body.appendChild(pre);
 </script>"""
 
 
+@pytest.mark.browser
 def test_html_report_renders_in_headless_chromium(cli, write_suite, tmp_path, victim):
     assert cli("run", write_suite(SUITE), "--out", "a").exit_code == 0
     assert cli("report", "a", "a", "--out", "report.html").exit_code == 0

@@ -137,6 +137,7 @@ def _argv(command: str, good: Path, damaged: Path, scratch: Path) -> list[str]:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+@pytest.mark.slow
 @given(st.data())
 def test_no_command_raises_on_a_damaged_folder(good_run, data):
     with tempfile.TemporaryDirectory() as scratch_name:

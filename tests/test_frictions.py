@@ -70,6 +70,7 @@ def test_a_suites_own_absent_device_is_still_recorded_as_skipped(
     assert "1 skipped" in result.output and "CUDA is not available" in result.output
 
 
+@pytest.mark.slow
 def test_paths_are_not_wrapped_when_stderr_is_not_a_terminal(tmp_path):
     out = tmp_path / ("a-rather-long-folder-name-" * 3) / "run"
     done = subprocess.run(
@@ -97,6 +98,7 @@ def test_version_alone_prints_the_version(cli, args):
         (["list", "--wat"], ["list: ", "No such option"]),
     ],
 )
+@pytest.mark.slow
 def test_a_bad_option_is_one_line_that_echoes_the_value(args, fragments, tmp_path):
     """Through the real entry point: click's usage errors, one line and exit 2 like every
     other mistake, not a boxed usage screen."""
@@ -109,6 +111,7 @@ def test_a_bad_option_is_one_line_that_echoes_the_value(args, fragments, tmp_pat
     assert all(fragment in lines[0] for fragment in fragments), lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["methods", "metrics"])
 def test_list_fits_the_columns_it_is_given(what, tmp_path):
     import os

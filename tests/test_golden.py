@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 
 from bench_cli.cli import app
 
+pytestmark = pytest.mark.slow  # make test leaves it out; make test-all runs it
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench_cli import gpu_check
+
+pytestmark = pytest.mark.slow  # make test leaves it out; make test-all runs it
 
 REPO_RESULTS = Path(__file__).resolve().parent.parent / "results"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench_cli import registry, tables
+from tests.helpers import matbench as _matbench
 from tests.test_hostile_suites import _one_line
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,19 +68,7 @@ if multiprocessing.parent_process() is not None:
 """
 
 
-def _matbench(cwd, *args, env=None, **kwargs):
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{cwd}", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "bench_cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kwargs,
-    )
-
-
+@pytest.mark.slow
 def test_a_plugin_that_fails_only_in_the_worker_is_one_line(tmp_path):
     (tmp_path / "worker_only.py").write_text(WORKER_ONLY)
     (tmp_path / "suite.yaml").write_text(SUITE)
@@ -136,6 +125,7 @@ def _wait_for(predicate, limit_s: float) -> bool:
     return predicate()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_and_their_children_die_with_a_killed_parent(tmp_path):
     (tmp_path / "orphans.py").write_text(ORPHANS)
@@ -335,6 +325,7 @@ def test_records_keep_their_json_through_a_run(cli, write_suite, tmp_path):
         assert isinstance(json.loads(line), dict)
 
 
+@pytest.mark.slow
 def test_a_wide_sweep_draws_a_bounded_number_of_figures_and_says_so(tmp_path):
     from bench_cli import plots
 

@@ -9,6 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -68,6 +69,7 @@ def _validate_text(text: str):
 @given(
     st.one_of(documents.map(lambda d: yaml.safe_dump(d, allow_unicode=True)), st.text(max_size=200))
 )
+@pytest.mark.slow
 def test_random_documents_end_in_a_suite_or_one_line(text):
     _validate_text(text)
 
@@ -83,6 +85,7 @@ def _paths(data, prefix=()):
             yield from _paths(value, prefix + (i,))
 
 
+@pytest.mark.slow
 @SETTINGS(250)
 @given(st.sampled_from(BUNDLED), st.data())
 def test_mutated_bundled_suites_end_in_a_suite_or_one_line(path, data):

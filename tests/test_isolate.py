@@ -1,16 +1,15 @@
 """Crash isolation, sharding and merging."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import matbench
 from tests.test_bad_input import _check_one_line
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # make test leaves it out; make test-all runs it
 
 PLUGIN = '''\
 """Methods that misbehave, registered for the isolation test only."""
@@ -57,20 +56,10 @@ metrics: [forward_error]
 
 def _matbench(tmp_path, *args, plugin=True):
     env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}",
         "MATBENCH_WORKER_GRACE_S": "2",
+        **({"MATBENCH_PLUGINS": "misbehaving"} if plugin else {}),
     }
-    if plugin:
-        env["MATBENCH_PLUGINS"] = "misbehaving"
-    return subprocess.run(
-        [sys.executable, "-m", "bench_cli", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return matbench(tmp_path, *args, env=env)
 
 
 def test_isolate_survives_a_segfault_a_hang_and_an_exception(tmp_path):

@@ -9,6 +9,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # make test leaves it out; make test-all runs it
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

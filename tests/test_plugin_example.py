@@ -18,6 +18,8 @@ from bench_cli import registry
 from bench_cli.errors import UserError
 from bench_cli.layers import matfun
 
+pytestmark = pytest.mark.slow  # make test leaves it out; make test-all runs it
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

@@ -22,6 +22,7 @@ def test_the_paper_suites_are_bundled():
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_reproduce_quick(cli, tmp_path, name):
     result = cli("reproduce", name, "--quick", "--out", "run")
@@ -82,6 +83,7 @@ def test_reproduce_bad_paths_and_suites_without_reference(cli, tmp_path):
     _check_one_line(cli("reproduce", str(bare), "--check"), ["no reference"])
 
 
+@pytest.mark.slow
 def test_power_iteration_counts_are_measured_from_svd_pi(cli, tmp_path):
     result = cli("reproduce", "wang2019-power-iteration", "--check", "--out", "w")
     assert result.exit_code == 0, result.output

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # make test leaves it out; make test-all runs it
+
 # Eight cases of roughly 0.3 s each, so a kill lands mid-run.
 SUITE = """\
 name: killme

@@ -12,13 +12,10 @@ import pytest
 
 from bench_cli import api, shards, store
 from bench_cli.errors import UserError
+from tests.helpers import read_records as _records
 from tests.test_store import rec
 
 ENV = {"machine_key": "test-machine"}
-
-
-def _records(path):
-    return [json.loads(line) for line in (path / "records.jsonl").read_text().splitlines()]
 
 
 def _one_error_line(result, *fragments):

@@ -17,6 +17,7 @@ import pytest
 
 from bench_cli import executor, spec, store
 from bench_cli.errors import UserError
+from tests.helpers import read_records as _records
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -30,10 +31,6 @@ metrics: [forward_error]
 tables:
   - {title: err, metric: forward_error, rows: [method], cols: [dim]}
 """
-
-
-def _records(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
 
 
 # ---------------------------------------------------------------- signal delay

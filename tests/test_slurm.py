@@ -11,13 +11,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from bench_cli import spec
+from tests.helpers import matbench
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -110,17 +110,8 @@ metrics: [forward_error]
 
 
 def _matbench(*args: str, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGINS), env.get("PYTHONPATH")]))
-    env["MATBENCH_PLUGINS"] = "slow_methods"
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench_cli", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = {"MATBENCH_PLUGINS": "slow_methods"}
+    return matbench(cwd, *args, env=env, importable=[PLUGINS], popen=True)
 
 
 def _count(path: Path) -> int:
