@@ -12,7 +12,16 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	@if [ "$(TORCH_SPEC)" = torch ] && ! command -v nvidia-smi >/dev/null 2>&1; then \
+	  echo "setup: no NVIDIA GPU here, and pip's default torch on Linux is a CUDA build"; \
+	  echo "setup: (about 2.7 GB of wheels). A CPU-only build is far smaller: stop (Ctrl-C)"; \
+	  echo "setup: and pick one, e.g. TORCH_SPEC='torch==2.13.0' where a CPU wheel is"; \
+	  echo "setup: provided, or PIP_EXTRA_INDEX_URL set to PyTorch's CPU wheel index."; \
+	  if [ -t 1 ]; then sleep 5; fi; \
+	fi
+	@echo "setup: installing $(TORCH_SPEC) (pip shows its progress)"
+	$(BIN)/python -m pip install --progress-bar on "$(TORCH_SPEC)"
+	@echo "setup: installing matbench and its dependencies"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
