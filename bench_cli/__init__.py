@@ -18,7 +18,7 @@ Importing this package loads neither torch nor pandas; each name loads on first 
 
 from typing import Any
 
-__version__ = "0.1.0"
+from bench_cli._version import __version__
 
 API = ("run_suite", "load_results", "compare_runs", "reproduce", "load_suite", "tables_of")
 __all__ = [*API, "__version__"]

@@ -362,10 +362,12 @@ def run_suite(
     say = notify or log.info
     suite = load_suite(suite, quick=quick)
     check_timeout(timeout)
+    backend = None
     if isolate:
         from bench_cli import isolate as isolate_mod
 
         isolate_mod.grace_s()  # a bad MATBENCH_WORKER_GRACE_S, before any folder
+        backend = isolate_mod.Isolated()
     scale_out = None
     if executor is not None:
         if executor not in ("local", "slurm"):
@@ -426,7 +428,7 @@ def run_suite(
             else:
                 summary = runner.run(
                     suite, cases, writer, done, timeout=timeout, reporter=reporter,
-                    isolate=isolate, stop=stop,
+                    backend=backend, stop=stop,
                 )  # fmt: skip
         except KeyboardInterrupt:
             say(

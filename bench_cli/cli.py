@@ -1018,7 +1018,6 @@ def list_(
         raise UserError(unknown_name("list", what, (*kinds, "all")))
     from bench_cli import metrics as metrics_catalog
     from bench_cli import registry
-    from bench_cli.layers.declare import KTilde
 
     console = out_console()
     show = kinds if what == "all" else (what,)
@@ -1046,13 +1045,7 @@ def list_(
                     name if f.is_required() else f"{name}={f.default}"
                     for name, f in model.model_fields.items()
                 )
-                k_tilde = (
-                    "none"
-                    if method.k_tilde is None
-                    else method.k_tilde.gap
-                    if isinstance(method.k_tilde, KTilde)
-                    else "by options"
-                )
+                k_tilde = registry.k_tilde_summary(method)
                 _add_row(
                     table,
                     layer.name,

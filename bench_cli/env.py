@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-import bench_cli
+from bench_cli._version import __version__
 
 
 def cpu_model() -> str:
@@ -45,7 +45,7 @@ def lapack_backend() -> str:
 def git_commit() -> dict[str, Any]:
     """The commit and dirty state of the checkout matbench runs from; None for both when
     it is not a git checkout (e.g. a wheel install, even inside someone's repository)."""
-    root = Path(bench_cli.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent  # this module is in the package
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -66,7 +66,7 @@ def git_commit() -> dict[str, Any]:
 def code_digest() -> str:
     """SHA-256 of the package's Python sources and suites (paths and bytes): the code that
     measures, whether or not it sits in a git checkout."""
-    root = Path(bench_cli.__file__).resolve().parent
+    root = Path(__file__).resolve().parent  # the package: this module lives in it
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
@@ -79,7 +79,7 @@ def provenance() -> dict[str, Any]:
     """Which code measures: matbench's version, the git commit and dirty state of its
     checkout (None outside one), a digest of its sources, and the torch build."""
     return {
-        "matbench": bench_cli.__version__,
+        "matbench": __version__,
         "git": git_commit(),
         "code": code_digest(),
         "torch": torch.__version__,
@@ -144,7 +144,7 @@ def collect() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "blas_lapack": lapack_backend(),
-        "matbench": bench_cli.__version__,
+        "matbench": __version__,
         "git": git_commit(),
     }
 

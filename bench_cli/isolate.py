@@ -182,3 +182,46 @@ class Worker:
                 pass
         self.kill()
         Path(self._stderr_path).unlink(missing_ok=True)
+
+
+class Isolated:
+    """The runner's backend for ``--isolate``: every case (or paired group) in one spawned
+    worker, reused from case to case. A worker that dies costs only what it was measuring,
+    recorded ``failed`` with the reason; the next case gets a new worker."""
+
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+
+    def _live(self) -> Worker:
+        if self.worker is None:
+            try:
+                self.worker = Worker()
+            except WorkerDied as exc:
+                raise UserError(f"the isolated worker could not start: {exc}") from exc
+        return self.worker
+
+    def _lost(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+        self.worker = None
+
+    def run_group(self, cases, suite, limit: float) -> dict[str, dict]:
+        from bench_cli.runner import failed_records
+
+        try:
+            return self._live().run_group(cases, suite, limit)
+        except WorkerDied as exc:
+            self._lost()
+            return {c.key: failed_records(c, suite, ["time"], str(exc))[0] for c in cases}
+
+    def run(self, case, suite, metrics: list[str], limit: float) -> list[dict]:
+        from bench_cli.runner import failed_records
+
+        try:
+            return self._live().run(case, suite, metrics, limit)
+        except WorkerDied as exc:  # only this case is lost; the next gets a new worker
+            self._lost()
+            return failed_records(case, suite, metrics, str(exc))
+
+    def close(self) -> None:
+        self._lost()

@@ -570,6 +570,14 @@ def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]
     return None
 
 
+def k_tilde_summary(method: Method) -> str:
+    """How a method's backward forms K̃, in a word: its gap treatment, "by options" when
+    the options decide, "none" without one (what `matbench list methods` shows)."""
+    if method.k_tilde is None:
+        return "none"
+    return method.k_tilde.gap if isinstance(method.k_tilde, KTilde) else "by options"
+
+
 def k_tilde(layer_name: str, method: str, options: Mapping[str, Any]) -> KTilde | None:
     """The K̃ the method's backward forms with these options (from its declaration)."""
     return LAYERS[layer_name].methods[method].k_tilde_for(options)

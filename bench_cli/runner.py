@@ -24,8 +24,6 @@ from typing import Any, Protocol
 import torch
 
 from bench_cli import metrics, references, registry
-from bench_cli.errors import UserError
-from bench_cli.isolate import WorkerDied
 from bench_cli.metrics import CaseTimeout, NonFinite, NotApplicable, Probe
 from bench_cli.spec import Case, Suite
 from bench_cli.store import utc_now
@@ -397,17 +395,17 @@ def run(
     *,
     timeout: float | None = None,
     reporter: Reporter | None = None,
-    isolate: bool = False,
+    backend: Backend | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> Summary:
     """Measure every pending (case, metric); each case's records go to ``writer`` as it ends.
     ``stop`` (advise's budget) is asked before each case or paired group: once it says
     so, nothing more starts, and ``Summary.cut`` counts the cases left."""
     reporter = reporter or SilentReporter()
+    backend = backend or InProcess()
     work = pending(cases, suite, done)
     summary = Summary(planned=len(cases), already_done=len(cases) - len(work))
     reporter.start(len(work))
-    worker: Any = None
     try:
         all_units = units(work, suite)
         for index, unit in enumerate(all_units):
@@ -419,33 +417,12 @@ def run(
             grouped = [case for case, todo in unit if "time" in todo] if suite.paired_timing else []
             if grouped:
                 reporter.case_started(grouped[0])
-                if isolate:
-                    worker = _worker(worker)
-                    try:
-                        timed = worker.run_group(grouped, suite, limit)
-                    except WorkerDied as exc:
-                        timed = {
-                            c.key: failed_records(c, suite, ["time"], str(exc))[0] for c in grouped
-                        }
-                        worker.close()
-                        worker = None
-                else:
-                    timed = run_time_group(grouped, suite, limit)
+                timed = backend.run_group(grouped, suite, limit)
                 writer.append(list(timed.values()))
             for case, todo in unit:
                 reporter.case_started(case)
                 rest = [name for name in todo if case.key not in timed or name != "time"]
-                records: list[dict] = []
-                if rest and isolate:
-                    worker = _worker(worker)
-                    try:
-                        records = worker.run(case, suite, rest, limit)
-                    except WorkerDied as exc:  # only this case is lost; the next gets a new worker
-                        records = failed_records(case, suite, rest, str(exc))
-                        worker.close()
-                        worker = None
-                elif rest:
-                    records = run_case(case, suite, rest, limit)
+                records: list[dict] = backend.run(case, suite, rest, limit) if rest else []
                 writer.append(records)
                 records = [timed[case.key], *records] if case.key in timed else records
                 summary.ran += 1
@@ -453,17 +430,34 @@ def run(
                     summary.statuses[record["status"]] += 1
                 reporter.case_finished(case, records)
     finally:
-        if worker is not None:
-            worker.close()
+        backend.close()
         reporter.finish()
     return summary
 
 
-def _worker(worker: Any) -> Any:
-    """The isolated worker, started if there is none."""
-    from bench_cli.isolate import Worker
+class Backend(Protocol):
+    """Where cases are measured: in this process (:class:`InProcess`), or in a spawned
+    worker (:class:`bench_cli.isolate.Isolated`), chosen by the caller, not the runner."""
 
-    try:
-        return worker or Worker()
-    except WorkerDied as exc:
-        raise UserError(f"the isolated worker could not start: {exc}") from exc
+    def run_group(self, cases: Sequence[Case], suite: Suite, limit: float) -> dict[str, dict]:
+        """The time records of one paired-timing group, by case key."""
+        ...
+
+    def run(self, case: Case, suite: Suite, metrics: list[str], limit: float) -> list[dict]:
+        """One case's records for these metrics."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class InProcess:
+    """Measure in this process."""
+
+    def run_group(self, cases: Sequence[Case], suite: Suite, limit: float) -> dict[str, dict]:
+        return run_time_group(cases, suite, limit)
+
+    def run(self, case: Case, suite: Suite, metrics: list[str], limit: float) -> list[dict]:
+        return run_case(case, suite, metrics, limit)
+
+    def close(self) -> None:
+        pass
