@@ -1,35 +1,10 @@
-"""Every registered layer x method runs through the runner and matches its float64 reference."""
+"""The registry: options from signatures, single-method layers, gap options in suites."""
 
 import pytest
 
-from bench_cli import registry, runner, spec
+from bench_cli import registry, spec
 
-PAIRS = [(layer.name, method) for layer in registry.layers().values() for method in layer.methods]
-EXTRA = {"matrix_function": "func: sqrt, ", "o2p": "func: sqrt, ", "ncut": "k: 2, sigma: 1.0, "}
-INPUTS = {
-    "spd": "{kind: spd, batch: 2, dim: 5, condition: 10.0}",
-    "features": "{kind: features, batch: 2, samples: 12, channels: 4}",
-    "ratio": "{kind: ratio, x: 0.5}",
-}
-
-
-@pytest.mark.parametrize(("layer", "method"), PAIRS, ids=[f"{l}-{m}" for l, m in PAIRS])
-def test_layer_method_matches_its_reference_in_float64(layer, method):
-    kind = registry.layer(layer).input_kinds[0]
-    text = (
-        f"name: reg\ndtype: float64\ninputs: {INPUTS[kind]}\n"
-        f"methods:\n  m: {{layer: {layer}, {EXTRA.get(layer, '')}method: {method}}}\n"
-        "metrics: [forward_error]\n"
-    )
-    suite = spec.loads(text)
-    (case,) = suite.cases()
-    (record,) = runner.run_case(case, suite, ["forward_error"], timeout=60)
-    assert record["status"] == "ok", record["reason"]
-    if registry.layer(layer).methods[method].exact:
-        # Inputs with eigenvalue gaps > 1e-2: each route is accurate to ~1e-14 in float64.
-        assert record["value"] < 1e-10
-    else:  # approximations at their defaults; their accuracy is tested per method
-        assert record["value"] < 0.5
+# Every method's forward and gradient against the float64 references: test_method_contract.
 
 
 def test_single_method_layers_need_no_method_key():
