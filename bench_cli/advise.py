@@ -353,26 +353,12 @@ def advise(
             f"budget under {SHORT_BUDGET_S:g} s: one iteration/degree setting "
             "per approximate method"
         )
-    advice.suites = screen_suites(question)
-    cut: dict[str, str] = {}
-    for role, data in advice.suites.items():
-        suite, advice.records[role] = _run(
-            data, reporter_factory() if reporter_factory else None, save_to, advice,
-            stop=lambda: clock() >= screen_until,
-        )  # fmt: skip
-        for label in _unreached(suite, advice.records[role]):
-            cut.setdefault(label, role)
-    advice.excluded = _exclusions(advice.records, question)
-    for label, role in cut.items():
-        advice.excluded.setdefault(
-            label, f"not screened: the budget's screening share ran out ({role})"
-        )
-    advice.cut = list(cut)
-    if cut:
+    _screen(advice, question, reporter_factory, save_to, lambda: clock() >= screen_until)
+    if advice.cut:
         advice.notes.append(
             f"budget: screening stopped at {clock() - started:.0f} s ({SCREEN_SHARE:.0%} of "
-            f"the budget); {len(cut)} method(s) not fully screened and not considered: "
-            + ", ".join(cut)
+            f"the budget); {len(advice.cut)} method(s) not fully screened and not "
+            "considered: " + ", ".join(advice.cut)
         )
     configs = {r["axes"]["method"]: r["params"] for r in advice.records["spd"]}
     eligible = [label for label in configs if label not in advice.excluded]
@@ -384,7 +370,7 @@ def advise(
                 f"no method could run at all ({len(screened)} screening records, none ok): "
                 f"{reasons[0][:200]}"
             )
-        if not cut:
+        if not advice.cut:
             advice.notes.append("no method meets the tolerance on every probe")
         return _finish(advice, clock() - started, question)
     remaining = deadline - clock()
@@ -420,6 +406,24 @@ def advise(
     if not advice.ranking:
         advice.unranked = [label for label in eligible if label not in advice.excluded]
     return _finish(advice, clock() - started, question)
+
+
+def _screen(advice: Advice, question: Question, reporter_factory, save_to, stop) -> None:
+    """Run the screening suites until ``stop``; exclude each method that fails a probe,
+    and each one a probe never reached (``Advice.cut``), with its reason."""
+    advice.suites = screen_suites(question)
+    cut: dict[str, str] = {}
+    for role, data in advice.suites.items():
+        reporter = reporter_factory() if reporter_factory else None
+        suite, advice.records[role] = _run(data, reporter, save_to, advice, stop=stop)
+        for label in _unreached(suite, advice.records[role]):
+            cut.setdefault(label, role)
+    advice.excluded = _exclusions(advice.records, question)
+    for label, role in cut.items():
+        advice.excluded.setdefault(
+            label, f"not screened: the budget's screening share ran out ({role})"
+        )
+    advice.cut = list(cut)
 
 
 def _rank(advice: Advice, question: Question, configs: dict, dims: list[int]) -> None:
@@ -474,6 +478,73 @@ def _rank(advice: Advice, question: Question, configs: dict, dims: list[int]) ->
 def _finish(advice: Advice, spent: float, question: Question) -> Advice:
     advice.notes.append(f"advice took {spent:.1f} s of a {question.budget_s:g} s budget")
     return advice
+
+
+def render(advice: Advice, question: Question) -> list[Any]:
+    """What `matbench advise` prints, in order: the recommendation (or why there is none),
+    the evidence table ranked by the column it shows, every exclusion, every note. Rich
+    renderables and markup strings; labels escaped."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    mode = "forward+backward" if question.need_grad else "forward"
+    ranking = advice.ranking
+    paired = bool(ranking) and all(row["ratio"] is not None for row in ranking)
+    base = advice.baseline or "the first"
+
+    def speed(row) -> str:  # the figure the ranking uses, as the table shows it
+        if paired:
+            return f"paired time ratio {row['ratio']:.3f} to {base}"
+        return f"{row['time_s'] * 1e3:.3g} ms {mode}"
+
+    out: list[Any] = []
+    if ranking:
+        kind = "exact" if ranking[0]["exact"] else "approximate"
+        out.append(
+            f"[bold]recommended:[/] {escape(ranking[0]['method'])} ({kind}), {speed(ranking[0])}"
+        )
+        if len(ranking) > 1:
+            out.append(f"runner-up:   {escape(ranking[1]['method'])}, {speed(ranking[1])}")
+    elif advice.unranked:
+        out.append(
+            "[bold yellow]not ranked:[/] the budget ran out before timing; these met the "
+            f"tolerance: {escape(', '.join(advice.unranked))}"
+        )
+    elif advice.cut:
+        out.append(
+            "[bold yellow]no answer within the budget:[/] screening was cut before any "
+            "method passed every probe; raise --budget (the notes below say what ran)"
+        )
+    else:
+        out.append("[bold red]no method meets the tolerance on every probe[/]")
+    table = Table(
+        title=f"evidence: {question.func}, batch {question.batch}, d "
+        f"{', '.join(map(str, question.dims))}, {question.dtype}, tolerance "
+        f"{question.tolerance:g}",
+        caption=(
+            f"ranked by the paired time ratio to {base} (interleaved rounds, geometric mean "
+            "over the sizes); medians for scale"
+            if paired
+            else "ranked by median time"
+        ),
+        title_justify="left",
+    )
+    columns = ["method", *([f"time ratio to {base} (paired)"] if paired else [])]
+    columns += [f"{mode} time (median)", "forward error", "gradient error", "rank"]
+    for column in columns:
+        table.add_column(escape(column))
+    for i, row in enumerate(ranking):
+        ratio = [f"{row['ratio']:.3f}" + (" ⚠" if row["noisy"] else "")] if paired else []
+        table.add_row(
+            escape(row["method"]), *ratio, f"{row['time_s'] * 1e3:.3g} ms",
+            f"{row['forward_error']:.1e}",
+            "" if row["grad_error"] is None else f"{row['grad_error']:.1e}",
+            "recommended" if i == 0 else f"#{i + 1}",
+        )  # fmt: skip
+    out.append(table)
+    out += [f"excluded {escape(label)}: {escape(why)}" for label, why in advice.excluded.items()]
+    out += [escape(note) for note in advice.notes]
+    return out
 
 
 def _geomean(values: list[float]) -> float:

@@ -785,67 +785,8 @@ def advise(
         question, reporter_factory=lambda: RichReporter(err), save_to=results if save else None
     )
     console = out_console()
-    mode = "forward+backward" if need_grad else "forward"
-    paired = bool(result.ranking) and all(row["ratio"] is not None for row in result.ranking)
-    base = result.baseline or "the first"
-
-    def speed(row) -> str:  # the figure the ranking uses, as the table shows it
-        if paired:
-            return f"paired time ratio {row['ratio']:.3f} to {base}"
-        return f"{row['time_s'] * 1e3:.3g} ms {mode}"
-
-    if result.ranking:
-        best = result.ranking[0]
-        kind = "exact" if best["exact"] else "approximate"
-        console.print(f"[bold]recommended:[/] {escape(best['method'])} ({kind}), {speed(best)}")
-        if len(result.ranking) > 1:
-            second = result.ranking[1]
-            console.print(f"runner-up:   {escape(second['method'])}, {speed(second)}")
-    elif result.unranked:
-        console.print(
-            "[bold yellow]not ranked:[/] the budget ran out before timing; these met the "
-            f"tolerance: {escape(', '.join(result.unranked))}"
-        )
-    elif result.cut:
-        console.print(
-            "[bold yellow]no answer within the budget:[/] screening was cut before any "
-            "method passed every probe; raise --budget (the notes below say what ran)"
-        )
-    else:
-        console.print("[bold red]no method meets the tolerance on every probe[/]")
-    table = RichTable(
-        title=f"evidence: {func}, batch {batch}, d {', '.join(map(str, dim))}, "
-        f"{dtype}, tolerance {tolerance:g}",
-        caption=(
-            f"ranked by the paired time ratio to {base} (interleaved rounds, geometric mean "
-            "over the sizes); medians for scale"
-            if paired
-            else "ranked by median time"
-        ),
-        title_justify="left",
-    )
-    columns = ["method"]
-    if paired:
-        columns.append(f"time ratio to {base} (paired)")
-    columns += [f"{mode} time (median)", "forward error", "gradient error", "rank"]
-    for column in columns:
-        table.add_column(escape(column))
-    for i, row in enumerate(result.ranking):
-        cells = [escape(row["method"])]
-        if paired:
-            cells.append(f"{row['ratio']:.3f}" + (" ⚠" if row["noisy"] else ""))
-        cells += [
-            f"{row['time_s'] * 1e3:.3g} ms",
-            f"{row['forward_error']:.1e}",
-            "" if row["grad_error"] is None else f"{row['grad_error']:.1e}",
-            "recommended" if i == 0 else f"#{i + 1}",
-        ]
-        table.add_row(*cells)
-    console.print(table)
-    for label, reason in result.excluded.items():
-        console.print(f"excluded {escape(label)}: {escape(reason)}")
-    for note in result.notes:
-        console.print(escape(note))
+    for part in advise_mod.render(result, question):
+        console.print(part)
     if suite_out is not None:
         written = advise_mod.write_suites(result, suite_out)
         console.print(f"suites: {', '.join(str(p) for p in written)}")

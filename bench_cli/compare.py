@@ -419,6 +419,7 @@ def compare_runs(
     base_b = _baseline_medians(records_b, baseline, mode) if baseline else {}
     if baseline and not base_a:
         raise UserError(f"--baseline: no timings of method '{baseline}' in {a.path}")
+    timing = _Timing(mode, baseline, base_a, base_b, meta_a, meta_b, several, min_effect)
     log_ratios: dict[str, list[float]] = {}
     for key in shared:
         ra, rb = records_a[key], records_b[key]
@@ -431,80 +432,102 @@ def compare_runs(
             )
             continue
         if metric == "time":
-            if mode not in ra["value"] or mode not in rb["value"]:
-                continue
-            va, vb = ra["value"][mode], rb["value"][mode]
-            sa = np.asarray(va["samples"], dtype=float)
-            sb = np.asarray(vb["samples"], dtype=float)
-            note = ""
-            where = f"A on {machine_of(ra, meta_a)}, B on {machine_of(rb, meta_b)}"
-            ratios = _paired_ratios(va, vb)
-            noisy = noise.is_noisy(va) or noise.is_noisy(vb)
-            why = _noise_why(va, vb)
-            ways = ["interleaved" if "interleaved" in r["value"] else "alone" for r in (ra, rb)]
-            if ways[0] != ways[1]:  # other methods' calls between samples, or none
-                noisy, why = True, f"A timed {ways[0]}, B {ways[1]}: not like with like"
-            if baseline and ratios and ratios[2] == baseline:  # measured paired: use that
-                sa, sb = ratios[0], ratios[1]
-                note = f"relative to {baseline}, paired rounds"
-                why = _noise_why(va, vb, paired=True)
-                noisy = bool(why)
-            elif baseline:
-                wa, wb = base_a.get(_without_method(ra)), base_b.get(_without_method(rb))
-                if wa is None or wb is None:
-                    continue
-                sa, sb, note = sa / wa, sb / wb, f"relative to {baseline}"
-            if several:
-                note = f"{note}; {where}" if note else where
-            row = _timing_row(
-                label, method, f"time.{mode}", sa, sb, min_effect=min_effect, noisy=noisy,
-                note=note, why=why,
-            )  # fmt: skip
-            result.rows.append(row)
-            if row.verdict != "?":  # noise must not read as a speed-up in the geomean
-                log_ratios.setdefault(method, []).append(math.log(row.ratio or 1.0))
-            if not baseline and ratios and method != ratios[2]:
-                why = _noise_why(va, vb, paired=True)
-                result.rows.append(
-                    _timing_row(
-                        label,
-                        method,
-                        f"time.{mode}.ratio_to_{ratios[2]}",
-                        ratios[0],
-                        ratios[1],
-                        min_effect=min_effect,
-                        noisy=bool(why),
-                        note=(where if several else ""),
-                        why=why,
-                    )  # fmt: skip
-                )
+            rows = _time_rows(ra, rb, label, method, timing)
+            result.rows += rows
+            if rows and rows[0].verdict != "?":  # noise must not read as a speed-up
+                log_ratios.setdefault(method, []).append(math.log(rows[0].ratio or 1.0))
         elif metric in ACCURACY_VIEWS:
-            path = ACCURACY_VIEWS[metric]
-            va, vb = metric_value(ra, path), metric_value(rb, path)
-            name = ".".join([metric, *path])
-            if isinstance(va, str) or isinstance(vb, str):
-                verdict = "~" if va == vb else f"{va} -> {vb}"
-                result.rows.append(Row(label, method, name, va, vb, None, verdict=verdict))
-                continue
-            ratio = vb / va if va else (1.0 if vb == va else math.inf)
-            verdict = _accuracy_verdict(metric, va, vb, ra["axes"].get("dtype"), min_effect)
-            result.rows.append(
-                Row(
-                    label,
-                    method,
-                    name,
-                    va,
-                    vb,
-                    ratio,
-                    verdict=verdict,
-                    note=f"B - A = {vb - va:.3g}",
-                )
-            )
+            result.rows.append(_accuracy_row(ra, rb, label, method, metric, min_effect))
     result.geomean = {m: math.exp(sum(v) / len(v)) for m, v in log_ratios.items()}
     result.geomean_rows = {m: len(v) for m, v in log_ratios.items()}
     # Changed statuses first: they matter more than any ratio.
     result.rows.sort(key=lambda r: 0 if "->" in r.verdict else 1)
     return result
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """What every timing row of one comparison shares."""
+
+    mode: str
+    baseline: str | None
+    base_a: dict[str, float]  # the baseline's median per case, in A and in B
+    base_b: dict[str, float]
+    meta_a: Mapping[str, Any]
+    meta_b: Mapping[str, Any]
+    several: bool  # a run measured on several machines: each row names them
+    min_effect: float
+
+
+def _time_rows(ra, rb, label: str, method: str, t: _Timing) -> list[Row]:
+    """A case's timing rows: the raw (or baseline-relative) time ratio first, then, for a
+    paired run without --baseline, the ratio of its per-round ratios to the baseline."""
+    if t.mode not in ra["value"] or t.mode not in rb["value"]:
+        return []
+    va, vb = ra["value"][t.mode], rb["value"][t.mode]
+    sa = np.asarray(va["samples"], dtype=float)
+    sb = np.asarray(vb["samples"], dtype=float)
+    note = ""
+    where = f"A on {machine_of(ra, t.meta_a)}, B on {machine_of(rb, t.meta_b)}"
+    ratios = _paired_ratios(va, vb)
+    noisy = noise.is_noisy(va) or noise.is_noisy(vb)
+    why = _noise_why(va, vb)
+    ways = ["interleaved" if "interleaved" in r["value"] else "alone" for r in (ra, rb)]
+    if ways[0] != ways[1]:  # other methods' calls between samples, or none
+        noisy, why = True, f"A timed {ways[0]}, B {ways[1]}: not like with like"
+    if t.baseline and ratios and ratios[2] == t.baseline:  # measured paired: use that
+        sa, sb = ratios[0], ratios[1]
+        note = f"relative to {t.baseline}, paired rounds"
+        why = _noise_why(va, vb, paired=True)
+        noisy = bool(why)
+    elif t.baseline:
+        wa, wb = t.base_a.get(_without_method(ra)), t.base_b.get(_without_method(rb))
+        if wa is None or wb is None:
+            return []
+        sa, sb, note = sa / wa, sb / wb, f"relative to {t.baseline}"
+    if t.several:
+        note = f"{note}; {where}" if note else where
+    rows = [
+        _timing_row(
+            label,
+            method,
+            f"time.{t.mode}",
+            sa,
+            sb,
+            min_effect=t.min_effect,
+            noisy=noisy,
+            note=note,
+            why=why,
+        )  # fmt: skip
+    ]
+    if not t.baseline and ratios and method != ratios[2]:
+        why = _noise_why(va, vb, paired=True)
+        rows.append(
+            _timing_row(
+                label,
+                method,
+                f"time.{t.mode}.ratio_to_{ratios[2]}",
+                ratios[0],
+                ratios[1],
+                min_effect=t.min_effect,
+                noisy=bool(why),
+                note=(where if t.several else ""),
+                why=why,
+            )  # fmt: skip
+        )
+    return rows
+
+
+def _accuracy_row(ra, rb, label: str, method: str, metric: str, min_effect: float) -> Row:
+    """An accuracy or stability metric's row: B − A, B/A, and the verdict."""
+    path = ACCURACY_VIEWS[metric]
+    va, vb = metric_value(ra, path), metric_value(rb, path)
+    name = ".".join([metric, *path])
+    if isinstance(va, str) or isinstance(vb, str):
+        return Row(label, method, name, va, vb, None, verdict="~" if va == vb else f"{va} -> {vb}")
+    ratio = vb / va if va else (1.0 if vb == va else math.inf)
+    verdict = _accuracy_verdict(metric, va, vb, ra["axes"].get("dtype"), min_effect)
+    return Row(label, method, name, va, vb, ratio, verdict=verdict, note=f"B - A = {vb - va:.3g}")
 
 
 def compare_many(folders: Sequence[RunFolder], **options) -> list[Comparison]:

@@ -1,10 +1,20 @@
 """matbench advise: the decision rule, exclusions, budget, outputs, bad input."""
 
+import functools
+
 import pytest
 
 from bench_cli import advise, spec
 from bench_cli.layers import matfun
 from tests.test_bad_input import _check_one_line
+
+
+@pytest.fixture(autouse=True)
+def frozen_budget_clock(monkeypatch):
+    """advise keeps its budget by a clock; here a frozen one, so no test's answer depends
+    on how fast this machine screens. The budget tests pass their own advancing clock."""
+    real = advise.advise
+    monkeypatch.setattr(advise, "advise", functools.partial(real, clock=lambda: 0.0))
 
 
 @pytest.fixture
