@@ -650,9 +650,42 @@ def validate(
 ) -> Suite:
     """Validate parsed YAML into a Suite, or raise SuiteError (also for a grid of more
     than ``max_cases`` cases, before it is expanded)."""
+    errors = _Errors(source, lines or {})
+    shape = _shape(data, source, errors, max_cases)
+    kind, input_axes, input_defaults = _inputs(shape, errors)
+    methods = _methods(shape, kind, errors)
+    metrics = _metrics(shape, methods, errors)
+    _tables(shape, kind, input_axes, input_defaults, methods, metrics, errors)
+    _reference_and_baseline(shape, methods, metrics, errors)
+    errors.raise_first()
+    return Suite(
+        name=shape.name,
+        description=shape.description,
+        seed=shape.seed,
+        devices=tuple(dict.fromkeys(shape.device)),
+        dtypes=tuple(dict.fromkeys(shape.dtype)),
+        timeout=shape.timeout,
+        input_kind=kind or "",  # not None here: a missing kind raised above
+        input_axes=input_axes,
+        input_defaults=input_defaults,
+        methods=tuple(methods),
+        metrics=tuple(metrics),
+        tables=tuple(shape.tables),
+        source=source,
+        reference=shape.reference,
+        executor=shape.executor,
+        baseline=shape.baseline,
+    )
+
+
+# The sections of `validate`, in the order its errors are collected: each adds what is
+# wrong with its part of the suite to ``errors`` and returns what the next parts need.
+
+
+def _shape(data: Any, source: str, errors: _Errors, max_cases: int) -> _SuiteShape:
+    """The suite's keys and types, its plugins imported, and its grid size checked."""
     from bench_cli import registry  # layers and input families: imports torch
 
-    errors = _Errors(source, lines or {})
     if data is None:
         raise SuiteError(source, None, (), "empty suite file: expected a mapping with name, ...")
     if not isinstance(data, dict):
@@ -687,7 +720,13 @@ def validate(
             "or raise the ceiling with --max-cases",
         )  # fmt: skip
 
-    # inputs
+    return shape
+
+
+def _inputs(shape: _SuiteShape, errors: _Errors) -> tuple[str | None, dict, dict]:
+    """The input kind, each input parameter's list of values, and the defaults."""
+    from bench_cli import registry
+
     inputs = dict(shape.inputs)
     given_kind = inputs.pop("kind", None)
     family = None
@@ -712,7 +751,13 @@ def validate(
                     seen[key].add(i)
                     input_axes[key].append(value)
 
-    # methods
+    return kind, input_axes, input_defaults
+
+
+def _methods(shape: _SuiteShape, kind: str | None, errors: _Errors) -> list[MethodConfig]:
+    """Every method configuration after grid expansion, each label made once."""
+    from bench_cli import registry
+
     if not shape.methods:
         errors.add(("methods",), "no methods: the grid is empty")
     methods: list[MethodConfig] = []
@@ -768,7 +813,15 @@ def validate(
             )
         owners.setdefault(made.label, made.base)
 
-    # metrics
+    return methods
+
+
+def _metrics(
+    shape: _SuiteShape, methods: list[MethodConfig], errors: _Errors
+) -> list[MetricConfig]:
+    """The metrics with their options resolved; gradients only where layers have them."""
+    from bench_cli import registry
+
     metrics: list[MetricConfig] = []
     for i, entry in enumerate(shape.metrics):
         if isinstance(entry, dict):
@@ -806,7 +859,19 @@ def validate(
                     "differentiable",
                 )
 
-    # tables
+    return metrics
+
+
+def _tables(
+    shape: _SuiteShape,
+    kind: str | None,
+    input_axes: dict,
+    input_defaults: dict,
+    methods: list[MethodConfig],
+    metrics: list[MetricConfig],
+    errors: _Errors,
+) -> None:
+    """Each table's metric path, axes, scaling axis and paired methods."""
     input_names = (set(input_axes) | set(input_defaults)) - {"kind"}
     option_names = set().union(*(m.resolved for m in methods)) if methods else set()
     axis_names = set(CASE_AXES) | input_names | option_names
@@ -861,21 +926,7 @@ def validate(
                 ("tables", i, "rows"),
                 f"axis '{twice[0]}' appears twice in rows and cols; each axis once",
             )
-        labels = [config.label for config in methods]
-        if table.paired is not None and table.paired.baseline not in labels:
-            base = table.paired.baseline
-            errors.add(
-                ("tables", i, "paired", "baseline"),
-                f"unknown method '{base}'{did_you_mean(base, labels)}; "
-                f"methods: {', '.join(labels)}",
-            )
-        for j, answer in enumerate(table.paired.trivial if table.paired else []):
-            if answer not in labels:
-                errors.add(
-                    ("tables", i, "paired", "trivial", j),
-                    f"unknown method '{answer}'{did_you_mean(answer, labels)}; "
-                    f"methods: {', '.join(labels)}",
-                )
+        _paired_methods(i, table, [config.label for config in methods], errors)
         for part in ("rows", "cols"):
             for j, axis in enumerate(getattr(table, part)):
                 if problem := ambiguity(axis):
@@ -886,6 +937,30 @@ def validate(
                         f"unknown axis '{axis}'{did_you_mean(axis, axis_names)}; "
                         f"axes: {', '.join(sorted(axis_names))}",
                     )
+
+
+def _paired_methods(i: int, table: TableSpec, labels: list[str], errors: _Errors) -> None:
+    """A paired table's baseline and trivial answers name methods of the suite."""
+    if table.paired is not None and table.paired.baseline not in labels:
+        base = table.paired.baseline
+        errors.add(
+            ("tables", i, "paired", "baseline"),
+            f"unknown method '{base}'{did_you_mean(base, labels)}; methods: {', '.join(labels)}",
+        )
+    for j, answer in enumerate(table.paired.trivial if table.paired else []):
+        if answer not in labels:
+            errors.add(
+                ("tables", i, "paired", "trivial", j),
+                f"unknown method '{answer}'{did_you_mean(answer, labels)}; "
+                f"methods: {', '.join(labels)}",
+            )
+
+
+def _reference_and_baseline(
+    shape: _SuiteShape, methods: list[MethodConfig], metrics: list[MetricConfig], errors: _Errors
+) -> None:
+    """A value reference's tolerance, and the paired-timing baseline."""
+    metric_names = [m.name for m in metrics]
     if (
         shape.reference is not None
         and shape.reference.compare == "value"
@@ -909,25 +984,6 @@ def validate(
                 ("baseline",),
                 "a baseline pairs timings: add the time metric, or remove baseline:",
             )
-    errors.raise_first()
-    return Suite(
-        name=shape.name,
-        description=shape.description,
-        seed=shape.seed,
-        devices=tuple(dict.fromkeys(shape.device)),
-        dtypes=tuple(dict.fromkeys(shape.dtype)),
-        timeout=shape.timeout,
-        input_kind=kind or "",  # not None here: a missing kind raised above
-        input_axes=input_axes,
-        input_defaults=input_defaults,
-        methods=tuple(methods),
-        metrics=tuple(metrics),
-        tables=tuple(shape.tables),
-        source=source,
-        reference=shape.reference,
-        executor=shape.executor,
-        baseline=shape.baseline,
-    )
 
 
 def _axis_values(
