@@ -649,35 +649,7 @@ def compare(
                 }.get(values.verdict)  # fmt: skip
                 table.add_row(*(escape(str(v)) for v in values), style=style)
             console.print(table)
-        lines = [
-            f"geometric mean of time ratios B/A ({result.mode}"
-            + (f", relative to {result.baseline}" if result.baseline else "")
-            + "): "
-            + (
-                ", ".join(
-                    f"{m} {g:.3f} ({result.geomean_rows.get(m, 0)} rows)"
-                    for m, g in result.geomean.items()
-                )
-                or "none: no timing row is conclusive (the ? rows are left out)"
-            )
-        ]
-        open_rows = sum(row.verdict == "?" for row in result.rows)
-        if open_rows:
-            lines.append(
-                f"{open_rows} row(s) inconclusive (?): a record was measured while the machine "
-                "was noisy, or the change lies within the records' own spread"
-            )
-        for side, counts in (("A", result.machines_a), ("B", result.machines_b)):
-            if len(counts) > 1:
-                lines.append(
-                    f"{side} was measured on {len(counts)} machines: "
-                    + ", ".join(f"{k} ({n} records)" for k, n in sorted(counts.items()))
-                )
-        if result.only_a:
-            lines.append(f"only in A ({len(result.only_a)}): " + "; ".join(result.only_a[:10]))
-        if result.only_b:
-            lines.append(f"only in B ({len(result.only_b)}): " + "; ".join(result.only_b[:10]))
-        print("\n".join(lines))
+        print("\n".join(result.summary_lines()))
 
 
 @app.command("report")
@@ -957,85 +929,115 @@ def list_(
     kinds = ("layers", "methods", "inputs", "metrics", "suites")
     if what != "all" and what not in kinds:
         raise UserError(unknown_name("list", what, (*kinds, "all")))
-    from bench_cli import metrics as metrics_catalog
+    console = out_console()
+    for kind in kinds if what == "all" else (what,):
+        console.print(_LISTS[kind]())
+
+
+def _list_layers() -> RichTable:
+    """The layers: their inputs, methods and what they compute."""
     from bench_cli import registry
 
-    console = out_console()
-    show = kinds if what == "all" else (what,)
-    if "layers" in show:
-        table = RichTable(title="layers", title_justify="left")
-        for col in ("layer", "inputs", "methods", "summary"):
-            table.add_column(col)
-        for layer in registry.layers().values():
+    table = RichTable(title="layers", title_justify="left")
+    for col in ("layer", "inputs", "methods", "summary"):
+        table.add_column(col)
+    for layer in registry.layers().values():
+        _add_row(
+            table,
+            layer.name,
+            ", ".join(layer.input_kinds),
+            ", ".join(layer.methods),
+            layer.summary,
+        )
+    return table
+
+
+def _list_methods() -> RichTable:
+    """Every method of every layer: exactness, FLOP model, K̃ and options."""
+    from bench_cli import registry
+
+    table = RichTable(title="methods", title_justify="left")
+    for col in ("layer", "method", "kind", "FLOPs", "K̃", "options", "summary"):
+        table.add_column(col)
+    for layer in registry.layers().values():
+        for method in layer.methods.values():
+            model = registry.options_model(layer.name, method.name)
+            options = ", ".join(
+                name if f.is_required() else f"{name}={f.default}"
+                for name, f in model.model_fields.items()
+            )
+            k_tilde = registry.k_tilde_summary(method)
             _add_row(
                 table,
                 layer.name,
-                ", ".join(layer.input_kinds),
-                ", ".join(layer.methods),
-                layer.summary,
+                method.name,
+                "exact" if method.exact else "approximate",
+                "modelled" if registry.flops_modelled(layer.name, method.name) else "n/a",
+                k_tilde,
+                options,
+                method.summary,
             )
-        console.print(table)
-    if "methods" in show:
-        table = RichTable(title="methods", title_justify="left")
-        for col in ("layer", "method", "kind", "FLOPs", "K̃", "options", "summary"):
-            table.add_column(col)
-        for layer in registry.layers().values():
-            for method in layer.methods.values():
-                model = registry.options_model(layer.name, method.name)
-                options = ", ".join(
-                    name if f.is_required() else f"{name}={f.default}"
-                    for name, f in model.model_fields.items()
-                )
-                k_tilde = registry.k_tilde_summary(method)
-                _add_row(
-                    table,
-                    layer.name,
-                    method.name,
-                    "exact" if method.exact else "approximate",
-                    "modelled" if registry.flops_modelled(layer.name, method.name) else "n/a",
-                    k_tilde,
-                    options,
-                    method.summary,
-                )
-        console.print(table)
-    if "inputs" in show:
-        table = RichTable(title="input kinds", title_justify="left")
-        for col in ("kind", "parameters", "summary"):
-            table.add_column(col)
-        for family in registry.input_families().values():
-            params = ", ".join(
-                name if f.is_required() else f"{name}={f.default}"
-                for name, f in family.params.model_fields.items()
-            )
-            _add_row(table, family.name, params, family.summary)
-        console.print(table)
-    if "metrics" in show:
-        table = RichTable(title="metrics", title_justify="left")
-        for col in ("metric", "unit", "options", "table paths", "summary"):
-            table.add_column(col)
-        for metric in metrics_catalog.METRICS.values():
-            options = ", ".join(
-                f"{n}={f.get_default(call_default_factory=True)}"
-                for n, f in metric.options.model_fields.items()
-            )
-            paths = ", ".join(f"{metric.name}.{v}" if v else metric.name for v in metric.views)
-            _add_row(table, metric.name, metric.unit or "—", options, paths, metric.summary)
-        console.print(table)
-    if "suites" in show:
-        root = api.suites_dir()
-        table = RichTable(title=f"bundled suites ({root})", title_justify="left")
-        for col in ("suite", "file", "description"):
-            table.add_column(col)
-        for name, path in api.bundled_suites().items():
-            try:
-                loaded = spec.load(path)
-                description = loaded.description
-                if loaded.reference is not None:
-                    description += f" [source: {loaded.reference.citation}]"
-            except UserError as exc:
-                description = f"invalid: {exc}"
-            _add_row(table, name, str(path.relative_to(root)), description)
-        console.print(table)
+    return table
+
+
+def _list_inputs() -> RichTable:
+    """The input families and their parameters."""
+    from bench_cli import registry
+
+    table = RichTable(title="input kinds", title_justify="left")
+    for col in ("kind", "parameters", "summary"):
+        table.add_column(col)
+    for family in registry.input_families().values():
+        params = ", ".join(
+            name if f.is_required() else f"{name}={f.default}"
+            for name, f in family.params.model_fields.items()
+        )
+        _add_row(table, family.name, params, family.summary)
+    return table
+
+
+def _list_metrics() -> RichTable:
+    """The metrics: unit, options and table paths."""
+    from bench_cli import metrics as metrics_catalog
+
+    table = RichTable(title="metrics", title_justify="left")
+    for col in ("metric", "unit", "options", "table paths", "summary"):
+        table.add_column(col)
+    for metric in metrics_catalog.METRICS.values():
+        options = ", ".join(
+            f"{n}={f.get_default(call_default_factory=True)}"
+            for n, f in metric.options.model_fields.items()
+        )
+        paths = ", ".join(f"{metric.name}.{v}" if v else metric.name for v in metric.views)
+        _add_row(table, metric.name, metric.unit or "—", options, paths, metric.summary)
+    return table
+
+
+def _list_suites() -> RichTable:
+    """The bundled suites, each validated."""
+    root = api.suites_dir()
+    table = RichTable(title=f"bundled suites ({root})", title_justify="left")
+    for col in ("suite", "file", "description"):
+        table.add_column(col)
+    for name, path in api.bundled_suites().items():
+        try:
+            loaded = spec.load(path)
+            description = loaded.description
+            if loaded.reference is not None:
+                description += f" [source: {loaded.reference.citation}]"
+        except UserError as exc:
+            description = f"invalid: {exc}"
+        _add_row(table, name, str(path.relative_to(root)), description)
+    return table
+
+
+_LISTS = {
+    "layers": _list_layers,
+    "methods": _list_methods,
+    "inputs": _list_inputs,
+    "metrics": _list_metrics,
+    "suites": _list_suites,
+}
 
 
 @app.command()

@@ -142,6 +142,36 @@ class Comparison:
     machines_a: dict[str, int] = field(default_factory=dict)  # machine key: records
     machines_b: dict[str, int] = field(default_factory=dict)
 
+    def summary_lines(self) -> list[str]:
+        """What follows the table: the geometric means over conclusive timing rows, how
+        many rows are open, the machines of a run measured on several, the unshared cases."""
+        means = ", ".join(
+            f"{m} {g:.3f} ({self.geomean_rows.get(m, 0)} rows)" for m, g in self.geomean.items()
+        )
+        lines = [
+            f"geometric mean of time ratios B/A ({self.mode}"
+            + (f", relative to {self.baseline}" if self.baseline else "")
+            + "): "
+            + (means or "none: no timing row is conclusive (the ? rows are left out)")
+        ]
+        open_rows = sum(row.verdict == "?" for row in self.rows)
+        if open_rows:
+            lines.append(
+                f"{open_rows} row(s) inconclusive (?): a record was measured while the machine "
+                "was noisy, or the change lies within the records' own spread"
+            )
+        for side, counts in (("A", self.machines_a), ("B", self.machines_b)):
+            if len(counts) > 1:
+                lines.append(
+                    f"{side} was measured on {len(counts)} machines: "
+                    + ", ".join(f"{k} ({n} records)" for k, n in sorted(counts.items()))
+                )
+        if self.only_a:
+            lines.append(f"only in A ({len(self.only_a)}): " + "; ".join(self.only_a[:10]))
+        if self.only_b:
+            lines.append(f"only in B ({len(self.only_b)}): " + "; ".join(self.only_b[:10]))
+        return lines
+
 
 def bootstrap_median_ratio(
     a: np.ndarray, b: np.ndarray, *, rounds: int = 2000, confidence: float = 0.95, seed: int = 0
