@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: test test-all test-loaded smoke lint bench-layers bench-approx bench-peer load-check clean-venv \
-	slurm-up slurm-down gpu-check bench-flops bench-collapse golden
+	slurm-up slurm-down gpu-check bench-flops bench-collapse golden docs docs-pages docs-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,20 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The documentation site (docs/ -> site/): first a check that the generated pages match
+# the committed runs, then mkdocs with --strict, so a broken link or anchor fails.
+docs: $(STAMP)
+	$(BIN)/python -m bench_cli.docs_pages --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# Rewrite the generated pages (reproduced tables, task conclusions, which method) from
+# the latest committed runs under results/.
+docs-pages: $(STAMP)
+	$(BIN)/python -m bench_cli.docs_pages
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 clean-venv:
 	rm -rf $(VENV)

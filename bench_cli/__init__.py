@@ -10,7 +10,7 @@ The Python API (see :mod:`bench_cli.api`)::
     (comparison,) = bench_cli.compare_runs([a.path, b.path])
     outcome = bench_cli.reproduce("song2021-truncation", quick=True)
 
-(the README's "From Python" runs as printed).
+(docs/python-api.md runs this example as printed).
 
 The layers alone: ``from bench_cli.layers import matrix_function, O2P, ...``.
 Importing this package loads neither torch nor pandas; each name loads on first use.

@@ -15,10 +15,10 @@ imports no torch; running imports it on first use.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from bench_cli import claims, spec, store, tables
@@ -35,7 +35,7 @@ log = logging.getLogger("bench_cli")
 Notify = Callable[[str], None]
 
 README_START, README_END = "<!-- reproduced:start -->", "<!-- reproduced:end -->"
-# Optional: the conclusions of the paper suites with paired tables, where the README
+# Optional: the conclusions of the paper suites with paired tables, where the docs
 # discusses them (the end-to-end tasks), generated from the same runs.
 CONCLUSIONS_START, CONCLUSIONS_END = "<!-- conclusions:start -->", "<!-- conclusions:end -->"
 
@@ -651,40 +651,58 @@ def reproduction_markdown(
 
 
 def write_readme_section(readme: str | Path, results: str | Path = "results") -> int:
-    """Rewrite the README's reproduced-tables section from the latest run of every paper
-    suite under ``results``; returns the number of suites."""
-    readme, results = Path(readme), Path(results)
-    available = paper_suites()
+    """Rewrite the reproduced-tables section of one markdown file (and its task
+    conclusions, where it has their markers) from the latest run of every paper suite
+    under ``results``; returns the number of suites."""
+    readme = Path(readme)
     if not readme.exists():
         raise UserError(f"{readme}: not found")
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise UserError(f"{readme}: no '{README_START}' ... '{README_END}' markers")
+    texts = generated_sections({readme: readme.read_text()}, results)
+    readme.write_text(texts[readme])
+    return len(paper_suites())
+
+
+def generated_sections(texts: Mapping[Path, str], results: str | Path) -> dict[Path, str]:
+    """``texts`` (page -> its text) with the reproduced tables written between the
+    ``reproduced`` markers of the page that has them, and the task suites' conclusions
+    between the ``conclusions`` markers wherever those are (then once, not in each
+    suite's section). Every section comes from the latest run of each paper suite."""
+    results = Path(results)
+    home = [path for path, text in texts.items() if README_START in text and README_END in text]
+    if not home:
+        names = ", ".join(str(path) for path in texts)
+        raise UserError(f"{names}: no '{README_START}' ... '{README_END}' markers")
+    aside = [p for p, t in texts.items() if CONCLUSIONS_START in t and CONCLUSIONS_END in t]
     sections, verdicts, concluded = [], [], []
-    # With a conclusions block elsewhere in the README, they are written there, once.
-    block = CONCLUSIONS_START in text and CONCLUSIONS_END in text
-    for name in available:
+    for name in paper_suites():
         runs = store.runs_of(results, name)
         if not runs:
             sections.append(f"### {name}\n\nNo committed run under {results / name}.\n")
             continue
         folder = runs[-1]
-        markdown, verdict, across = reproduction_markdown(folder, conclusions_here=not block)
-        sections.append(f"### {name}\n\nRun `{folder.path}`.\n\n" + markdown)
+        shown = shown_path(results, folder)
+        markdown, verdict, across = reproduction_markdown(folder, conclusions_here=not aside)
+        sections.append(f"### {name}\n\nRun `{shown}`.\n\n" + markdown)
         if verdict is not None:
             verdicts.append(f"- **{name}**: {verdict}.")
         if across:
-            concluded.append(f"**{name}** (run `{folder.path}`).\n\n{across}")
+            concluded.append(f"**{name}** (run `{shown}`).\n\n{across}")
     overview = "Verdicts, counted from the tables below:\n\n" + "\n".join(verdicts) + "\n"
     body = "\n".join([overview, *sections] if verdicts else sections)
-    text = _between(text, README_START, README_END, body)
-    if block:
-        text = _between(text, CONCLUSIONS_START, CONCLUSIONS_END, "\n".join(concluded))
-    readme.write_text(text)
-    return len(available)
+    out = dict(texts)
+    out[home[0]] = between(out[home[0]], README_START, README_END, body)
+    for path in aside:
+        out[path] = between(out[path], CONCLUSIONS_START, CONCLUSIONS_END, "\n".join(concluded))
+    return out
 
 
-def _between(text: str, start_marker: str, end_marker: str, body: str) -> str:
+def shown_path(results: Path, folder: store.RunFolder) -> str:
+    """A run folder as a generated page names it: from the results folder's own name on,
+    so a page reads the same wherever the results folder lies."""
+    return PurePosixPath(results.name, folder.path.parent.name, folder.path.name).as_posix()
+
+
+def between(text: str, start_marker: str, end_marker: str, body: str) -> str:
     """``text`` with what lies between the two markers replaced by ``body``."""
     start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
     return text[:start] + "\n" + body + "\n" + text[end:]

@@ -443,7 +443,7 @@ def run(
     """Run a suite and write records and tables to a run folder.
 
     With --executor slurm, every node needs matbench at the same venv path as this
-    one, and --out must be on a file system the nodes share (see the README)."""
+    one, and --out must be on a file system the nodes share (docs/clusters.md)."""
     overrides = {
         k: v
         for k, v in {
@@ -508,8 +508,10 @@ def reproduce(
         Path | None,
         typer.Option(
             "--readme",
-            help="Run nothing: rewrite the 'Reproduced tables' section of this README "
-            "from the latest full run of every paper suite under --results.",
+            help="Run nothing: rewrite the reproduced tables between this markdown page's "
+            "'<!-- reproduced:start -->' and '<!-- reproduced:end -->' markers from the "
+            "latest full run of every paper suite under --results (make docs-pages does "
+            "it for docs/).",
         ),
     ] = None,
     allow_mixed: AllowMixedOpt = False,

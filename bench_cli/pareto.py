@@ -211,3 +211,37 @@ def alone(records: Sequence[Mapping[str, Any]], found: Sequence[Setting]) -> lis
             if computes not in counted:
                 seen.setdefault(f"{computes} ({record['axes']['method']})", None)
     return list(seen)
+
+
+def point_text(setting: Setting, point: Point) -> str:
+    """One front entry: method (speed, ⚠ where its timing is noisy, worse error)."""
+    from bench_cli.tables import format_cell
+
+    mark = " ⚠" if point.noisy else ""
+    speed = (
+        f"{setting.speed(point):.2f}× {setting.baseline}"
+        if setting.paired
+        else format_cell(point.seconds, "ms", 1e3)
+    )
+    return f"{point.method} ({speed}{mark}, {point.error:.1e})"
+
+
+def answer_rows(found: Sequence[Setting], labels: Mapping[str, str]) -> list[dict[str, str]]:
+    """One row per setting and function: the answer at each tolerance and the Pareto
+    front, fastest first; ``labels`` shortens the setting labels (the report's and the
+    generated docs page's table)."""
+    rows = []
+    for setting in found:
+        row = {
+            "setting": labels.get(setting.label, setting.label),
+            "computes": setting.computes,
+            "judged on": " and ".join(setting.metrics),
+            "speed": f"paired ratio to {setting.baseline}" if setting.paired else "median time",
+        }
+        for tolerance in TOLERANCES:
+            row[f"≤ {tolerance:.0e}"] = setting.answer(tolerance).text
+        row["Pareto front, fastest first"] = "; ".join(
+            point_text(setting, p) for p in setting.front
+        )
+        rows.append(row)
+    return rows

@@ -416,7 +416,7 @@ def register_method(
     ``fn(M, k, *, ...)``. A signature the layer cannot call is refused here, in one line
     (:func:`signature_problem`), not when the first case runs. ``symmetrises=False``
     says the method takes A as given, not (A+Aᵀ)/2: grad_error then compares it with the
-    gradient of f(A) (README, "Your own method").
+    gradient of f(A) (docs/plugins.md).
     """
     facts = dict(
         exact=exact, flops=flops, k_tilde=k_tilde, funcs=funcs, tuning=tuning,

@@ -75,16 +75,6 @@ def short_labels(labels: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _point(setting, point) -> str:
-    mark = " ⚠" if point.noisy else ""
-    speed = (
-        f"{setting.speed(point):.2f}× {setting.baseline}"
-        if setting.paired
-        else tables.format_cell(point.seconds, "ms", 1e3)
-    )
-    return f"{point.method} ({speed}{mark}, {point.error:.1e})"
-
-
 def which_method_section(records) -> str:
     """ "Which method?" from the run itself: per input setting and function computed, the
     fastest method whose forward and gradient errors are both within each tolerance
@@ -96,19 +86,8 @@ def which_method_section(records) -> str:
     found = pareto.settings(records)
     if not found:
         return ""
-    rows = []
     short = short_labels([setting.label for setting in found])
-    for setting in found:
-        row = {
-            "setting": short[setting.label],
-            "computes": setting.computes,
-            "judged on": " and ".join(setting.metrics),
-            "speed": f"paired ratio to {setting.baseline}" if setting.paired else "median time",
-        }
-        for tolerance in pareto.TOLERANCES:
-            row[f"≤ {tolerance:.0e}"] = setting.answer(tolerance).text
-        row["Pareto front, fastest first"] = "; ".join(_point(setting, p) for p in setting.front)
-        rows.append(row)
+    rows = pareto.answer_rows(found, short)
     parts = [_table(pd.DataFrame(rows), index=False, wrap=True)]
     for setting in found[:MAX_PARETO_PLOTS]:
         parts.append(_image(plots.pareto(setting, short[setting.label])))

@@ -38,7 +38,7 @@ from bench_cli.store import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX
 
 Loc = tuple[str | int, ...]
 
-# Limits on what a suite may ask of the parser and the grid (the README states them).
+# Limits on what a suite may ask of the parser and the grid (docs/suite-schema.md states them).
 MAX_SUITE_BYTES = 1_000_000  # a suite file; the largest bundled one is under 10 kB
 MAX_YAML_NODES = 100_000  # nodes after expanding aliases: an alias bomb stops here
 MAX_DEPTH = 64  # nesting levels of mappings and lists
@@ -252,10 +252,11 @@ class _SuiteShape(_Strict):
     quick: QuickSpec | None = None
     executor: dict[str, Any] | None = None  # validated by bench_cli.executor
     # A method label: each group of cases that differ only in the method is timed in
-    # interleaved rounds, with per-round ratios to this method (README, "Paired timing").
+    # interleaved rounds, with per-round ratios to this method (docs/measurement.md,
+    # "Paired timing").
     baseline: str | None = None
     # Plugin modules (names, or .py files) to import before the methods are looked up:
-    # found next to the suite file, then in the current folder (README, "Your own method").
+    # found next to the suite file, then in the current folder (docs/plugins.md).
     plugins: Annotated[list[str], BeforeValidator(_as_list)] = []
 
 
@@ -1019,7 +1020,8 @@ class Outline:
 
 def outline(text: str, source: str = "<suite>") -> Outline:
     """Parse a suite's shape only: no layers, methods or input families are looked up, so
-    this imports no torch (``show``, ``report``, ``compare`` and README tables use it)."""
+    this imports no torch (``show``, ``report``, ``compare`` and the generated docs pages
+    use it)."""
     data, lines = parse_yaml(text, source)
     if not isinstance(data, dict):
         raise SuiteError(source, 1, (), "a suite must be a mapping of keys")

@@ -104,8 +104,8 @@ def spread_value(record: Mapping[str, Any], path: Sequence[str]) -> float | None
 
 
 def noise_reasons(record: Mapping[str, Any], path: Sequence[str]) -> list[str] | None:
-    """Why the timing a cell shows was flagged noisy (README, "Noise fields"); None when
-    it was not, or the path shows no timing."""
+    """Why the timing a cell shows was flagged noisy (docs/measurement.md, "Noise
+    fields"); None when it was not, or the path shows no timing."""
     from bench_cli.metrics.noise import is_noisy, paired_reasons, reasons_of
 
     if record["status"] != "ok" or record["metric"] != "time" or not path:

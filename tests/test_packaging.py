@@ -57,11 +57,11 @@ def test_a_wheel_installed_elsewhere_runs_a_bundled_paper_suite(tmp_path):
     assert "git" in (run / "env.json").read_text()
 
 
-def test_the_readme_python_example_runs_as_printed_from_an_empty_folder(tmp_path):
-    """The README's "From Python" block, copied out and run where no clone is: every name
+def test_the_docs_python_example_runs_as_printed_from_an_empty_folder(tmp_path):
+    """The Python API page's example, copied out and run where no clone is: every name
     defined, every path absolute or bundled."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("### From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
+    block = page.split("```python\n", 1)[1].split("```", 1)[0]
     script = tmp_path / "example.py"
     script.write_text(block)
     done = subprocess.run(

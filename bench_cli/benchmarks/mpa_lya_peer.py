@@ -6,7 +6,7 @@ ICLR 2022), imported at run time from the ``torch_utils.py`` the user names
 matbench never carries its code. Both compute the [5/5] Padé approximant of
 sqrt on A/‖A‖_F and a Lyapunov backward by the matrix-sign iteration: the
 reference runs a fixed 8 sign steps and treats ‖A‖_F as a constant; ours
-iterates to convergence (README, "Approximations").
+iterates to convergence (docs/concepts.md, "Approximations").
 
 Forward+backward, float32, at batch×d 1×64, 64×48 and 32×256 (``--sizes``),
 timed interleaved (one call of each per round, rotating order), reported as

@@ -20,7 +20,7 @@ unsplit call's to rounding (tests/test_cpu_batch.py checks it):
 
 :func:`map_slices` runs any per-matrix function of a batch the same way.
 
-When it splits (README, "Every core for batched CPU eigh"): on the CPU, with at
+When it splits (docs/concepts.md, "Every core for batched CPU eigh"): on the CPU, with at
 least two intra-op threads, at least ``MIN_PER_THREAD`` matrices per thread and
 matrices of at most ``MAX_DIM`` rows, and only when OpenMP waits passively
 (``OMP_WAIT_POLICY=passive``); otherwise torch's own call runs. With OpenMP's

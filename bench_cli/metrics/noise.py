@@ -1,6 +1,6 @@
 """How much to trust one timing: what the machine was doing while it was measured.
 
-Every timing mode's record carries a ``noise`` block (README, "Noise fields"):
+Every timing mode's record carries a ``noise`` block (docs/measurement.md, "Noise fields"):
 
 - ``load_before`` / ``load_after``: the 1-minute load average around the measurement;
 - ``cores``: the CPUs the OS reports; ``threads``: torch's intra-op threads;
@@ -35,7 +35,7 @@ MAX_IQR_OVER_MEDIAN = 0.25  # samples this dispersed do not pin a median down
 # beyond the cores torch's threads leave free.
 MAX_CONTENTION_CORES = 0.5
 MAX_STEAL = 0.10  # a tenth of the CPU time taken by other guests of the hypervisor
-MIN_SAMPLES = 10  # fewer samples give no usable IQR (README, "Noise fields")
+MIN_SAMPLES = 10  # fewer samples give no usable IQR (docs/measurement.md, "Noise fields")
 # A timed block shorter than this many timer ticks is dominated by the clock: calls are
 # batched into one timed block until it is at least this long.
 MIN_TICKS_PER_SAMPLE = 100
