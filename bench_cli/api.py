@@ -25,11 +25,36 @@ from bench_cli import claims, spec, store, tables
 from bench_cli import compare as compare_mod
 from bench_cli import reproduction as reproduce_mod
 from bench_cli.errors import IncompleteRun, UserError, did_you_mean, unknown_name
+from bench_cli.runner.plan import (  # the API's too: see __all__
+    Estimate,
+    Plan,
+    choose_folder,
+    done_in,
+    dry_run,
+    estimate,
+    history_of,
+    latest_unfinished,
+    matching_runs,
+    new_run_folder,
+    plan,
+    select_cases,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from bench_cli.runner import Reporter
+
+# The public names, run-folder planning re-exported from bench_cli.runner.plan included.
+__all__ = [
+    "Estimate", "Plan", "Reproduction", "bundled_suites", "check_timeout", "choose_folder",
+    "compare_runs", "done_in", "dry_run", "estimate", "generated_sections", "history_of",
+    "judge_existing", "judge_reproduction", "latest_unfinished", "load_results",
+    "load_suite", "matching_runs", "measured_peaks", "merge_runs", "new_run_folder",
+    "open_run", "paper_suite", "paper_suites", "plan", "reproduce", "reproduction_markdown",
+    "require_devices", "resolve_suite", "run_suite", "select_cases", "suites_dir",
+    "tables_of", "write_conclusions", "write_outputs", "write_readme_section",
+]  # fmt: skip
 
 log = logging.getLogger("bench_cli")
 Notify = Callable[[str], None]
@@ -118,174 +143,7 @@ def require_devices(devices: Sequence[str]) -> None:
             )
 
 
-def select_cases(
-    suite: spec.Suite, devices: Sequence[str] | None = None, filters: Sequence[str] | None = None
-) -> list[spec.Case]:
-    """The suite's cases on these devices (default: the suite's) matching every filter."""
-    for device in devices or ():
-        if not spec.DEVICE_PATTERN.match(device):
-            raise UserError(f"--device '{device}': expected cpu, cuda, cuda:N, mps or auto")
-    cases = spec.select(suite.cases(devices or None), filters or [])
-    if not cases:
-        raise UserError(f"{suite.source}: no case matches --filter {' '.join(filters or [])}")
-    return cases
-
-
 # ---------------------------------------------------------------- run folders
-
-
-def matching_runs(root: Path, suite: spec.Suite, machine: str) -> list[store.RunFolder]:
-    """Runs of this exact suite version on this machine under a results root, oldest first."""
-    return [
-        folder
-        for folder in store.runs_of(root, suite.name)
-        if folder.meta.get("fingerprint") == suite.fingerprint
-        and folder.meta.get("machine_key") == machine
-    ]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """plan's estimate for one metric over the cases still to do: seconds from earlier
-    records of the same cases, else of the same method and metric, else a cost model."""
-
-    metric: str
-    cases: int
-    seconds: float
-    measured: int  # cases priced by their own earlier record
-    similar: int  # by records of the same layer, method and metric
-    modelled: int  # by the time metric's budget
-    unknown: int  # by nothing: left out of ``seconds``
-
-
-def estimate(
-    suite: spec.Suite, cases: Sequence[spec.Case], done: set, history: Sequence[dict[str, Any]]
-) -> list[Estimate]:
-    """Seconds each metric will take for the cases not done, from ``history`` (earlier
-    records of this suite on this machine, any version): a case's own elapsed time where
-    it was measured before, else the median of its layer and method for that metric, else,
-    for time, its model (warm-up plus budget_s per mode, times 1.5 for the setup), else
-    unknown. An estimate, said as one: the run's own progress line is the truth."""
-    import statistics
-
-    own: dict[tuple[str, str], float] = {}
-    alike: dict[tuple[str, str, str], list[float]] = {}
-    for record in history:
-        elapsed = record.get("elapsed_s")
-        if not isinstance(elapsed, int | float) or record.get("status") != "ok":
-            continue
-        own[(record["case"], record["metric"])] = float(elapsed)
-        params = record.get("params") or {}
-        key = (str(params.get("layer")), str(params.get("impl")), record["metric"])
-        alike.setdefault(key, []).append(float(elapsed))
-    out = []
-    for config in suite.metrics:
-        total, counts = 0.0, {"measured": 0, "similar": 0, "modelled": 0, "unknown": 0}
-        todo = [c for c in cases if (c.key, config.name) not in done]
-        for case in todo:
-            similar = alike.get((case.config.layer, case.config.method, config.name))
-            if (case.key, config.name) in own:
-                total += own[(case.key, config.name)]
-                counts["measured"] += 1
-            elif similar:
-                total += statistics.median(similar)
-                counts["similar"] += 1
-            elif config.name == "time":
-                options = config.resolved
-                total += 1.5 * options["budget_s"] * len(options["modes"])
-                counts["modelled"] += 1
-            else:
-                counts["unknown"] += 1
-        out.append(Estimate(config.name, len(todo), total, **counts))
-    return out
-
-
-def history_of(root: Path, suite: spec.Suite, machine: str) -> list[dict[str, Any]]:
-    """Every record of earlier runs of this suite's name on this machine, any version."""
-    return [
-        record
-        for folder in store.runs_of(root, suite.name)
-        if folder.meta.get("machine_key") == machine
-        for record in folder.records()
-    ]
-
-
-def latest_unfinished(root: Path, suite: spec.Suite, machine: str) -> store.RunFolder | None:
-    """The newest run of this suite on this machine with cases left, or None."""
-    from bench_cli import runner
-
-    for folder in reversed(matching_runs(root, suite, machine)):
-        if runner.pending(suite.cases(), suite, folder.done()):
-            return folder
-    return None
-
-
-def new_run_folder(
-    root: Path, suite: spec.Suite, machine: str, shard: str | None = None, reserve: bool = True
-) -> Path:
-    """results/<suite>/<UTC stamp>_<machine>[_shard-i-of-N], never an existing folder;
-    ``reserve`` makes it (empty) so no other run can take the name."""
-    suffix = "" if shard is None else "_shard-" + shard.replace("/", "-of-")
-    base = Path(root) / suite.name / f"{store.utc_stamp()}_{machine}{suffix}"
-    path, n = base, 1
-    while not reserve and path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    while reserve:  # reserved by an exclusive mkdir: two runs started in one second never share
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        except OSError as exc:
-            raise store.write_failed(path.parent, exc) from exc
-    return path
-
-
-def choose_folder(
-    suite: spec.Suite,
-    out: str | Path | None = None,
-    *,
-    resume: bool = False,
-    results: str | Path = "results",
-    shard: str | None = None,
-    reserve: bool = True,
-) -> store.RunFolder:
-    """Where a run writes: ``out`` itself, the latest unfinished run (``resume``), or new
-    (made empty at once unless ``reserve`` is False, as for a dry run)."""
-    from bench_cli import env as env_mod
-
-    if out is not None and resume:
-        raise UserError("--out and --resume both name the run folder; give one")
-    machine = env_mod.machine_key()
-    if out is not None:
-        return store.RunFolder(out)
-    if resume:
-        folder = latest_unfinished(Path(results), suite, machine)
-        if folder is None:
-            raise UserError(
-                f"no unfinished run of suite '{suite.name}' on this machine "
-                f"under {Path(results) / suite.name}"
-            )
-        return folder
-    return store.RunFolder(new_run_folder(Path(results), suite, machine, shard, reserve))
-
-
-def done_in(folder: store.RunFolder, suite: spec.Suite, retry: bool = True) -> set:
-    """The (case, metric) pairs a folder already holds for this suite (none if it holds no
-    run yet); a UserError if it holds another suite or another version of it."""
-    if not folder.path.exists():
-        return set()
-    meta = folder.meta
-    if meta["suite"] != suite.name or meta["fingerprint"] != suite.fingerprint:
-        what = (
-            f"suite '{meta['suite']}'"
-            if meta["suite"] != suite.name
-            else f"a different version of suite '{suite.name}'"
-        )
-        raise UserError(f"{folder.path}: holds a run of {what}, not of this suite")
-    return folder.done(retry=retry)
 
 
 def measured_peaks(cases: Sequence[spec.Case]) -> dict[str, float]:
@@ -364,7 +222,7 @@ def run_suite(
     check_timeout(timeout)
     backend = None
     if isolate:
-        from bench_cli import isolate as isolate_mod
+        from bench_cli.runner import isolate as isolate_mod
 
         isolate_mod.grace_s()  # a bad MATBENCH_WORKER_GRACE_S, before any folder
         backend = isolate_mod.Isolated()
@@ -456,6 +314,17 @@ def open_run(path: str | Path) -> store.RunFolder:
     folder = store.RunFolder(path)
     folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
     return folder
+
+
+def merge_runs(runs: Sequence[str | Path], out: str | Path) -> list[tuple[Path, int]]:
+    """Merge shard runs of one suite into ``out`` (one folder per machine key beneath it
+    where the shards differ); (merged folder, its record count) each. Overlapping shards
+    are refused."""
+    from bench_cli import shards
+
+    folders = [open_run(path) for path in runs]
+    merged = shards.merge(folders, Path(out))
+    return [(Path(t), len(store.RunFolder(t).records())) for t in merged]
 
 
 def write_outputs(

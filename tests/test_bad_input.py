@@ -140,10 +140,11 @@ def test_debug_after_the_command_name_via_main(write_suite, monkeypatch, capsys)
     import sys
 
     from bench_cli import cli as cli_mod
+    from bench_cli.cli import console
 
     path = write_suite(GOOD.replace("dim:", "dimm:"))
     monkeypatch.setattr(sys, "argv", ["matbench", "validate", str(path), "--debug"])
-    monkeypatch.setitem(cli_mod._state, "debug_in_argv", False)
+    monkeypatch.setitem(console.STATE, "debug_in_argv", False)
     with pytest.raises(Exception, match="dimm"):
         cli_mod.main()
 

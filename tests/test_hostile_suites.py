@@ -238,9 +238,9 @@ def test_the_ceiling_is_checked_by_the_library_too(write_suite):
 
 
 def test_plan_streams_a_large_grid_as_lines(cli, write_suite, monkeypatch):
-    from bench_cli import cli as cli_mod
+    from bench_cli.cli import planning
 
-    monkeypatch.setattr(cli_mod, "PLAN_TABLE_ROWS", 3)
+    monkeypatch.setattr(planning, "PLAN_TABLE_ROWS", 3)
     suite = _suite(write_suite, HEAD.replace("dim: 4", "dim: [2, 3, 4, 5]"))
     result = cli("plan", suite, "--results", "nowhere")
     lines = result.stdout.splitlines()

@@ -92,14 +92,16 @@ def test_every_method_gets_per_round_ratios_to_the_baseline():
 
 def test_a_group_whose_baseline_fails_is_timed_without_ratios(monkeypatch):
     suite = load()
-    prepare = runner._prepare
+    from bench_cli.runner import case as runner_case
+
+    prepare = runner_case._prepare
 
     def broken_baseline(case):
         if case.config.label == "autograd":
             raise RuntimeError("baseline broke")
         return prepare(case)
 
-    monkeypatch.setattr(runner, "_prepare", broken_baseline)
+    monkeypatch.setattr(runner_case, "_prepare", broken_baseline)
     group = [c for c in suite.cases() if c.inputs["dim"] == 4]
     records = runner.run_time_group(group, suite, 60.0)
     base, other = (records[c.key] for c in group)

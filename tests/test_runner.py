@@ -5,6 +5,7 @@ import json
 import torch
 
 from bench_cli import runner, spec
+from bench_cli.runner import case as runner_case
 
 SUITE = """\
 name: outcomes
@@ -128,9 +129,9 @@ def test_case_time_limit_records_timeout_and_continues():
 def test_each_case_is_seeded_from_its_key():
     suite = spec.loads(SUITE.replace("condition: [10.0]", "condition: [10.0, 20.0]"))
     a, b = suite.cases()
-    probe_a, _ = runner._prepare(a)
-    probe_a2, _ = runner._prepare(a)
-    probe_b, _ = runner._prepare(b)
+    probe_a, _ = runner_case._prepare(a)
+    probe_a2, _ = runner_case._prepare(a)
+    probe_b, _ = runner_case._prepare(b)
     assert torch.equal(probe_a.inputs["A"], probe_a2.inputs["A"])
     assert not torch.allclose(probe_a.inputs["A"], probe_b.inputs["A"])
 
@@ -151,6 +152,6 @@ def test_a_deadline_seen_between_calls_is_a_timeout_like_the_alarm():
     try:
         _check(deadline=0.0)
     except CaseTimeout as exc:
-        assert runner._reason(exc).startswith("timeout")
+        assert runner_case._reason(exc).startswith("timeout")
     else:
         raise AssertionError("a passed deadline must raise")

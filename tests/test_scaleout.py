@@ -278,7 +278,7 @@ def test_the_early_warning_alone_stops_nothing(stopping_method, tmp_path):
 def test_sigterm_ends_the_task_as_failed_with_its_finished_cases_saved(tmp_path, monkeypatch):
     suite = spec.loads(SUITE)
     keys = [case.key for case in suite.cases()]
-    from bench_cli import runner
+    from bench_cli.runner import case as runner
 
     real = runner.run_case
     calls = []

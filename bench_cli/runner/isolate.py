@@ -73,7 +73,8 @@ def _worker_main(conn, stderr_path: str, parent: int) -> None:
     fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 2)  # native crashes write here too; the parent reads the tail
     faulthandler.enable()  # a fatal signal prints its Python traceback there first
-    from bench_cli import registry, runner
+    from bench_cli import registry
+    from bench_cli.runner import case as runner
 
     try:
         registry.load_plugins()  # here, so a plugin that breaks in workers says so at once
@@ -206,7 +207,7 @@ class Isolated:
         self.worker = None
 
     def run_group(self, cases, suite, limit: float) -> dict[str, dict]:
-        from bench_cli.runner import failed_records
+        from bench_cli.runner.case import failed_records
 
         try:
             return self._live().run_group(cases, suite, limit)
@@ -215,7 +216,7 @@ class Isolated:
             return {c.key: failed_records(c, suite, ["time"], str(exc))[0] for c in cases}
 
     def run(self, case, suite, metrics: list[str], limit: float) -> list[dict]:
-        from bench_cli.runner import failed_records
+        from bench_cli.runner.case import failed_records
 
         try:
             return self._live().run(case, suite, metrics, limit)

@@ -1,0 +1,207 @@
+"""The commands that read run folders and never measure: show, compare, report,
+merge; and env, the machine as a run records it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table as RichTable
+from tabulate import tabulate
+
+from bench_cli import api, store, tables
+from bench_cli.cli.console import (
+    check_format,
+    err_console,
+    err_notify,
+    handles_errors,
+    out_console,
+)
+from bench_cli.cli.options import (
+    FormatOpt,
+)
+from bench_cli.compare import comparison_frame
+
+
+@handles_errors
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    format: FormatOpt = None,
+) -> None:
+    """Re-make a run's tables from its records (never re-measures)."""
+
+    check_format(format)
+    folder = api.open_run(run_dir)
+    records = folder.records()
+    made = api.tables_of(folder, records)
+    api.write_outputs(folder, records, made, err_notify(err_console()))
+    if format is None:
+        console = out_console()
+        for table in made:
+            console.print(tables.to_rich(table))
+        print(tables.status_summary(records), file=sys.stderr)
+        noisy = tables.noise_summary(records)
+        if noisy:
+            print(noisy, file=sys.stderr)
+    else:
+        print("\n".join(tables.render(t, format) for t in made))
+    for line in store.describe_nodes(folder.env):
+        print(f"measured on {line}", file=sys.stderr)
+
+
+@handles_errors
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run folders; each is compared with the first.")
+    ],
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Divide each run's times by this method's time on its own machine "
+            "first: compare speed-ups, not raw times.",
+        ),
+    ] = None,
+    min_effect: Annotated[
+        float,
+        typer.Option(
+            "--min-effect",
+            min=0.0,
+            help="Smallest relative change called faster/slower (a change must also exceed "
+            "the noise floor the two records measured; within it the verdict is ?).",
+        ),
+    ] = 0.05,
+    mode: Annotated[
+        str, typer.Option("--mode", help="Timing mode: fwd, bwd or fwd_bwd.")
+    ] = "fwd_bwd",
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            "-d",
+            help="Compare only the records measured on this device (cpu, cuda, cuda:1); "
+            "default: every device, each case with its own.",
+        ),
+    ] = None,
+    changed: Annotated[
+        bool,
+        typer.Option(
+            "--changed",
+            help="List only rows that changed or are inconclusive, not the unchanged (~).",
+        ),
+    ] = False,
+    format: FormatOpt = None,
+) -> None:
+    """Compare runs of one suite across machines or versions, case by case."""
+    check_format(format)
+    results = api.compare_runs(
+        runs,
+        baseline=baseline,
+        min_effect=min_effect,
+        mode=mode,
+        device=device,
+    )
+    console = out_console()
+    for result in results:
+        frame = comparison_frame(result)
+        unchanged = int((frame["verdict"] == "~").sum()) if len(frame) else 0
+        if changed and len(frame):
+            frame = frame[frame["verdict"] != "~"]
+        title = f"B = {result.b}\nA = {result.a}"
+        if changed:
+            title += f"\n{unchanged} unchanged row(s) (~) not listed"
+        if format == "csv":
+            print(frame.to_csv(index=False))
+        elif format is not None:
+            fmt = "github" if format == "md" else "latex_booktabs"
+            print(
+                tabulate(
+                    frame.values.tolist(),
+                    headers=list(frame.columns),
+                    tablefmt=fmt,
+                    disable_numparse=True,
+                )
+            )
+        else:
+            table = RichTable(title=escape(title), title_justify="left")
+            for column in frame.columns:
+                table.add_column(escape(column), no_wrap=column != "case")
+            for values in frame.itertuples(index=False):
+                style = {
+                    "slower": "red", "worse": "red", "faster": "green", "better": "green",
+                    "?": "yellow",
+                }.get(values.verdict)  # fmt: skip
+                table.add_row(*(escape(str(v)) for v in values), style=style)
+            console.print(table)
+        print("\n".join(result.summary_lines()))
+
+
+@handles_errors
+def report_(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders; with two or more, the page also compares each with the first."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="The HTML file (default: report.html in the first run folder)."
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Compare speed-ups over this method instead of raw times."),
+    ] = None,
+) -> None:
+    """Write a self-contained HTML page: environment, every table and plot, comparisons."""
+    from bench_cli import report
+
+    folders = [api.open_run(path) for path in runs]
+    comparisons = api.compare_runs(runs, baseline=baseline) if len(folders) > 1 else []
+    target = out or folders[0].path / "report.html"
+    report.write_report(folders, target, comparisons)
+    print(f"report: {target}")
+
+
+@handles_errors
+def merge(
+    runs: Annotated[list[Path], typer.Argument(help="Shard run folders of one suite.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The merged run folder (one per machine key beneath it if the shards differ).",
+        ),
+    ],
+) -> None:
+    """Combine shard runs into one run folder; refuses overlapping shards."""
+    for target, count in api.merge_runs(runs, out):
+        print(f"merged: {target} ({count} records)")
+
+
+@handles_errors
+def env(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the hardware and software matbench records with every run."""
+    from bench_cli import env as env_mod
+
+    info = env_mod.collect()
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    table = RichTable(title="environment", title_justify="left", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in info.items():
+        table.add_row(
+            key, json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
+        )
+    out_console().print(table)
