@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from bench_cli import spec
 from bench_cli.cli.console import (
@@ -15,6 +12,19 @@ from bench_cli.cli.console import (
     out_console,
 )
 from bench_cli.cli.options import (
+    AdviseBatchOpt,
+    AdviseBudgetOpt,
+    AdviseConditionOpt,
+    AdviseDeviceOpt,
+    AdviseDimOpt,
+    AdviseDtypeOpt,
+    AdviseFuncOpt,
+    AdviseNeedGradOpt,
+    AdviseRankOpt,
+    AdviseSamplesOpt,
+    AdviseSaveOpt,
+    AdviseSuiteOutOpt,
+    AdviseToleranceOpt,
     ResultsOpt,
 )
 from bench_cli.errors import UserError
@@ -22,50 +32,19 @@ from bench_cli.errors import UserError
 
 @handles_errors
 def advise(
-    func: Annotated[str, typer.Option("--func", help="sqrt, invsqrt or log.")],
-    batch: Annotated[int, typer.Option("--batch", help="Matrices per call.")],
-    dim: Annotated[list[int], typer.Option("--dim", help="Matrix size (repeatable).")],
-    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float64.")] = "float32",
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
-    tolerance: Annotated[
-        float,
-        typer.Option(
-            "--tolerance", help="Largest acceptable relative forward and gradient error, in (0, 1]."
-        ),
-    ] = 1e-3,
-    need_grad: Annotated[
-        bool,
-        typer.Option(
-            "--need-grad/--no-grad",
-            help="Rank by forward+backward (default) or forward time; check gradients or not.",
-        ),
-    ] = True,
-    budget: Annotated[float, typer.Option("--budget", help="Seconds for the whole advice.")] = 60.0,
-    condition: Annotated[
-        float, typer.Option("--condition", help="Condition number of the spd probe.")
-    ] = 1e2,
-    samples: Annotated[
-        int | None,
-        typer.Option("--samples", help="Samples N of the covariance probe (default 2·dim)."),
-    ] = None,
-    rank: Annotated[
-        int | None,
-        typer.Option("--rank", help="Also consider truncated and low-rank methods of this rank."),
-    ] = None,
-    save: Annotated[
-        bool,
-        typer.Option(
-            "--save", help="Write the advice runs as ordinary run folders under --results."
-        ),
-    ] = False,
-    suite_out: Annotated[
-        Path | None,
-        typer.Option(
-            "--suite-out",
-            help="Write the generated suites: FILE (timing) and FILE's siblings "
-            "<stem>-spd/-covariance/-stability.yaml.",
-        ),
-    ] = None,
+    func: AdviseFuncOpt,
+    batch: AdviseBatchOpt,
+    dim: AdviseDimOpt,
+    dtype: AdviseDtypeOpt = "float32",
+    device: AdviseDeviceOpt = "auto",
+    tolerance: AdviseToleranceOpt = 1e-3,
+    need_grad: AdviseNeedGradOpt = True,
+    budget: AdviseBudgetOpt = 60.0,
+    condition: AdviseConditionOpt = 1e2,
+    samples: AdviseSamplesOpt = None,
+    rank: AdviseRankOpt = None,
+    save: AdviseSaveOpt = False,
+    suite_out: AdviseSuiteOutOpt = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Which method should I use for this function, at these sizes, on this hardware?"""

@@ -22,7 +22,16 @@ from bench_cli.cli.console import (
     out_console,
 )
 from bench_cli.cli.options import (
+    CompareBaselineOpt,
+    CompareChangedOpt,
+    CompareDeviceOpt,
+    CompareMinEffectOpt,
+    CompareModeOpt,
+    CompareRunsOpt,
     FormatOpt,
+    ReportBaselineOpt,
+    ReportOutOpt,
+    ReportRunsOpt,
 )
 from bench_cli.compare import comparison_frame
 
@@ -55,45 +64,12 @@ def show(
 
 @handles_errors
 def compare(
-    runs: Annotated[
-        list[Path], typer.Argument(help="Run folders; each is compared with the first.")
-    ],
-    baseline: Annotated[
-        str | None,
-        typer.Option(
-            "--baseline",
-            help="Divide each run's times by this method's time on its own machine "
-            "first: compare speed-ups, not raw times.",
-        ),
-    ] = None,
-    min_effect: Annotated[
-        float,
-        typer.Option(
-            "--min-effect",
-            min=0.0,
-            help="Smallest relative change called faster/slower (a change must also exceed "
-            "the noise floor the two records measured; within it the verdict is ?).",
-        ),
-    ] = 0.05,
-    mode: Annotated[
-        str, typer.Option("--mode", help="Timing mode: fwd, bwd or fwd_bwd.")
-    ] = "fwd_bwd",
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device",
-            "-d",
-            help="Compare only the records measured on this device (cpu, cuda, cuda:1); "
-            "default: every device, each case with its own.",
-        ),
-    ] = None,
-    changed: Annotated[
-        bool,
-        typer.Option(
-            "--changed",
-            help="List only rows that changed or are inconclusive, not the unchanged (~).",
-        ),
-    ] = False,
+    runs: CompareRunsOpt,
+    baseline: CompareBaselineOpt = None,
+    min_effect: CompareMinEffectOpt = 0.05,
+    mode: CompareModeOpt = "fwd_bwd",
+    device: CompareDeviceOpt = None,
+    changed: CompareChangedOpt = False,
     format: FormatOpt = None,
 ) -> None:
     """Compare runs of one suite across machines or versions, case by case."""
@@ -142,22 +118,9 @@ def compare(
 
 @handles_errors
 def report_(
-    runs: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Run folders; with two or more, the page also compares each with the first."
-        ),
-    ],
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", help="The HTML file (default: report.html in the first run folder)."
-        ),
-    ] = None,
-    baseline: Annotated[
-        str | None,
-        typer.Option("--baseline", help="Compare speed-ups over this method instead of raw times."),
-    ] = None,
+    runs: ReportRunsOpt,
+    out: ReportOutOpt = None,
+    baseline: ReportBaselineOpt = None,
 ) -> None:
     """Write a self-contained HTML page: environment, every table and plot, comparisons."""
     from bench_cli import report

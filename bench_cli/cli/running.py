@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -27,8 +26,24 @@ from bench_cli.cli.options import (
     FilterOpt,
     MaxCasesOpt,
     OutOpt,
+    ReproduceCheckOpt,
+    ReproduceFromRunOpt,
+    ReproduceNameOpt,
+    ReproduceQuickOpt,
+    ReproduceReadmeOpt,
     ResultsOpt,
     ResumeOpt,
+    RunArrayParallelismOpt,
+    RunExecutorOpt,
+    RunGpusOpt,
+    RunIsolateOpt,
+    RunNoRetryFailedOpt,
+    RunPartitionOpt,
+    RunQuickOpt,
+    RunSetupOpt,
+    RunShardOpt,
+    RunShardsCountOpt,
+    RunTimeMinOpt,
     SuiteArg,
     TimeoutOpt,
 )
@@ -76,62 +91,18 @@ def run(
     timeout: TimeoutOpt = None,
     dry_run: DryRunOpt = False,
     results: ResultsOpt = Path("results"),
-    isolate: Annotated[
-        bool,
-        typer.Option(
-            "--isolate",
-            help="Run cases in a spawned worker process: a crash or hang costs only its case.",
-        ),
-    ] = False,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            "--shard",
-            help="Run shard i/N of the cases (balanced, by case key); merge the shards "
-            "with `matbench merge`.",
-        ),
-    ] = None,
-    executor: Annotated[
-        str | None,
-        typer.Option(
-            "--executor", help="local or slurm: run shards as a submitit job array, wait, merge."
-        ),
-    ] = None,
-    shards_count: Annotated[
-        int | None,
-        typer.Option(
-            "--shards", min=1, help="Array tasks for --executor (default: the suite's, or 2)."
-        ),
-    ] = None,
-    partition: Annotated[str | None, typer.Option("--partition", help="Slurm partition.")] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus", min=0, help="GPUs per task.")] = None,
-    time_min: Annotated[
-        int | None, typer.Option("--time-min", min=1, help="Minutes per task.")
-    ] = None,
-    array_parallelism: Annotated[
-        int | None, typer.Option("--array-parallelism", min=1, help="Slurm tasks running at once.")
-    ] = None,
-    setup: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--setup",
-            help="A shell line each array task runs first, e.g. 'module load cuda' or "
-            "'source /shared/venv/bin/activate' (repeatable; replaces the suite's).",
-        ),
-    ] = None,
-    no_retry_failed: Annotated[
-        bool,
-        typer.Option(
-            "--no-retry-failed",
-            help="Keep cases a scheduler stopped at its time limit as timeouts instead "
-            "of measuring them again.",
-        ),
-    ] = False,
+    isolate: RunIsolateOpt = False,
+    shard: RunShardOpt = None,
+    executor: RunExecutorOpt = None,
+    shards_count: RunShardsCountOpt = None,
+    partition: RunPartitionOpt = None,
+    gpus: RunGpusOpt = None,
+    time_min: RunTimeMinOpt = None,
+    array_parallelism: RunArrayParallelismOpt = None,
+    setup: RunSetupOpt = None,
+    no_retry_failed: RunNoRetryFailedOpt = False,
     allow_mixed: AllowMixedOpt = False,
-    quick: Annotated[
-        bool,
-        typer.Option("--quick", help="The suite's reduced size (its quick: block): <name>-quick."),
-    ] = False,
+    quick: RunQuickOpt = False,
     max_cases: MaxCasesOpt = None,
 ) -> None:
     """Run a suite and write records and tables to a run folder.
@@ -170,26 +141,9 @@ def run(
 
 @handles_errors
 def reproduce(
-    name: Annotated[
-        str | None,
-        typer.Argument(
-            help="A suite under suites/paper, e.g. song2021-truncation (see `matbench list "
-            "suites`), or the path of a suite file with a reference: block."
-        ),
-    ] = None,
-    check: Annotated[
-        bool,
-        typer.Option(
-            "--check",
-            help="Exit 0 only when at least one row was tested and every tested row "
-            "reproduces; 1 when a row does not reproduce (naming the rows); 3 when nothing "
-            "could be tested (every row inconclusive or not evidence).",
-        ),
-    ] = False,
-    quick: Annotated[
-        bool,
-        typer.Option("--quick", help="The suite's reduced size (for CI): runs as <name>-quick."),
-    ] = False,
+    name: ReproduceNameOpt = None,
+    check: ReproduceCheckOpt = False,
+    quick: ReproduceQuickOpt = False,
     out: OutOpt = None,
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
@@ -197,26 +151,9 @@ def reproduce(
     timeout: TimeoutOpt = None,
     dry_run: DryRunOpt = False,
     results: ResultsOpt = Path("results"),
-    readme: Annotated[
-        Path | None,
-        typer.Option(
-            "--readme",
-            help="Run nothing: rewrite the reproduced tables between this markdown page's "
-            "'<!-- reproduced:start -->' and '<!-- reproduced:end -->' markers from the "
-            "latest full run of every paper suite under --results (make docs-pages does "
-            "it for docs/).",
-        ),
-    ] = None,
+    readme: ReproduceReadmeOpt = None,
     allow_mixed: AllowMixedOpt = False,
-    from_run: Annotated[
-        Path | None,
-        typer.Option(
-            "--from",
-            help="Run nothing: judge the records of this finished run folder (of the same "
-            "suite) against NAME's reference, e.g. after editing the reference. Writes "
-            "nothing into the folder.",
-        ),
-    ] = None,
+    from_run: ReproduceFromRunOpt = None,
 ) -> None:
     """Re-run a published table on this machine and set our numbers beside the source's."""
     if readme is not None:
