@@ -108,7 +108,7 @@ def test_mutated_bundled_suites_end_in_a_suite_or_one_line(path, data):
         elif isinstance(parent, dict):
             new = data.draw(st.text(max_size=8))
             parent[new] = parent.pop(key)
-    _validate_text(yaml.dump(mutated, Dumper=spec._Dumper, allow_unicode=True))
+    _validate_text(yaml.dump(mutated, Dumper=spec.Dumper, allow_unicode=True))
 
 
 def _record(i: int) -> bytes:
