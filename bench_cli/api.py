@@ -24,6 +24,7 @@ from bench_cli import claims, spec, store, tables
 from bench_cli import compare as compare_mod
 from bench_cli import reproduction as reproduce_mod
 from bench_cli.errors import IncompleteRun, UserError, unknown_name
+from bench_cli.fsafe import output_folder, replace_file
 from bench_cli.runner.plan import (  # the API's too: see __all__
     Estimate,
     Plan,
@@ -328,7 +329,6 @@ def write_outputs(
 def write_conclusions(made: Sequence[tables.Table], folder: Path) -> Path | None:
     """``conclusions.md``: the sentences the paired tables support across metrics
     (bench_cli.claims), when the suite has paired tables."""
-    from bench_cli.store import output_folder, replace_file
 
     text = claims.conclusions(made)
     if not text:

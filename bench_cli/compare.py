@@ -49,8 +49,9 @@ import pandas as pd
 
 from bench_cli.errors import UserError
 from bench_cli.metrics import noise
+from bench_cli.records import metric_value
 from bench_cli.store import RunFolder
-from bench_cli.tables import format_cell, format_number, metric_value
+from bench_cli.tables import format_cell, format_number
 
 INCONCLUSIVE = "?"
 

@@ -46,6 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from bench_cli import shards, spec, store
 from bench_cli.errors import UserError
+from bench_cli.fsafe import utc_stamp
+from bench_cli.records import RECORDS
 
 DEFAULT_TIME_MIN = 60
 GRACE_S = 120.0  # beyond the time limit: Slurm's KillWait, sacct's lag, a slow file system
@@ -401,11 +403,11 @@ def submit_and_merge(
     reporter = reporter or _SilentJobs()
     order = {case.key: case.grid for case in cases}
     groups = _groups(cases, settings)
-    round_dir = folder.path / "shards" / store.utc_stamp()
+    round_dir = folder.path / "shards" / utc_stamp()
     n = 1
     while round_dir.exists():
         n += 1
-        round_dir = round_dir.with_name(f"{store.utc_stamp()}-{n}")
+        round_dir = round_dir.with_name(f"{utc_stamp()}-{n}")
     tasks: list[Task] = []
     try:
         for group, members in groups.items():
@@ -480,7 +482,7 @@ def _append_shards(
     new: list[dict[str, Any]] = []
     nodes: dict[str, dict[str, Any]] = {}
     for name, path in shard_dirs:
-        if not (path / store.RECORDS).exists():
+        if not (path / RECORDS).exists():
             continue
         shard = store.RunFolder(path)
         env = shard.env
@@ -518,7 +520,7 @@ def adopt_earlier_shards(folder: store.RunFolder, writer, order: Mapping[str, in
     shard_dirs = [
         (path.name, path)
         for path in sorted((folder.path / "shards").glob("*/*"))
-        if (path / store.RECORDS).exists() and _unlocked(path)
+        if (path / RECORDS).exists() and _unlocked(path)
     ]
     # Against every record the run holds, retryable ones too: those were appended already.
     return len(_append_shards(folder, writer, order, shard_dirs, folder.done(retry=False)))

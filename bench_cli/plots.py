@@ -16,14 +16,15 @@ from typing import Any
 
 import matplotlib
 
+from bench_cli.fsafe import output_folder, replace_file
+from bench_cli.records import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX, metric_value
+
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_cli.metrics import is_number  # noqa: E402
-from bench_cli.store import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX  # noqa: E402
-from bench_cli.tables import metric_value  # noqa: E402
 
 MARKERS = "osD^v<>phX*P"
 Figure = Any
@@ -363,7 +364,6 @@ def all_figures(records, notes: list[str] | None = None) -> Iterator[tuple[str, 
 def write(records, folder: Path, progress: Callable[[str], None] | None = None) -> list[Path]:
     """Every applicable plot as PNG and SVG under ``folder`` (re-made each time), one
     figure at a time, each closed before the next; ``progress`` hears of every tenth."""
-    from bench_cli.store import output_folder, replace_file
 
     written: list[Path] = []
     notes: list[str] = []

@@ -43,8 +43,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from bench_cli.records import metric_value
 from bench_cli.spec import ReferenceSpec
-from bench_cli.tables import format_cell, metric_value
+from bench_cli.tables import format_cell
 
 RESERVED = {"value", "max", "ratio", "by_construction"}
 REPRODUCES, FAILS, NOT_EVIDENCE = "reproduces", "fails", "not evidence"

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench_cli.errors import UserError
-from bench_cli.store import RunFolder, json_text, write_failed, write_whole_folder
+from bench_cli.fsafe import json_text, write_failed, write_whole_folder
+from bench_cli.store import RunFolder
 
 
 def parse(text: str) -> tuple[int, int]:

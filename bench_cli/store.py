@@ -24,13 +24,11 @@ earlier record asks to be measured again (``retry``).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import fcntl
 import json
 import logging
 import os
-import shutil
 import stat
 import sys
 from collections.abc import Iterable, Iterator
@@ -38,240 +36,20 @@ from pathlib import Path
 from typing import Any
 
 from bench_cli.errors import UserError
+from bench_cli.fsafe import (
+    _write_json,
+    entry,
+    json_text,
+    read_bytes,
+    utc_now,
+    write_failed,
+    write_whole_folder,
+)
+from bench_cli.provenance import describe, meta_problem, previous_provenance, same_code
+from bench_cli.records import RECORDS, kind_of, read_records
 
-RECORDS = "records.jsonl"
 OURS = ("run.json", "env.json", "suite.yaml", RECORDS)
-STATUSES = frozenset({"ok", "failed", "skipped", "nonfinite", "unsupported"})
-MAX_META_BYTES = 16 * 2**20  # run.json, env.json, suite.yaml: far beyond any real one
 log = logging.getLogger("bench_cli")
-
-
-def utc_now() -> str:
-    """The current UTC time, ISO 8601 to the second."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def utc_stamp() -> str:
-    """The current UTC time as a folder-name stamp, 20261130T120000Z."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def write_failed(path: Path, exc: OSError) -> UserError:
-    """One line for a write that failed: a full disk or an I/O error names the folder
-    and says the run stays resumable."""
-    why = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
-        return UserError(
-            f"{path}: cannot write: {why}; every record written before is kept: free the "
-            "space (or fix the disk) and run again with the same --out to resume"
-        )
-    return UserError(f"{path}: cannot write: {why}")
-
-
-def json_text(data: Any) -> str:
-    """run.json and env.json as written: indented, never NaN."""
-    return json.dumps(data, indent=2, default=str, allow_nan=False) + "\n"
-
-
-def write_whole_folder(path: Path, files: dict[str, str], tag: str) -> None:
-    """Write ``files`` (name: text) into a hidden sibling of ``path``, then rename it onto
-    ``path`` (missing, or an empty folder): a reader sees the whole folder or none of it.
-    An OSError is raised as it is; the temporary sibling never stays behind."""
-    temporary = path.parent / f".{path.name}.{tag}-{os.getpid()}"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir()
-        for name, text in files.items():
-            (temporary / name).write_text(text)
-        os.rename(temporary, path)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        if path.is_symlink() or tmp.is_symlink():
-            raise UserError(f"{path}: is a symbolic link; matbench never writes through one")
-        tmp.write_text(json_text(data))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise write_failed(path.parent, exc) from exc
-
-
-def entry(folder: Path, name: str) -> Path:
-    """``folder/name``, refused with one line when it is a symbolic link: a run folder's
-    entries are never followed elsewhere, for reading or writing."""
-    path = Path(folder) / name
-    if path.is_symlink():
-        raise UserError(
-            f"{path}: is a symbolic link; matbench never follows links inside a run folder"
-        )
-    return path
-
-
-def read_bytes(
-    path: Path, what: str, limit: int | None = MAX_META_BYTES, follow: bool = False
-) -> bytes | None:
-    """A regular file's bytes (None if absent), opened without following a link unless
-    ``follow``; a folder, a device, a FIFO (never waited on) or an unreadable file is one
-    line, and so is a file over ``limit`` bytes, refused before it is read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UserError(f"{path}: is a symbolic link; matbench never follows one") from exc
-        raise UserError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or (limit is not None and info.st_size > limit):
-        os.close(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{path}: {what} is not a regular file")
-        raise UserError(f"{path}: {what} is {info.st_size} bytes, over the {limit} limit")
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            return handle.read()
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
-
-
-def output_folder(path: Path) -> Path:
-    """A run's tables/ or plots/ folder, made if absent; refused when it is a link (it
-    would write outside the run) or not a folder."""
-    path = Path(path)
-    if path.is_symlink():
-        raise UserError(f"{path}: is a symbolic link; matbench never writes through one")
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path}: is not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_failed(path, exc) from exc
-    return path
-
-
-def replace_file(path: Path, data: bytes) -> Path:
-    """Write a derived file (a table, a plot) whole: a temporary file renamed over it, so
-    a link in its place is replaced, never followed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.unlink(missing_ok=True)
-        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise write_failed(path.parent, exc) from exc
-    return path
-
-
-def _kind(value: Any) -> str:
-    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "text"}
-    return names.get(type(value), type(value).__name__)
-
-
-_SCALARS = (str, int, float, bool, type(None))
-# A case's axes name each method option and input parameter twice: bare, and under
-# these prefixes (spec.namespaced_axes); the case's own axes are never prefixed.
-INPUTS_PREFIX, OPTIONS_PREFIX = "inputs.", "options."
-CASE_AXES = ("method", "layer", "impl", "device", "dtype", "kind")
-
-
-def upgrade_axes(record: dict[str, Any]) -> dict[str, Any]:
-    """Give a record written before the prefixes its ``inputs.NAME`` and ``options.NAME``
-    axes (in place), so every reader uses the same names for old and new runs. A name
-    that was both lost its option's value in the bare axis; the option's value then
-    comes from the record's params, where it was given."""
-    axes = record["axes"]
-    if any(key.startswith((INPUTS_PREFIX, OPTIONS_PREFIX)) for key in axes):
-        return record
-    params = record.get("params") or {}
-    inputs = params.get("inputs") or {}
-    options = params.get("options")
-    given: dict[str, Any] = options if isinstance(options, dict) else {}
-    for key, value in list(axes.items()):
-        if key in CASE_AXES:
-            continue
-        if key in inputs:
-            axes[INPUTS_PREFIX + key] = value
-            if key in given and isinstance(given[key], str | int | float | bool | None):
-                axes[OPTIONS_PREFIX + key] = given[key]
-        else:
-            axes[OPTIONS_PREFIX + key] = value
-    return record
-
-
-def record_problem(record: Any) -> str | None:
-    """What makes a parsed line no matbench record (None if it is one): the fields every
-    reader relies on, with their types."""
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {_kind(record)}"
-    for key in ("case", "metric", "status"):
-        if not isinstance(record.get(key), str):
-            return f"'{key}' is missing or not text"
-    if record["status"] not in STATUSES:
-        return f"unknown status {record['status']!r}"
-    if record.get("reason") is not None and not isinstance(record["reason"], str):
-        return "'reason' is not text"
-    axes, params = record.get("axes"), record.get("params")
-    if not isinstance(axes, dict) or not all(isinstance(v, _SCALARS) for v in axes.values()):
-        return "'axes' is missing or not a mapping of plain values"
-    for key in ("method", "device", "dtype"):
-        if not isinstance(axes.get(key), str):
-            return f"'axes.{key}' is missing or not text"
-    if not isinstance(params, dict) or not isinstance(params.get("inputs"), dict):
-        return "'params.inputs' is missing or not a mapping"
-    inputs = params["inputs"]
-    if not isinstance(inputs.get("kind"), str) or not all(
-        isinstance(v, _SCALARS) for v in inputs.values()
-    ):
-        return "'params.inputs' is not a mapping of plain values with a kind"
-    for key in ("device", "dtype"):
-        if key in params and not isinstance(params[key], str):
-            return f"'params.{key}' is not text"
-    for key, kinds in (("grid", int), ("machine_key", str), ("shard", str), ("invocation", int)):
-        if record.get(key) is not None and (
-            not isinstance(record[key], kinds) or isinstance(record[key], bool)
-        ):
-            return f"'{key}' is not {'a whole number' if kinds is int else 'text'}"
-    if record["status"] == "ok" and "value" not in record:
-        return "an ok record without a value"
-    from bench_cli.metrics import value_problem  # no torch
-
-    if record["status"] == "ok":
-        return value_problem(record["metric"], record["value"])
-    return value_problem("", record.get("value"))  # samples only, for a value kept anyway
-
-
-def read_records(path: Path, warn: bool = True) -> list[dict[str, Any]]:
-    """All complete, well-formed records of a run folder, in the order written.
-
-    A torn final line is ignored (that case is measured again on resume). A line that
-    is not JSON, or JSON of the wrong shape, is skipped and named with its line number
-    on the ``bench_cli`` logger."""
-    file = entry(Path(path), RECORDS)
-    data = read_bytes(file, "records.jsonl", limit=None)
-    if data is None:
-        return []
-    records: list[dict[str, Any]] = []
-    lines = data.split(b"\n")
-    for number, raw in enumerate(lines[:-1], start=1):  # the last piece is torn or empty
-        problem: str | None
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            problem = f"not a JSON record ({exc.__class__.__name__}: {exc})"[:200]
-        else:
-            problem = record_problem(record)
-        if problem is None:
-            records.append(upgrade_axes(record))
-        elif warn:
-            log.warning(f"{file}:{number}: damaged record skipped: {problem}")
-    return records
 
 
 class RunFolder:
@@ -317,7 +95,7 @@ class RunFolder:
             log.warning(f"{exc}; the environment is not shown")
             return {}
         if env is not None and not isinstance(env, dict):
-            log.warning(f"{self.path / 'env.json'}: damaged: {_kind(env)}, not a mapping")
+            log.warning(f"{self.path / 'env.json'}: damaged: {kind_of(env)}, not a mapping")
             return {}
         return env or {}
 
@@ -544,58 +322,6 @@ class RunWriter:
             raise write_failed(self.file.parent, exc) from exc
 
 
-def meta_problem(meta: Any) -> str | None:
-    """What makes run.json unreadable: the fields every reader relies on."""
-    if not isinstance(meta, dict):
-        return f"expected a JSON object, got {_kind(meta)}"
-    for key in ("suite", "fingerprint", "machine_key"):
-        if not isinstance(meta.get(key), str):
-            return f"'{key}' is missing or not text"
-    invocations = meta.get("invocations", [])
-    if not isinstance(invocations, list) or not all(isinstance(i, dict) for i in invocations):
-        return "'invocations' is not a list of mappings"
-    return None
-
-
-def previous_provenance(meta: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
-    """The provenance of the latest invocation that recorded one; for runs made before
-    invocations did, what env.json says of the code (version, git, torch; no digest)."""
-    for invocation in reversed(meta.get("invocations", [])):
-        if isinstance(invocation.get("provenance"), dict):
-            return invocation["provenance"]
-    return {
-        "matbench": env.get("matbench"),
-        "git": env.get("git") or {},
-        "torch": env.get("torch"),
-        "code": None,
-    }
-
-
-def same_code(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two provenances name the same code: equal source digests and torch builds;
-    without a digest (older runs), the same clean git commit and torch."""
-    if a.get("torch") != b.get("torch"):
-        return False
-    if a.get("code") and b.get("code"):
-        return a["code"] == b["code"]
-    git_a, git_b = a.get("git") or {}, b.get("git") or {}
-    clean = not git_a.get("dirty") and not git_b.get("dirty")
-    return bool(git_a.get("commit")) and git_a.get("commit") == git_b.get("commit") and clean
-
-
-def describe(provenance: dict[str, Any]) -> str:
-    """One phrase: matbench 0.1.0 (commit 1a2b3c4 dirty, code 9f8e7d6c), torch 2.13.0."""
-    git = provenance.get("git") or {}
-    parts = []
-    if git.get("commit"):
-        parts.append(f"commit {git['commit'][:7]}" + (" dirty" if git.get("dirty") else ""))
-    parts.append(f"code {provenance['code'][:8]}" if provenance.get("code") else "code unknown")
-    return (
-        f"matbench {provenance.get('matbench')} ({', '.join(parts)}), "
-        f"torch {provenance.get('torch')}"
-    )
-
-
 def runs_of(root: Path, suite_name: str) -> list[RunFolder]:
     """Run folders of a suite under a results root, oldest first."""
     base = Path(root) / suite_name
@@ -606,12 +332,3 @@ def runs_of(root: Path, suite_name: str) -> list[RunFolder]:
         for p in sorted(base.iterdir())
         if not p.name.startswith(".") and (p / "run.json").is_file()
     ]
-
-
-def describe_nodes(env: dict[str, Any]) -> list[str]:
-    """One line per node that measured an executor run, from its env.json's ``nodes``."""
-    out = []
-    for key, node in sorted((env.get("nodes") or {}).items()):
-        hardware = ", ".join(g["name"] for g in node.get("gpus") or []) or node.get("cpu_model")
-        out.append(f"{key}: {node.get('hostname')} ({hardware}, torch {node.get('torch')})")
-    return out

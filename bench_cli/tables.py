@@ -21,59 +21,17 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 from tabulate import tabulate
 
+from bench_cli.fsafe import output_folder, replace_file
 from bench_cli.metrics import METRICS, STATS
+from bench_cli.records import INPUTS_PREFIX, RATIO, THROUGHPUT, metric_value
 from bench_cli.spec import TableSpec
-from bench_cli.store import INPUTS_PREFIX
 
 FORMATS = ("md", "csv", "latex")
-# Derived from a timing mode's nominal FLOPs and its median: the rate, and the fraction
-# of the run's measured matmul peak.
-THROUGHPUT = ("flops_per_s", "peak_fraction")
-# A timing mode of a paired-timing run: the median of its per-round ratios to the baseline.
-RATIO = "ratio_to_baseline"
 NOISY_MARK = "⚠"
 _TIME_SCALES = ((1e-6, "ns", 1e9), (1e-3, "µs", 1e6), (1.0, "ms", 1e3), (math.inf, "s", 1.0))
 
 
 log = logging.getLogger("bench_cli")
-
-
-def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
-    """The number a table path picks out of a record, or the record's status."""
-    if record["status"] != "ok":
-        return record["status"]
-    value: Any = record["value"]
-    top = value
-    for part in path:
-        if isinstance(value, Mapping) and part in value:
-            value = value[part]
-        elif isinstance(value, Mapping) and "samples" in value and part in STATS:
-            if not value["samples"]:
-                return "n/a"  # e.g. epoch times of a method that does not train
-            value = STATS[part](value["samples"])
-        elif isinstance(value, Mapping) and "samples" in value and part == RATIO:
-            ratios = [r for r in (value.get("paired") or {}).get("ratios") or [] if r]
-            if not ratios:
-                return "n/a"  # timed alone: no baseline in its group, or an older run
-            value = STATS["median"](ratios)
-        elif isinstance(value, Mapping) and "flops" in value and part in THROUGHPUT:
-            if value["flops"] is None:
-                return "n/a"  # the method declares no FLOP model for this mode
-            rate = value["flops"] / STATS["median"](value["samples"])
-            if part == "peak_fraction" and not top.get("peak_gflops"):
-                return "n/a"  # no measured peak for this device and dtype
-            value = rate if part == "flops_per_s" else rate / (top["peak_gflops"] * 1e9)
-        else:
-            raise KeyError(f"'{part}' not found in the value of metric '{record['metric']}'")
-    if isinstance(value, Mapping) and "samples" in value:
-        value = STATS["median"](value["samples"])
-    if value is None:
-        return "n/a"  # measured, but not defined for this case (e.g. no K̃, an inf norm)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if not isinstance(value, int | float):
-        raise KeyError(f"'{'.'.join(path)}' of metric '{record['metric']}' is not a number")
-    return float(value)
 
 
 def cell_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
@@ -659,7 +617,6 @@ def tables_for(
 
 def write(tables: Sequence[Table], folder: Path) -> list[Path]:
     """Write every table as .md, .csv and .tex under ``folder`` (re-made each time)."""
-    from bench_cli.store import output_folder, replace_file
 
     folder = output_folder(folder)
     written = []

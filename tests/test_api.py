@@ -12,6 +12,7 @@ import pytest
 
 import bench_cli
 from bench_cli import api, env, spec, store
+from bench_cli.provenance import describe, previous_provenance, same_code
 from tests.test_bad_input import _check_one_line
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,20 +100,20 @@ def test_resume_under_other_code_refuses_naming_both_versions(cli, write_suite, 
 def test_a_deliberately_equal_provenance_check_would_be_caught():
     # same_code must tell code versions apart: a check that always said "same" fails here.
     base = {"code": "a" * 64, "torch": "2.13.0", "git": {"commit": "c" * 40, "dirty": False}}
-    assert store.same_code(base, dict(base))
-    assert not store.same_code(base, {**base, "code": "b" * 64})
-    assert not store.same_code(base, {**base, "torch": "2.14.0"})
+    assert same_code(base, dict(base))
+    assert not same_code(base, {**base, "code": "b" * 64})
+    assert not same_code(base, {**base, "torch": "2.14.0"})
     legacy = {"code": None, "torch": "2.13.0", "git": {"commit": "c" * 40, "dirty": False}}
-    assert store.same_code(legacy, base)  # an older run: the same clean commit
-    assert not store.same_code({**legacy, "git": {"commit": "c" * 40, "dirty": True}}, base)
+    assert same_code(legacy, base)  # an older run: the same clean commit
+    assert not same_code({**legacy, "git": {"commit": "c" * 40, "dirty": True}}, base)
 
 
 def test_committed_runs_made_before_provenance_refuse_a_dirty_resume(tmp_path):
     # An old run.json without provenance: judged by env.json's git commit.
     meta = {"invocations": [{"utc": "x", "argv": [], "pid": 1}]}
     old_env = {"matbench": "0.1.0", "git": {"commit": "c" * 40, "dirty": True}, "torch": "t"}
-    previous = store.previous_provenance(meta, old_env)
-    assert previous["code"] is None and "commit ccccccc dirty" in store.describe(previous)
+    previous = previous_provenance(meta, old_env)
+    assert previous["code"] is None and "commit ccccccc dirty" in describe(previous)
 
 
 TORCH_FREE = ["show", "compare", "report", "merge"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 
-from bench_cli import plots, store
+from bench_cli import plots
+from bench_cli.records import read_records
 
 OPTION_SWEEP = """\
 name: gap-option
@@ -69,7 +70,7 @@ def test_a_swept_method_option_on_covariance_inputs_runs_plots_and_reports(
 def test_the_same_name_on_both_sides_keeps_both_values(cli, write_suite, tmp_path):
     suite = write_suite(BOTH_SIDES)
     assert cli("run", suite, "--out", "run").exit_code == 0
-    records = store.read_records(tmp_path / "run")
+    records = read_records(tmp_path / "run")
     seen = {(r["axes"]["inputs.gap"], r["axes"]["options.gap"]) for r in records}
     assert seen == {(0.1, "exact"), (0.1, "clamp"), (0.0001, "exact"), (0.0001, "clamp")}
     assert all(r["axes"]["gap"] == r["axes"]["inputs.gap"] for r in records)  # as before
@@ -108,7 +109,7 @@ def test_a_run_written_before_the_prefixes_reads_with_them(tmp_path):
                    "inputs": {"kind": "spd", "dim": 4, "gap": 0.1}},
     }  # fmt: skip
     (tmp_path / "records.jsonl").write_text(json.dumps(old) + "\n")
-    (record,) = store.read_records(tmp_path)
+    (record,) = read_records(tmp_path)
     axes = record["axes"]
     assert axes["inputs.gap"] == 0.1 and axes["options.gap"] == "clamp"
     assert axes["inputs.dim"] == 4 and axes["options.func"] == "log" and axes["gap"] == 0.1
@@ -163,7 +164,7 @@ def test_a_plot_that_fails_costs_one_line_and_no_record(cli, write_suite, tmp_pa
     assert result.exit_code == 0
     assert "plots not written: ValueError: could not convert string to float" in result.output
     assert "matbench show" in result.output
-    assert len(store.read_records(tmp_path / "run")) == 12
+    assert len(read_records(tmp_path / "run")) == 12
     for handler in logging.getLogger("bench_cli").handlers:  # each line is said once per
         getattr(handler, "said", set()).clear()  # process; show is a second process
     shown = cli("show", "run")

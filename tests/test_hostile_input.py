@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from bench_cli import spec, store
 from bench_cli.cli import app
+from bench_cli.records import RECORDS, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = sorted((ROOT / "suites").rglob("*.yaml"))
@@ -134,10 +135,10 @@ GOOD = b"".join(_record(i) for i in range(5))
 @given(st.integers(0, len(GOOD)), st.binary(max_size=20), st.booleans())
 def test_damaged_records_are_skipped_by_line_never_a_traceback(cut, garbage, in_the_middle):
     with tempfile.TemporaryDirectory() as folder:
-        file = Path(folder) / store.RECORDS
+        file = Path(folder) / RECORDS
         damaged = GOOD[:cut] + garbage + (GOOD[cut:] if in_the_middle else b"")
         file.write_bytes(damaged)
-        records = store.read_records(Path(folder))  # never raises
+        records = read_records(Path(folder))  # never raises
         whole = damaged[: damaged.rfind(b"\n") + 1]
         lines = set(GOOD.splitlines(keepends=True))
         intact = [line + b"\n" for line in whole.split(b"\n")[:-1] if line + b"\n" in lines]

@@ -7,6 +7,7 @@ import torch
 
 from bench_cli import inputs, runner, spec, tables
 from bench_cli.layers import matfun
+from bench_cli.records import metric_value
 from bench_cli.spec import TableSpec
 
 F64 = torch.float64
@@ -175,10 +176,10 @@ def test_time_records_flops_labels_rotation_and_derives_rates():
     # newton_schulz, 5 iterations: 12 matmuls forward, 24 backward, 2·6³ FLOPs each, batch 3.
     assert value["fwd"]["flops"] == 3 * 12 * 2 * 6**3
     assert value["fwd_bwd"]["flops"] == 3 * 36 * 2 * 6**3
-    rate = tables.metric_value(record, ["fwd_bwd", "flops_per_s"])
-    median = tables.metric_value(record, ["fwd_bwd", "median"])
+    rate = metric_value(record, ["fwd_bwd", "flops_per_s"])
+    median = metric_value(record, ["fwd_bwd", "median"])
     assert rate == pytest.approx(value["fwd_bwd"]["flops"] / median)
-    assert tables.metric_value(record, ["fwd_bwd", "peak_fraction"]) == pytest.approx(
+    assert metric_value(record, ["fwd_bwd", "peak_fraction"]) == pytest.approx(
         rate / (value["peak_gflops"] * 1e9)
     )
 

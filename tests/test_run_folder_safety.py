@@ -122,7 +122,9 @@ def test_a_folder_holding_other_files_is_still_refused(tmp_path):
 
 
 def test_two_runs_started_in_the_same_second_get_two_folders(monkeypatch, write_suite, tmp_path):
-    monkeypatch.setattr(store, "utc_stamp", lambda: "20261130T120000Z")
+    from bench_cli.runner import plan as run_plan
+
+    monkeypatch.setattr(run_plan, "utc_stamp", lambda: "20261130T120000Z")
     suite = api.load_suite(write_suite())
     first = api.choose_folder(suite, results=tmp_path)
     second = api.choose_folder(suite, results=tmp_path)

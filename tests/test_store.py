@@ -9,7 +9,7 @@ ENV = {"machine_key": "test-machine"}
 
 
 def rec(case, metric="m", status="ok", **extra):
-    """A record with every field a reader relies on (store.record_problem)."""
+    """A record with every field a reader relies on (record_problem)."""
     return {
         "case": case,
         "metric": metric,

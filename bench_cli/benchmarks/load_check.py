@@ -27,6 +27,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from bench_cli.fsafe import utc_stamp
+
 SLOWDOWN_PLUGIN = '''
 """Makes newton_schulz 3x slower in forward+backward (load_check only)."""
 import dataclasses
@@ -137,7 +139,6 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     from bench_cli import env
-    from bench_cli.store import utc_stamp
 
     out = args.into or args.out / f"{utc_stamp()}_{env.collect()['machine_key']}"
     out.mkdir(parents=True, exist_ok=args.into is not None)

@@ -32,9 +32,9 @@ import torch
 
 from bench_cli import env, references
 from bench_cli.benchmarks._interleaved import batch_by_dim, interleaved, ratio_summary
+from bench_cli.fsafe import utc_stamp
 from bench_cli.inputs import SpdParams, generate_spd
 from bench_cli.layers import matrix_function
-from bench_cli.store import utc_stamp
 
 
 def load_peer(path: Path):

@@ -23,9 +23,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench_cli import env
 from bench_cli.benchmarks._interleaved import interleaved, ratio_summary
+from bench_cli.fsafe import utc_stamp
 from bench_cli.inputs import SpdParams, generate_spd
 from bench_cli.layers import matrix_function
-from bench_cli.store import utc_stamp
 
 
 def forward_backward(A, grad_out, iters, backward):

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from bench_cli import env
+from bench_cli.fsafe import utc_stamp
 from bench_cli.inputs import SegmentationParams, generate_segmentation
-from bench_cli.store import utc_stamp
 from bench_cli.tasks import segments
 
 COLUMNS = ("zero_rows", "cosine_within", "cosine_across", "largest_segment", "matched_accuracy")

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 from tabulate import tabulate
 
-from bench_cli import api, store, tables
+from bench_cli import api, tables
 from bench_cli.cli.console import (
     check_format,
     err_console,
@@ -34,6 +34,7 @@ from bench_cli.cli.options import (
     ReportRunsOpt,
 )
 from bench_cli.compare import comparison_frame
+from bench_cli.provenance import describe_nodes
 
 
 @handles_errors
@@ -58,7 +59,7 @@ def show(
             print(noisy, file=sys.stderr)
     else:
         print("\n".join(tables.render(t, format) for t in made))
-    for line in store.describe_nodes(folder.env):
+    for line in describe_nodes(folder.env):
         print(f"measured on {line}", file=sys.stderr)
 
 

@@ -49,6 +49,7 @@ from bench_cli.cli.options import (
 )
 from bench_cli.cli.planning import print_plan
 from bench_cli.errors import IncompleteRun, UserError
+from bench_cli.records import RECORDS
 
 
 def run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFolder | None:
@@ -74,7 +75,7 @@ def run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFolde
     noisy = tables.noise_summary(records)
     if noisy:
         err.print(escape(noisy), style="yellow")
-    err.print(f"records: {folder.path / store.RECORDS}\ntables:  {folder.path / 'tables'}")
+    err.print(f"records: {folder.path / RECORDS}\ntables:  {folder.path / 'tables'}")
     if incomplete:
         err.print(f"[red]incomplete:[/red] {escape(incomplete)}")
         raise typer.Exit(1)

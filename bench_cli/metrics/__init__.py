@@ -249,7 +249,7 @@ def path_problem(path: str) -> str | None:
 
 # ---------------------------------------------------------------- recorded value shapes
 # What a reader may rely on in an ok record's value, per metric: a damaged record that
-# breaks it is skipped (bench_cli.store.record_problem), never a traceback in a table.
+# breaks it is skipped (bench_cli.record_problem), never a traceback in a table.
 
 
 def is_number(x: Any) -> bool:

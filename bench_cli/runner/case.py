@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import torch
 
 from bench_cli import metrics, references, registry
+from bench_cli.fsafe import utc_now
 from bench_cli.metrics import CaseTimeout, NonFinite, NotApplicable, Probe
 from bench_cli.spec import Case, Suite
-from bench_cli.store import utc_now
 
 STATUSES = ("ok", "failed", "skipped", "nonfinite", "unsupported")
 LOW_PRECISION = ("float16", "bfloat16")

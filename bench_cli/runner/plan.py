@@ -12,6 +12,7 @@ from typing import Any
 
 from bench_cli import spec, store
 from bench_cli.errors import UserError
+from bench_cli.fsafe import utc_stamp, write_failed
 
 
 def select_cases(
@@ -118,7 +119,7 @@ def new_run_folder(
     """results/<suite>/<UTC stamp>_<machine>[_shard-i-of-N], never an existing folder;
     ``reserve`` makes it (empty) so no other run can take the name."""
     suffix = "" if shard is None else "_shard-" + shard.replace("/", "-of-")
-    base = Path(root) / suite.name / f"{store.utc_stamp()}_{machine}{suffix}"
+    base = Path(root) / suite.name / f"{utc_stamp()}_{machine}{suffix}"
     path, n = base, 1
     while not reserve and path.exists():
         n += 1
@@ -131,7 +132,7 @@ def new_run_folder(
             n += 1
             path = base.with_name(f"{base.name}-{n}")
         except OSError as exc:
-            raise store.write_failed(path.parent, exc) from exc
+            raise write_failed(path.parent, exc) from exc
     return path
 
 

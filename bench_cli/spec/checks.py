@@ -14,10 +14,10 @@ from pydantic import (
 )
 
 from bench_cli.errors import did_you_mean
+from bench_cli.records import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX
 from bench_cli.spec.limits import MAX_ERRORS, Loc
 from bench_cli.spec.model import TABLE_KEYS, MethodConfig, QuickSpec, ReferenceSpec
 from bench_cli.spec.yaml_lines import SuiteError, format_loc
-from bench_cli.store import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX
 
 # ---------------------------------------------------------------- validation
 

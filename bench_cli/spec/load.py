@@ -15,12 +15,13 @@ from pydantic import (
 )
 
 from bench_cli.errors import UserError, did_you_mean
+from bench_cli.fsafe import read_bytes
+from bench_cli.records import INPUTS_PREFIX, OPTIONS_PREFIX
 from bench_cli.spec.checks import Errors, pydantic_errors
 from bench_cli.spec.limits import MAX_CASES, MAX_SUITE_BYTES
 from bench_cli.spec.model import SUITE_KEYS, Case, ReferenceSpec, Suite, SuiteShape, TableSpec
 from bench_cli.spec.validate import validate
 from bench_cli.spec.yaml_lines import Dumper, SuiteError, parse_yaml
-from bench_cli.store import INPUTS_PREFIX, OPTIONS_PREFIX
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,6 @@ def quick_text(text: str, source: str) -> str:
 def read_suite_text(path: str | Path) -> str:
     """A suite file's text: a regular file of at most MAX_SUITE_BYTES, in UTF-8 (a FIFO,
     a device or a folder is refused without reading from it)."""
-    from bench_cli.store import read_bytes  # no torch
 
     path = Path(path)
     if path.is_dir():

@@ -21,8 +21,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from bench_cli.records import INPUTS_PREFIX, OPTIONS_PREFIX
 from bench_cli.spec.limits import MAX_FILE, MAX_STEM, MAX_TIMEOUT_S, MAX_TITLE
-from bench_cli.store import INPUTS_PREFIX, OPTIONS_PREFIX
 
 # ---------------------------------------------------------------- shape models
 

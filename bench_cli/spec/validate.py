@@ -14,6 +14,7 @@ from pydantic import (
 
 from bench_cli import metrics as metrics_catalog
 from bench_cli.errors import did_you_mean, unknown_name
+from bench_cli.records import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX
 from bench_cli.spec.checks import (
     Errors,
     _axis_values,
@@ -34,7 +35,6 @@ from bench_cli.spec.model import (
     TableSpec,
 )
 from bench_cli.spec.yaml_lines import SuiteError
-from bench_cli.store import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX
 
 
 def validate(
