@@ -1,10 +1,6 @@
-"""Tables from records: pivots per the suite's ``tables:``, rendered, never re-measured.
-
-A cell is a number in the metric's SI unit or, for a non-ok record, its
-status (``failed``, ``skipped``, ``nonfinite``); a status never shows as a
-number. Axes that vary within a table but are neither its rows nor its
-columns are added to the rows, so no cell ever hides two measurements.
-"""
+"""Building tables from records: pivots per the suite's ``tables:``, paired tables
+with their intervals and trivial answers, scaling exponents, and the caption of the
+options a table's methods were given."""
 
 from __future__ import annotations
 
@@ -12,89 +8,26 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.markup import escape
-from rich.table import Table as RichTable
-from tabulate import tabulate
 
-from bench_cli.fsafe import output_folder, replace_file
-from bench_cli.metrics import METRICS, STATS
-from bench_cli.records import INPUTS_PREFIX, RATIO, THROUGHPUT, metric_value
+from bench_cli.metrics import METRICS
+from bench_cli.records import INPUTS_PREFIX, RATIO, THROUGHPUT
 from bench_cli.spec import TableSpec
-
-FORMATS = ("md", "csv", "latex")
-NOISY_MARK = "⚠"
-_TIME_SCALES = ((1e-6, "ns", 1e9), (1e-3, "µs", 1e6), (1.0, "ms", 1e3), (math.inf, "s", 1.0))
-
+from bench_cli.tables.format import (
+    _TIME_SCALES,
+    NOISY_IQR,
+    NOISY_MARK,
+    cell_value,
+    format_cell,
+    format_with_spread,
+    noise_reasons,
+    spread_value,
+)
 
 log = logging.getLogger("bench_cli")
-
-
-def cell_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
-    """metric_value for a table cell: a value this record does not hold (a timing mode it
-    did not measure, a field an older version did not record) is "n/a", not an error.
-    Suite validation has already refused paths no metric produces."""
-    try:
-        return metric_value(record, path)
-    except KeyError:
-        return "n/a"
-
-
-NOISY_IQR = 0.10  # IQR/median above this is flagged, as torch.utils.benchmark's Compare does
-
-
-def spread_value(record: Mapping[str, Any], path: Sequence[str]) -> float | None:
-    """Half the IQR of the samples a ``...median`` path summarises; None for other paths."""
-    if record["status"] != "ok" or not path or path[-1] != "median":
-        return None
-    value: Any = record["value"]
-    for part in path[:-1]:
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    if not isinstance(value, Mapping) or not value.get("samples"):
-        return None
-    return 0.5 * STATS["iqr"](value["samples"])
-
-
-def noise_reasons(record: Mapping[str, Any], path: Sequence[str]) -> list[str] | None:
-    """Why the timing a cell shows was flagged noisy (docs/measurement.md, "Noise
-    fields"); None when it was not, or the path shows no timing."""
-    from bench_cli.metrics.noise import is_noisy, paired_reasons, reasons_of
-
-    if record["status"] != "ok" or record["metric"] != "time" or not path:
-        return None
-    mode = record["value"].get(path[0]) if isinstance(record["value"], Mapping) else None
-    if path[-1] == RATIO:  # a ratio's noise: the paired ratios' dispersion, and the load
-        return paired_reasons(mode) or None
-    return reasons_of(mode) or ["noisy"] if is_noisy(mode) else None
-
-
-def noise_summary(records: Sequence[Mapping[str, Any]]) -> str:
-    """A line per reason class when timing records were flagged noisy, else ""."""
-    from bench_cli.metrics.noise import is_noisy, reasons_of
-
-    latest = {(r["case"], r["metric"]): r for r in records if r["metric"] == "time"}
-    timed = [r for r in latest.values() if r["status"] == "ok" and isinstance(r["value"], dict)]
-    flagged = [r for r in timed if any(is_noisy(v) for v in r["value"].values())]
-    if not flagged:
-        return ""
-    kinds: dict[str, list[str]] = {}
-    for record in flagged:
-        for mode in record["value"].values():
-            for reason in reasons_of(mode) if is_noisy(mode) else []:
-                kinds.setdefault(reason.split(":")[0], []).append(reason)
-    lines = [
-        f"warning: {len(flagged)} of {len(timed)} timing records were measured while the "
-        f"machine was noisy ({NOISY_MARK} in tables); compare calls their changes inconclusive"
-    ]
-    for kind, reasons in sorted(kinds.items()):
-        lines.append(f"  {kind}: {len(reasons)} mode(s), e.g. {reasons[0]}")
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -215,48 +148,6 @@ class Table:
                 "few samples; the run's last lines say which)"
             )
         return "; ".join(parts)
-
-
-def format_number(value: float, unit: str) -> str:
-    """Three significant figures; scientific for dimensionless errors and extremes."""
-    if value == 0:
-        return "0"
-    if unit == "exponent":
-        return f"{value:.2f}"
-    if not unit and float(value).is_integer() and abs(value) < 1e7:
-        return str(int(value))  # counts: iterations, diverged runs
-    exponent = math.floor(math.log10(abs(value)))
-    if unit and -3 <= exponent < 5:
-        return f"{value:.{max(0, 2 - exponent)}f}"
-    return f"{value:.2e}"
-
-
-def format_with_spread(value: float, half_iqr: float) -> str:
-    """ "1.23 ± 0.05": the value to the decimal of the spread's first significant digit,
-    between 1 and 4 significant figures of the value."""
-    if value == 0 or not math.isfinite(half_iqr):
-        return format_number(value, "s")
-    magnitude = math.floor(math.log10(abs(value)))
-    spread_digit = math.floor(math.log10(half_iqr)) if half_iqr > 0 else magnitude - 3
-    spread_digit = min(max(spread_digit, magnitude - 3), magnitude)
-    decimals = max(0, -spread_digit)
-    if abs(magnitude) > 5:  # extreme values: scientific, figures from the spread
-        figures = magnitude - spread_digit
-        return f"{value:.{figures}e} ± {half_iqr:.0e}"
-    spread = f"{half_iqr:.{decimals}f}"
-    if float(spread) == 0:  # below 4 figures of the value: its own first digit
-        spread = f"{half_iqr:.1g}"
-    return f"{value:.{decimals}f} ± {spread}"
-
-
-def format_cell(value: Any, unit: str, factor: float) -> str:
-    """One cell for display: statuses as they are, numbers at 3 figures in the unit."""
-    if isinstance(value, str):
-        return value
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"  # no record for this cell (e.g. the case was filtered out)
-    text = format_number(value * factor, unit)
-    return f"{text} {unit}" if unit and unit != "exponent" else text
 
 
 def default_tables(metric_names: Sequence[str]) -> list[TableSpec]:
@@ -533,73 +424,6 @@ def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
     )  # fmt: skip
 
 
-def plain(text: Any) -> str:
-    """Text with every control character escaped (a label may hold any): one line, and
-    nothing a terminal would act on."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(text))
-
-
-def md_cell(text: Any) -> str:
-    """A markdown table cell: control characters escaped and "|" escaped, so a label can
-    neither break the table nor reach the terminal raw."""
-    return plain(text).replace("|", "\\|")
-
-
-def render(table: Table, fmt: str) -> str:
-    """One table as markdown, CSV (raw SI numbers) or LaTeX (booktabs)."""
-    if fmt == "csv":
-        return table.frame.to_csv()
-    shown = table.formatted().reset_index()
-    headers = [str(c) for c in shown.columns]
-    if fmt == "md":
-        body = tabulate(
-            [[md_cell(v) for v in row] for row in shown.values.tolist()],
-            headers=[md_cell(h) for h in headers],
-            tablefmt="github",
-            disable_numparse=True,
-        )
-        legend = f" ({table.legend})" if table.legend else ""
-        return f"### {md_cell(table.title)}\n\n`{plain(table.metric)}`{legend}\n\n{body}\n"
-    if fmt == "latex":
-        return (
-            tabulate(
-                [[plain(v) for v in row] for row in shown.values.tolist()],
-                headers=[plain(h) for h in headers],
-                tablefmt="latex_booktabs",
-                disable_numparse=True,
-            )
-            + "\n"
-        )
-    raise ValueError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)}")
-
-
-def to_rich(table: Table) -> RichTable:
-    """A table for the terminal (rich), every user-derived string escaped."""
-    shown = table.formatted().reset_index()
-    # Labels such as ns[iters=3] would read as rich markup: escape every user-derived string.
-    caption = table.metric + (f"; {table.legend}" if table.legend else "")
-    out = RichTable(
-        title=escape(plain(table.title)), caption=escape(plain(caption)), title_justify="left"
-    )
-    n_index = table.frame.index.nlevels
-    for i, column in enumerate(shown.columns):
-        is_index = i < n_index
-        # One line per axis in headers such as "condition=100.0, dtype=float32"; no cell is
-        # cut or squeezed: a table wider than the terminal wraps whole instead.
-        header = escape(plain(column)).replace(", ", "\n")
-        width = max([*map(len, str(column).split(", ")), *(len(str(v)) for v in shown[column])])
-        out.add_column(
-            header,
-            justify="left" if is_index else "right",
-            style="bold" if is_index else None,
-            no_wrap=True,
-            min_width=width,
-        )
-    for row in shown.itertuples(index=False):
-        out.add_row(*(escape(plain(v)) for v in row))
-    return out
-
-
 def tables_for(
     records: Sequence[Mapping[str, Any]], specs: Sequence[TableSpec], metric_names: Sequence[str]
 ) -> list[Table]:
@@ -613,34 +437,3 @@ def tables_for(
             name = spec.title or spec.metric
             log.warning(f"table '{name}' not made: {type(exc).__name__}: {exc}")
     return made
-
-
-def write(tables: Sequence[Table], folder: Path) -> list[Path]:
-    """Write every table as .md, .csv and .tex under ``folder`` (re-made each time)."""
-
-    folder = output_folder(folder)
-    written = []
-    for table in tables:
-        for fmt, suffix in (("md", ".md"), ("csv", ".csv"), ("latex", ".tex")):
-            path = folder / f"{table.stem}{suffix}"
-            written.append(replace_file(path, render(table, fmt).encode()))
-    return written
-
-
-def status_summary(records: Sequence[Mapping[str, Any]]) -> str:
-    """One line counting records by status, with the commonest reasons. A (case, metric)
-    measured again (a retried scheduler stop) counts once, by its latest record."""
-    latest = {(r["case"], r["metric"]): r for r in records}
-    records = list(latest.values())
-    counts: dict[str, int] = {}
-    reasons: dict[str, set[str]] = {}
-    for record in records:
-        counts[record["status"]] = counts.get(record["status"], 0) + 1
-        if record["status"] != "ok" and record.get("reason"):
-            reasons.setdefault(record["status"], set()).add(record["reason"])
-    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
-    lines = [f"{len(records)} records: {', '.join(parts) or 'none'}"]
-    for status, why in sorted(reasons.items()):
-        for reason in sorted(why)[:5]:
-            lines.append(f"  {status}: {reason}")
-    return "\n".join(lines)
