@@ -184,8 +184,9 @@ def run_suite(
     stopped: what they finished is saved, and running again measures the rest.
     """
     from bench_cli import env as env_mod
-    from bench_cli import executor as executor_mod
-    from bench_cli import runner, shards
+    from bench_cli import runner
+    from bench_cli.scaleout import gather, shards, submit
+    from bench_cli.scaleout import settings as scaleout_settings
 
     say = notify or log.info
     suite = load_suite(suite, quick=quick)
@@ -202,14 +203,14 @@ def run_suite(
             raise UserError(unknown_name("executor", executor, ("local", "slurm")))
         if isolate or shard:
             raise UserError("--executor runs its own shards: drop --isolate and --shard")
-        executor_mod.require_submitit()  # before any folder is made
-        settings = executor_mod.parse_settings(suite.executor, suite.source)
+        scaleout_settings.require_submitit()  # before any folder is made
+        settings = scaleout_settings.parse_settings(suite.executor, suite.source)
         scale_out = settings.model_copy(update=dict(executor_options or {}))
     cases = select_cases(suite, devices, filter)
     if executor is None:  # an executor's devices are its nodes', not this machine's
         require_devices(devices or ())
     if scale_out is not None and executor == "slurm":
-        executor_mod.preflight(scale_out, cases)  # sbatch's refusal, before any folder
+        submit.preflight(scale_out, cases)  # sbatch's refusal, before any folder
     if shard is not None:
         index, count = shards.parse(shard)
         cases = shards.select(cases, index, count, suite.paired_timing)
@@ -239,7 +240,7 @@ def run_suite(
         try:
             if scale_out is not None and executor is not None:
                 order = {case.key: case.grid for case in cases}
-                adopted = executor_mod.adopt_earlier_shards(folder, writer, order)
+                adopted = gather.adopt_earlier_shards(folder, writer, order)
                 if adopted:
                     say(f"appended {adopted} records that earlier array tasks left in shards/")
                     done = folder.done(retry=retry)
@@ -248,7 +249,7 @@ def run_suite(
                     f"{executor} executor: {len(todo)} cases as job arrays, logs under "
                     f"{folder.path / 'submitit'}"
                 )
-                outcome = executor_mod.submit_and_merge(
+                outcome = submit.submit_and_merge(
                     suite, todo, folder, writer, executor, scale_out, devices or None, timeout,
                     job_reporter,
                 )  # fmt: skip
@@ -290,7 +291,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> list[tuple[Path, 
     """Merge shard runs of one suite into ``out`` (one folder per machine key beneath it
     where the shards differ); (merged folder, its record count) each. Overlapping shards
     are refused."""
-    from bench_cli import shards
+    from bench_cli.scaleout import shards
 
     folders = [open_run(path) for path in runs]
     merged = shards.merge(folders, Path(out))

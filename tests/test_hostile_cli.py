@@ -179,7 +179,7 @@ SUBMITIT_FAILURE = (
 
 
 def test_a_failed_task_is_reported_by_its_own_exception():
-    from bench_cli import executor
+    from bench_cli.scaleout import jobs as executor
 
     class Job:
         job_id = "7_0"

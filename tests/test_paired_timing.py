@@ -3,8 +3,9 @@ per-round ratios to the baseline; validation, grouping, sharding and the table v
 
 import pytest
 
-from bench_cli import runner, shards, spec, tables
+from bench_cli import runner, spec, tables
 from bench_cli.errors import UserError
+from bench_cli.scaleout import shards
 from bench_cli.spec import TableSpec
 
 SUITE = """

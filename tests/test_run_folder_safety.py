@@ -10,8 +10,9 @@ import os
 
 import pytest
 
-from bench_cli import api, shards, store
+from bench_cli import api, store
 from bench_cli.errors import UserError
+from bench_cli.scaleout import shards
 from tests.helpers import read_records as _records
 from tests.test_store import rec
 

@@ -15,8 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench_cli import executor, spec, store
+from bench_cli import scaleout as executor
+from bench_cli import spec, store
 from bench_cli.errors import UserError
+from bench_cli.scaleout import jobs, submit
 from tests.helpers import read_records as _records
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -104,7 +106,7 @@ def test_a_task_that_never_ends_is_given_up_after_its_limit_and_cancelled(tmp_pa
     assert stuck.cancelled and "gave up on job 7_1" in (tasks[1].gave_up or "")
     # It left the queue at t = 1000 s; the deadline is 60 + 30 s later (one poll's slack).
     assert 1000 + 90 < clock.now <= 1000 + 90 + 10
-    assert executor._task_failure(tasks[1]) == tasks[1].gave_up
+    assert jobs._task_failure(tasks[1]) == tasks[1].gave_up
 
 
 def test_a_task_that_ends_before_its_deadline_is_not_given_up(tmp_path):
@@ -173,8 +175,8 @@ class FakeExecutor:
 def fake_submitit(monkeypatch):
     FakeExecutor.submitted, FakeExecutor.refuse_group, FakeExecutor.fail_tasks = [], None, set()
     fake = SimpleNamespace(AutoExecutor=FakeExecutor)
-    monkeypatch.setattr(executor, "_submitit", lambda: fake)
-    monkeypatch.setattr(executor, "preflight", lambda settings, cases: None)
+    monkeypatch.setattr(submit, "_submitit", lambda: fake)
+    monkeypatch.setattr(submit, "preflight", lambda settings, cases: None)
     return FakeExecutor
 
 

@@ -118,7 +118,7 @@ class SuiteShape(_Strict):
     tables: list[TableSpec] = []
     reference: ReferenceSpec | None = None
     quick: QuickSpec | None = None
-    executor: dict[str, Any] | None = None  # validated by bench_cli.executor
+    executor: dict[str, Any] | None = None  # validated by bench_cli.scaleout.settings
     # A method label: each group of cases that differ only in the method is timed in
     # interleaved rounds, with per-round ratios to this method (docs/measurement.md,
     # "Paired timing").
