@@ -20,11 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from bench_cli import claims, spec, store, tables
+from bench_cli import claims, dispatch, spec, store, tables
 from bench_cli import compare as compare_mod
 from bench_cli import reproduction as reproduce_mod
-from bench_cli.errors import IncompleteRun, UserError, unknown_name
-from bench_cli.fsafe import output_folder, replace_file
+from bench_cli.dispatch import (  # the API's too: see __all__
+    check_timeout,
+    measured_peaks,
+    require_devices,
+    write_conclusions,
+    write_outputs,
+)
+from bench_cli.errors import UserError, unknown_name
 from bench_cli.runner.plan import (  # the API's too: see __all__
     Estimate,
     Plan,
@@ -88,47 +94,7 @@ def load_suite(
     return spec.load(resolve_suite(name_or_path), quick=quick, max_cases=ceiling)
 
 
-def check_timeout(timeout: float | None) -> None:
-    """A per-case limit must be a finite number of seconds up to spec.MAX_TIMEOUT_S."""
-    if timeout is not None and not 0 < timeout <= spec.MAX_TIMEOUT_S:  # NaN fails too
-        raise UserError(
-            f"--timeout must be seconds in (0, {spec.MAX_TIMEOUT_S:g}], got {timeout:g}"
-        )
-
-
-def require_devices(devices: Sequence[str]) -> None:
-    """An explicit --device this machine lacks is a mistake (one line, exit 2), not a run
-    of skipped records; a suite's own device list may still name one, and those cases
-    are recorded as skipped with the reason."""
-    from bench_cli import runner
-
-    for device in devices:
-        if device == "auto":
-            continue
-        reason = runner.device_unavailable(device)
-        if reason:
-            raise UserError(
-                f"--device {device}: {reason}; leave --device out to run the suite's own "
-                "devices (absent ones are recorded as skipped)"
-            )
-
-
 # ---------------------------------------------------------------- run folders
-
-
-def measured_peaks(cases: Sequence[spec.Case]) -> dict[str, float]:
-    """The batched-matmul rate of each (device, dtype) the run times, for "% of peak"."""
-    from bench_cli import runner
-    from bench_cli.metrics.timing import matmul_peak_gflops
-
-    peaks = {}
-    for device, dtype in sorted({(c.device, c.dtype) for c in cases}):
-        if runner.device_unavailable(device) is None:
-            try:
-                peaks[f"{device}/{dtype}"] = round(matmul_peak_gflops(device, dtype), 3)
-            except RuntimeError:  # no matmul kernel for this dtype here
-                continue
-    return peaks
 
 
 # ---------------------------------------------------------------- running
@@ -183,95 +149,22 @@ def run_suite(
     Raises IncompleteRun, after writing the tables, when executor tasks failed or were
     stopped: what they finished is saved, and running again measures the rest.
     """
-    from bench_cli import env as env_mod
-    from bench_cli import runner
-    from bench_cli.scaleout import gather, shards, submit
-    from bench_cli.scaleout import settings as scaleout_settings
+    return run(suite, **options_of(locals())).folder
 
-    say = notify or log.info
-    suite = load_suite(suite, quick=quick)
-    check_timeout(timeout)
-    backend = None
-    if isolate:
-        from bench_cli.runner import isolate as isolate_mod
 
-        isolate_mod.grace_s()  # a bad MATBENCH_WORKER_GRACE_S, before any folder
-        backend = isolate_mod.Isolated()
-    scale_out = None
-    if executor is not None:
-        if executor not in ("local", "slurm"):
-            raise UserError(unknown_name("executor", executor, ("local", "slurm")))
-        if isolate or shard:
-            raise UserError("--executor runs its own shards: drop --isolate and --shard")
-        scaleout_settings.require_submitit()  # before any folder is made
-        settings = scaleout_settings.parse_settings(suite.executor, suite.source)
-        scale_out = settings.model_copy(update=dict(executor_options or {}))
-    cases = select_cases(suite, devices, filter)
-    if executor is None:  # an executor's devices are its nodes', not this machine's
-        require_devices(devices or ())
-    if scale_out is not None and executor == "slurm":
-        submit.preflight(scale_out, cases)  # sbatch's refusal, before any folder
-    if shard is not None:
-        index, count = shards.parse(shard)
-        cases = shards.select(cases, index, count, suite.paired_timing)
-    folder = choose_folder(suite, out, resume=resume, results=results, shard=shard)
-    env = env_mod.collect()
-    if "time" in {m.name for m in suite.metrics}:
-        env["matmul_peak_gflops"] = measured_peaks(cases)
-    with folder.open_for_run(
-        suite_name=suite.name,
-        fingerprint=suite.fingerprint,
-        suite_text=suite.text,
-        env=env,
-        provenance=env_mod.provenance(),
-        allow_mixed=allow_mixed,
-    ) as writer:
-        say(f"run folder: {folder.path}")
-        if writer.dropped:
-            say(
-                f"records.jsonl: dropped a torn last line ({len(writer.dropped)} bytes: "
-                f"{writer.dropped[:60]!r}) left by an interrupted run; resuming from the last "
-                "whole record"
-            )
-        if writer.mixed:
-            say(f"mixed code: {writer.mixed}; new records carry their invocation")
-        done = folder.done(retry=retry)
-        outcome = None
-        try:
-            if scale_out is not None and executor is not None:
-                order = {case.key: case.grid for case in cases}
-                adopted = gather.adopt_earlier_shards(folder, writer, order)
-                if adopted:
-                    say(f"appended {adopted} records that earlier array tasks left in shards/")
-                    done = folder.done(retry=retry)
-                todo = [case for case, _ in runner.pending(cases, suite, done)]
-                say(
-                    f"{executor} executor: {len(todo)} cases as job arrays, logs under "
-                    f"{folder.path / 'submitit'}"
-                )
-                outcome = submit.submit_and_merge(
-                    suite, todo, folder, writer, executor, scale_out, devices or None, timeout,
-                    job_reporter,
-                )  # fmt: skip
-                summary = runner.Summary(planned=len(cases), already_done=len(cases) - len(todo))
-            else:
-                summary = runner.run(
-                    suite, cases, writer, done, timeout=timeout, reporter=reporter,
-                    backend=backend, stop=stop,
-                )  # fmt: skip
-        except KeyboardInterrupt:
-            say(
-                f"interrupted: {len(folder.done())} records are saved in {folder.path}; "
-                f"run again with --out {folder.path} to finish"
-            )
-            raise
-    if summary.already_done:
-        say(f"resumed: {summary.already_done} of {summary.planned} cases were already done")
-    records = folder.records()
-    write_outputs(folder, records, tables_of(folder, records), say)
-    if outcome is not None and outcome.message(folder.path):
-        raise IncompleteRun(outcome.message(folder.path), folder)
-    return folder
+def run(
+    suite: str | Path | spec.Suite, quick: bool = False, notify: Notify | None = None, **options
+) -> dispatch.Finished:
+    """``run_suite``, returning the folder with the records it holds and its tables
+    (the command line prints them without reading the folder again)."""
+    return dispatch.execute(load_suite(suite, quick=quick), dispatch.Options(**options), notify)
+
+
+def options_of(given: dict[str, Any]) -> dict[str, Any]:
+    """run_suite's arguments as ``run``'s: ``suite`` apart, ``executor_options`` a dict."""
+    out = {k: v for k, v in given.items() if k != "suite"}
+    out["executor_options"] = dict(out.get("executor_options") or {})
+    return out
 
 
 # ---------------------------------------------------------------- reading
@@ -282,7 +175,7 @@ def open_run(path: str | Path) -> store.RunFolder:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path}: run folder not found")
-    folder = store.RunFolder(path)
+    folder = store.RunFolder(path, cache=True)  # read to show: each file read once
     folder.meta  # noqa: B018 -- raises UserError for a folder that is not a run
     return folder
 
@@ -296,45 +189,6 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> list[tuple[Path, 
     folders = [open_run(path) for path in runs]
     merged = shards.merge(folders, Path(out))
     return [(Path(t), len(store.RunFolder(t).records())) for t in merged]
-
-
-def write_outputs(
-    folder: store.RunFolder,
-    records: Sequence[dict[str, Any]],
-    made: Sequence[tables.Table],
-    say: Callable[[str], None] | None = None,
-) -> None:
-    """Write a run's tables and plots into its folder. Either failing costs one warning
-    line, never a record: ``matbench show`` makes them again from the folder."""
-    from bench_cli import plots
-
-    for what, write in (
-        ("tables", lambda: tables.write(made, folder.path / "tables")),
-        ("conclusions", lambda: write_conclusions(made, folder.path / "tables")),
-        ("plots", lambda: plots.write(records, folder.path / "plots", progress=say)),
-    ):
-        try:
-            write()
-        except Exception as exc:  # noqa: BLE001 -- every record is saved; say it in a line
-            detail = (
-                str(exc)
-                if isinstance(exc, UserError | OSError)
-                else (f"{type(exc).__name__}: {exc}")
-            )
-            log.warning(
-                f"{what} not written: {detail}; every record is saved in {folder.path} "
-                f"(`matbench show {folder.path}` makes them again)"
-            )
-
-
-def write_conclusions(made: Sequence[tables.Table], folder: Path) -> Path | None:
-    """``conclusions.md``: the sentences the paired tables support across metrics
-    (bench_cli.claims), when the suite has paired tables."""
-
-    text = claims.conclusions(made)
-    if not text:
-        return None
-    return replace_file(output_folder(folder) / "conclusions.md", text.encode())
 
 
 def tables_of(
@@ -356,7 +210,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
 
 
 def compare_runs(
-    runs: Sequence[str | Path],
+    runs: Sequence[str | Path | store.RunFolder],
     *,
     baseline: str | None = None,
     min_effect: float = 0.05,
@@ -369,7 +223,7 @@ def compare_runs(
     divided by that method's on the same machine first (speed-ups, not raw times)."""
     if mode not in ("fwd", "bwd", "fwd_bwd"):
         raise UserError(unknown_name("mode", mode, ("fwd", "bwd", "fwd_bwd")))
-    folders = [open_run(path) for path in runs]
+    folders = [run if isinstance(run, store.RunFolder) else open_run(run) for run in runs]
     return compare_mod.compare_many(
         folders, min_effect=min_effect, mode=mode, baseline=baseline, device=device
     )
@@ -418,18 +272,25 @@ def reproduce(name: str | Path, *, quick: bool = False, **run_options: Any) -> R
     to ``tables/reproduction.md`` in the run folder.
     """
     suite = spec.load(paper_suite(name), quick=quick)
-    return judge_reproduction(run_suite(suite, **run_options), suite)
+    finished = run(suite, **options_of(run_options))
+    return judge_reproduction(finished.folder, suite, records=finished.records)
 
 
 def judge_reproduction(
-    folder: store.RunFolder, suite: spec.Suite, *, write: bool = True
+    folder: store.RunFolder,
+    suite: spec.Suite,
+    *,
+    write: bool = True,
+    records: Sequence[dict[str, Any]] | None = None,
 ) -> Reproduction:
     """The verdicts of a finished run against its suite's reference (none without one),
     also written to ``tables/reproduction.md`` unless ``write`` is False (judging a
-    committed run again, e.g. against an edited reference, changes nothing in it)."""
+    committed run again, e.g. against an edited reference, changes nothing in it).
+    ``records``: the run's, where the caller holds them already."""
     outcome = Reproduction(folder, suite)
     if suite.reference is not None:
-        frame = reproduce_mod.verdicts(folder.records(), suite.reference)
+        records = folder.records() if records is None else records
+        frame = reproduce_mod.verdicts(records, suite.reference)
         outcome.frame = frame
         outcome.text = reproduce_mod.render(frame, suite.reference)
         outcome.failing = reproduce_mod.failing_rows(frame)

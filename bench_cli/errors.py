@@ -18,9 +18,10 @@ class IncompleteRun(Exception):
     """A run that saved what it measured but could not finish (executor tasks that
     failed or were stopped). The CLI prints the tables, then this line, and exits 1."""
 
-    def __init__(self, message: str, folder):
+    def __init__(self, message: str, finished):
         super().__init__(message)
-        self.folder = folder
+        self.finished = finished  # bench_cli.dispatch.Finished: folder, records, tables
+        self.folder = finished.folder
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

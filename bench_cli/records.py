@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +113,11 @@ def read_records(path: Path, warn: bool = True) -> list[dict[str, Any]]:
     on the ``bench_cli`` logger."""
     file = entry(Path(path), RECORDS)
     data = read_bytes(file, "records.jsonl", limit=None)
-    if data is None:
-        return []
+    return [] if data is None else parse_records(data, file, warn)
+
+
+def parse_records(data: bytes, file: Path, warn: bool = True) -> list[dict[str, Any]]:
+    """The records in records.jsonl's bytes (see read_records); ``file`` names it."""
     records: list[dict[str, Any]] = []
     lines = data.split(b"\n")
     for number, raw in enumerate(lines[:-1], start=1):  # the last piece is torn or empty
@@ -130,6 +133,16 @@ def read_records(path: Path, warn: bool = True) -> list[dict[str, Any]]:
         elif warn:
             log.warning(f"{file}:{number}: damaged record skipped: {problem}")
     return records
+
+
+def done_of(records: Iterable[Mapping[str, Any]], retry: bool = True) -> set[tuple[str, str]]:
+    """(case key, metric) pairs that have a record. With ``retry``, a pair whose latest
+    record is marked ``retry`` (a case the scheduler stopped at its time limit) counts as
+    not done, so a re-run measures it again; the latest record of a pair wins."""
+    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for record in records:
+        latest[(record["case"], record["metric"])] = record
+    return {key for key, record in latest.items() if not (retry and record.get("retry"))}
 
 
 def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:

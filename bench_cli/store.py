@@ -46,7 +46,7 @@ from bench_cli.fsafe import (
     write_whole_folder,
 )
 from bench_cli.provenance import describe, meta_problem, previous_provenance, same_code
-from bench_cli.records import RECORDS, kind_of, read_records
+from bench_cli.records import RECORDS, done_of, kind_of, parse_records, read_records
 
 OURS = ("run.json", "env.json", "suite.yaml", RECORDS)
 log = logging.getLogger("bench_cli")
@@ -55,8 +55,18 @@ log = logging.getLogger("bench_cli")
 class RunFolder:
     """One run's folder. Use ``open_for_run`` to write; reading needs no lock."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, cache: bool = False):
         self.path = Path(path)
+        # A folder opened to read (api.open_run) reads each file once and keeps it: a
+        # command that shows, compares or reports a run never reads a file twice.
+        self._cache: dict[str, Any] | None = {} if cache else None
+
+    def _cached(self, name: str, read: Any) -> Any:
+        if self._cache is None:
+            return read()
+        if name not in self._cache:
+            self._cache[name] = read()
+        return self._cache[name]
 
     # -- reading
     def _json(self, name: str) -> Any:
@@ -74,6 +84,9 @@ class RunFolder:
     def meta(self) -> dict[str, Any]:
         """run.json: suite, fingerprint, machine key, invocations; one UserError if it is
         absent or damaged (then the folder is not one matbench can read or resume)."""
+        return self._cached("meta", self._read_meta)
+
+    def _read_meta(self) -> dict[str, Any]:
         if not self.path.is_dir():
             raise UserError(f"{self.path}: run folder not found")
         meta = self._json("run.json")
@@ -89,6 +102,9 @@ class RunFolder:
     def env(self) -> dict[str, Any]:
         """env.json: the environment of the first invocation ({} if absent). A damaged
         env.json is a warning and {}: it describes the run, it measured nothing."""
+        return self._cached("env", self._read_env)
+
+    def _read_env(self) -> dict[str, Any]:
         try:
             env = self._json("env.json")
         except UserError as exc:
@@ -102,6 +118,9 @@ class RunFolder:
     @property
     def suite_text(self) -> str:
         """The exact suite file that started the run."""
+        return self._cached("suite_text", self._read_suite_text)
+
+    def _read_suite_text(self) -> str:
         file = entry(self.path, "suite.yaml")
         data = read_bytes(file, "suite.yaml")
         if data is None:
@@ -113,7 +132,7 @@ class RunFolder:
 
     def records(self) -> list[dict[str, Any]]:
         """Every complete, well-formed record, in the order written (see read_records)."""
-        return read_records(self.path)
+        return self._cached("records", lambda: read_records(self.path))
 
     def done(self, retry: bool = True) -> set[tuple[str, str]]:
         """(case key, metric) pairs that already have a record.
@@ -121,12 +140,9 @@ class RunFolder:
         With ``retry``, a pair whose latest record is marked ``retry`` (a case the
         scheduler stopped at its time limit) counts as not done, so a re-run measures
         it again; the new record is appended and the latest record of a pair wins."""
-        latest: dict[tuple[str, str], dict[str, Any]] = {}
         if not (self.path / "run.json").exists():
             return set()
-        for record in self.records():
-            latest[(record["case"], record["metric"])] = record
-        return {key for key, record in latest.items() if not (retry and record.get("retry"))}
+        return done_of(self.records(), retry)
 
     def note_nodes(self, nodes: dict[str, dict[str, Any]]) -> None:
         """Add the env.json of each node that measured part of this run (executor runs),
@@ -187,6 +203,7 @@ class RunFolder:
                     f"{self.path}: another matbench process is writing this run"
                 ) from None
             meta = self.meta
+            writer = RunWriter(entry(self.path, RECORDS))
             mixed = ""
             if not created:
                 if meta["suite"] != suite_name or meta["fingerprint"] != fingerprint:
@@ -204,7 +221,7 @@ class RunFolder:
                         f"'{meta.get('machine_key')}', this is '{env['machine_key']}'; "
                         "choose another --out"
                     )
-                if provenance is not None and self.records():
+                if provenance is not None and writer.records:
                     before = previous_provenance(meta, self.env)
                     if not same_code(before, provenance):
                         mixed = (
@@ -218,7 +235,6 @@ class RunFolder:
                             )
                 meta.setdefault("invocations", []).append(invocation)
                 _write_json(self.path / "run.json", meta)
-            writer = RunWriter(entry(self.path, RECORDS))
             if mixed:
                 writer.mixed = mixed
                 writer.invocation = len(meta["invocations"]) - 1
@@ -265,22 +281,24 @@ class RunWriter:
     def __init__(self, file: Path):
         self.file = file
         try:
-            self.dropped = self._drop_torn_tail()
+            data, self.dropped = self._drop_torn_tail()
         except OSError as exc:
             raise write_failed(file.parent, exc) from exc
         self.mixed = ""  # why this invocation's code differs from the records', if it does
         self.invocation: int | None = None  # stamped on each record when mixed
+        # Every record of the run, those found and those appended: the file is read once,
+        # here, and the run's tables are made from this list.
+        self.records: list[dict[str, Any]] = parse_records(data, file, warn=False)
         self.latest: dict[tuple[str, str], bool] = {  # (case, metric) -> marked retry
-            (r["case"], r["metric"]): bool(r.get("retry"))
-            for r in read_records(file.parent, warn=False)
+            (r["case"], r["metric"]): bool(r.get("retry")) for r in self.records
         }
 
-    def _drop_torn_tail(self) -> bytes:
-        """Remove a torn last line (a kill during a write); return what was removed."""
+    def _drop_torn_tail(self) -> tuple[bytes, bytes]:
+        """Remove a torn last line (a kill during a write); (what stays, what was removed)."""
         try:
             descriptor = os.open(self.file, os.O_RDWR | os.O_NOFOLLOW)
         except FileNotFoundError:
-            return b""
+            return b"", b""
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             os.close(descriptor)
             raise UserError(f"{self.file}: is not a regular file")
@@ -289,8 +307,12 @@ class RunWriter:
             if data and not data.endswith(b"\n"):
                 keep = data.rfind(b"\n") + 1
                 handle.truncate(keep)
-                return data[keep:]
-        return b""
+                return data[:keep], data[keep:]
+        return data, b""
+
+    def done(self, retry: bool = True) -> set[tuple[str, str]]:
+        """The (case, metric) pairs done (see RunFolder.done), from the records held."""
+        return done_of(self.records, retry)
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Append records in one write and fsync (stamped with the invocation when mixed)."""
@@ -320,6 +342,8 @@ class RunWriter:
                 os.fsync(handle.fileno())
         except OSError as exc:
             raise write_failed(self.file.parent, exc) from exc
+        # As a reader would see them: what was written, parsed back (no file read).
+        self.records.extend(parse_records(text.encode("utf-8"), self.file, warn=False))
 
 
 def runs_of(root: Path, suite_name: str) -> list[RunFolder]:

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -23,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table as RichTable
 
-from bench_cli import api, claims, spec, store, tables
+from bench_cli import claims, spec, tables
 from bench_cli.errors import UserError, unknown_name
 
 
@@ -154,15 +155,13 @@ def add_row(table: RichTable, *cells: str) -> None:
     table.add_row(*(escape(printable(cell)) for cell in cells))
 
 
-def print_tables(folder: store.RunFolder, console: Console) -> list[tables.Table]:
-    """Print a run's tables at the terminal; return them."""
-    made = api.tables_of(folder)
+def print_tables(made: Sequence[tables.Table], console: Console) -> None:
+    """Print a run's tables at the terminal, and the conclusions of its paired tables."""
     for table in made:
         console.print(tables.to_rich(table))
     across = claims.conclusions(made)
     if across:
         console.print("Conclusions, across every paired metric\n\n" + escape(across))
-    return made
 
 
 def check_format(format: str | None) -> None:

@@ -127,7 +127,7 @@ def report_(
     from bench_cli import report
 
     folders = [api.open_run(path) for path in runs]
-    comparisons = api.compare_runs(runs, baseline=baseline) if len(folders) > 1 else []
+    comparisons = api.compare_runs(folders, baseline=baseline) if len(folders) > 1 else []
     target = out or folders[0].path / "report.html"
     report.write_report(folders, target, comparisons)
     print(f"report: {target}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from bench_cli import api, spec, store, tables
+from bench_cli import api, spec, tables
 from bench_cli.cli.console import (
     JobReporter,
     RichReporter,
@@ -48,11 +48,12 @@ from bench_cli.cli.options import (
     TimeoutOpt,
 )
 from bench_cli.cli.planning import print_plan
+from bench_cli.dispatch import Finished
 from bench_cli.errors import IncompleteRun, UserError
 from bench_cli.records import RECORDS
 
 
-def run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFolder | None:
+def run_and_print(suite: spec.Suite, dry_run: bool, **options) -> Finished | None:
     """What `run` and `reproduce` share: plan (--dry-run), or run and print the tables."""
     console, err = out_console(), err_console()
     if dry_run:
@@ -61,16 +62,16 @@ def run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFolde
         return None
     incomplete = None
     try:
-        folder = api.run_suite(
+        finished = api.run(
             suite, reporter=RichReporter(err), job_reporter=JobReporter(err),
             notify=err_notify(err), **options,
         )  # fmt: skip
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except IncompleteRun as exc:
-        folder, incomplete = exc.folder, str(exc)
-    print_tables(folder, console)
-    records = folder.records()
+        finished, incomplete = exc.finished, str(exc)
+    folder, records = finished.folder, finished.records
+    print_tables(finished.tables, console)
     err.print(tables.status_summary(records))
     noisy = tables.noise_summary(records)
     if noisy:
@@ -79,7 +80,7 @@ def run_and_print(suite: spec.Suite, dry_run: bool, **options) -> store.RunFolde
     if incomplete:
         err.print(f"[red]incomplete:[/red] {escape(incomplete)}")
         raise typer.Exit(1)
-    return folder
+    return finished
 
 
 @handles_errors
@@ -172,13 +173,13 @@ def reproduce(
             raise UserError(f"{path}: no reference: block, so --from has nothing to judge")
         outcome = api.judge_existing(from_run, suite)
     else:
-        folder = run_and_print(
+        finished = run_and_print(
             suite, dry_run, out=out, resume=resume, devices=device, filter=filter,
             timeout=timeout, results=results, allow_mixed=allow_mixed,
         )  # fmt: skip
-        if folder is None or suite.reference is None:
+        if finished is None or suite.reference is None:
             return
-        outcome = api.judge_reproduction(folder, suite)
+        outcome = api.judge_reproduction(finished.folder, suite, records=finished.records)
     out_console().print(escape(outcome.text))
     if not check:
         return
