@@ -342,17 +342,7 @@ def advise(
     started = clock()
     deadline = started + question.budget_s
     screen_until = started + SCREEN_SHARE * question.budget_s
-    advice = Advice()
-    if question.batch > SCREEN_BATCH:
-        advice.notes.append(
-            f"accuracy screened on {SCREEN_BATCH} matrices of each family "
-            f"(errors are per matrix); timed at batch {question.batch}"
-        )
-    if question.budget_s < SHORT_BUDGET_S:
-        advice.notes.append(
-            f"budget under {SHORT_BUDGET_S:g} s: one iteration/degree setting "
-            "per approximate method"
-        )
+    advice = Advice(notes=_opening_notes(question))
     _screen(advice, question, reporter_factory, save_to, lambda: clock() >= screen_until)
     if advice.cut:
         advice.notes.append(
@@ -363,15 +353,7 @@ def advise(
     configs = {r["axes"]["method"]: r["params"] for r in advice.records["spd"]}
     eligible = [label for label in configs if label not in advice.excluded]
     if not eligible:
-        screened = [r for role in ("spd", "covariance") for r in advice.records[role]]
-        if screened and not any(r["status"] == "ok" for r in screened):
-            reasons = sorted({str(r.get("reason")) for r in screened})
-            raise UserError(
-                f"no method could run at all ({len(screened)} screening records, none ok): "
-                f"{reasons[0][:200]}"
-            )
-        if not advice.cut:
-            advice.notes.append("no method meets the tolerance on every probe")
+        _none_eligible(advice)
         return _finish(advice, clock() - started, question)
     remaining = deadline - clock()
     cases = len(eligible) * len(question.dims)
@@ -406,6 +388,36 @@ def advise(
     if not advice.ranking:
         advice.unranked = [label for label in eligible if label not in advice.excluded]
     return _finish(advice, clock() - started, question)
+
+
+def _opening_notes(question: Question) -> list[str]:
+    """What the advice says of its own shape before anything runs."""
+    notes = []
+    if question.batch > SCREEN_BATCH:
+        notes.append(
+            f"accuracy screened on {SCREEN_BATCH} matrices of each family "
+            f"(errors are per matrix); timed at batch {question.batch}"
+        )
+    if question.budget_s < SHORT_BUDGET_S:
+        notes.append(
+            f"budget under {SHORT_BUDGET_S:g} s: one iteration/degree setting "
+            "per approximate method"
+        )
+    return notes
+
+
+def _none_eligible(advice: Advice) -> None:
+    """No method passed screening: a UserError when none could run at all, else a note
+    (unless the budget cut screening, which a note already says)."""
+    screened = [r for role in ("spd", "covariance") for r in advice.records[role]]
+    if screened and not any(r["status"] == "ok" for r in screened):
+        reasons = sorted({str(r.get("reason")) for r in screened})
+        raise UserError(
+            f"no method could run at all ({len(screened)} screening records, none ok): "
+            f"{reasons[0][:200]}"
+        )
+    if not advice.cut:
+        advice.notes.append("no method meets the tolerance on every probe")
 
 
 def _screen(advice: Advice, question: Question, reporter_factory, save_to, stop) -> None:

@@ -187,6 +187,26 @@ class RunFolder:
                 "invocations": [invocation],
             },
         )
+        with self._locked():
+            meta = self.meta
+            writer = RunWriter(entry(self.path, RECORDS))
+            if not created:
+                mixed = self._check_resume(meta, writer, suite_name, fingerprint, env, provenance)
+                if mixed and not allow_mixed:
+                    raise UserError(
+                        f"{self.path}: {mixed}; resuming would mix code versions: "
+                        "pass --allow-mixed to resume anyway, or choose another --out"
+                    )
+                meta.setdefault("invocations", []).append(invocation)
+                _write_json(self.path / "run.json", meta)
+                if mixed:
+                    writer.mixed = mixed
+                    writer.invocation = len(meta["invocations"]) - 1
+            yield writer
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the folder's lock (.lock, flock): one process writes a run at a time."""
         try:
             descriptor = os.open(
                 entry(self.path, ".lock"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
@@ -202,43 +222,41 @@ class RunFolder:
                 raise UserError(
                     f"{self.path}: another matbench process is writing this run"
                 ) from None
-            meta = self.meta
-            writer = RunWriter(entry(self.path, RECORDS))
-            mixed = ""
-            if not created:
-                if meta["suite"] != suite_name or meta["fingerprint"] != fingerprint:
-                    what = (
-                        "suite '" + str(meta.get("suite")) + "'"
-                        if meta.get("suite") != suite_name
-                        else f"a different version of suite '{suite_name}'"
-                    )
-                    raise UserError(
-                        f"{self.path}: this folder holds a run of {what}; choose another --out"
-                    )
-                if meta["machine_key"] != env["machine_key"]:
-                    raise UserError(
-                        f"{self.path}: this run was measured on machine "
-                        f"'{meta.get('machine_key')}', this is '{env['machine_key']}'; "
-                        "choose another --out"
-                    )
-                if provenance is not None and writer.records:
-                    before = previous_provenance(meta, self.env)
-                    if not same_code(before, provenance):
-                        mixed = (
-                            f"the records so far were measured by {describe(before)}; "
-                            f"this is {describe(provenance)}"
-                        )
-                        if not allow_mixed:
-                            raise UserError(
-                                f"{self.path}: {mixed}; resuming would mix code versions: "
-                                "pass --allow-mixed to resume anyway, or choose another --out"
-                            )
-                meta.setdefault("invocations", []).append(invocation)
-                _write_json(self.path / "run.json", meta)
-            if mixed:
-                writer.mixed = mixed
-                writer.invocation = len(meta["invocations"]) - 1
-            yield writer
+            yield
+
+    def _check_resume(
+        self,
+        meta: dict[str, Any],
+        writer: RunWriter,
+        suite_name: str,
+        fingerprint: str,
+        env: dict[str, Any],
+        provenance: dict[str, Any] | None,
+    ) -> str:
+        """Refuse to resume a run of another suite, version or machine; why the code that
+        measured the records so far differs from this invocation's ("" if it does not)."""
+        if meta["suite"] != suite_name or meta["fingerprint"] != fingerprint:
+            what = (
+                "suite '" + str(meta.get("suite")) + "'"
+                if meta.get("suite") != suite_name
+                else f"a different version of suite '{suite_name}'"
+            )
+            raise UserError(f"{self.path}: this folder holds a run of {what}; choose another --out")
+        if meta["machine_key"] != env["machine_key"]:
+            raise UserError(
+                f"{self.path}: this run was measured on machine "
+                f"'{meta.get('machine_key')}', this is '{env['machine_key']}'; "
+                "choose another --out"
+            )
+        if provenance is None or not writer.records:
+            return ""
+        before = previous_provenance(meta, self.env)
+        if same_code(before, provenance):
+            return ""
+        return (
+            f"the records so far were measured by {describe(before)}; "
+            f"this is {describe(provenance)}"
+        )
 
     def _create(self, suite_text: str, env: dict[str, Any], meta: dict[str, Any]) -> bool:
         """Make the run folder, complete, if it holds no run yet; True if this call made it.

@@ -36,6 +36,7 @@ import io
 import signal
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from bench_cli import spec, store
@@ -180,7 +181,6 @@ def submit_and_merge(
     submitit = _submitit()
     reporter = reporter or _SilentJobs()
     order = {case.key: case.grid for case in cases}
-    groups = _groups(cases, settings)
     round_dir = folder.path / "shards" / utc_stamp()
     n = 1
     while round_dir.exists():
@@ -188,50 +188,16 @@ def submit_and_merge(
         round_dir = round_dir.with_name(f"{utc_stamp()}-{n}")
     tasks: list[Task] = []
     try:
-        for group, members in groups.items():
+        for group, members in _groups(cases, settings).items():
             res = _resources(settings, group)
             time_min = res.time_min or DEFAULT_TIME_MIN
-            # A paired-timing group stays in one task (shards.select): count groups.
-            together = suite.paired_timing
-            units = len({c.group_key for c in members}) if together else len(members)
-            count = min(settings.shards or 2, units)
             executor = submitit.AutoExecutor(
                 folder=folder.path / "submitit", cluster="local" if kind == "local" else "slurm"
             )
-            parameters: dict[str, Any] = {"timeout_min": time_min, "gpus_per_node": res.gpus}
-            stop_signal = None
-            if kind == "slurm":
-                parameters["slurm_signal_delay_s"] = signal_delay_s(time_min)
-                stop_signal = int(signal.SIGUSR2)
-                if res.partition:
-                    parameters["slurm_partition"] = res.partition
-                if res.array_parallelism:
-                    parameters["slurm_array_parallelism"] = res.array_parallelism
-                if settings.setup:
-                    parameters["slurm_setup"] = list(settings.setup)
-            elif settings.setup:
-                parameters["local_setup"] = list(settings.setup)
-            executor.update_parameters(**parameters)
-            planned = []
-            for index in range(1, count + 1):
-                members_i = shards.select(members, index, count, together)
-                name = f"{group or 'all'}-{index}-of-{count}"
-                planned.append((name, [c.key for c in members_i], round_dir / name))
-            try:  # submitit prints sbatch's refusal itself: keep it for the one-line error
-                with contextlib.redirect_stderr(io.StringIO()):
-                    jobs = executor.map_array(
-                        run_shard,
-                        [suite.text] * len(planned),
-                        [suite.source] * len(planned),
-                        [p[1] for p in planned],
-                        [devices] * len(planned),
-                        [str(p[2]) for p in planned],
-                        [timeout] * len(planned),
-                        [stop_signal] * len(planned),
-                    )
-            except Exception as exc:  # sbatch refused: nothing of this array runs
-                why = _sbatch_reason(exc)
-                raise UserError(f"the scheduler refused the job array: {why}") from exc
+            executor.update_parameters(**_parameters(kind, res, settings, time_min))
+            stop_signal = int(signal.SIGUSR2) if kind == "slurm" else None
+            planned = _plan_array(suite, group, members, settings, round_dir)
+            jobs = _submit_array(executor, suite, planned, devices, timeout, stop_signal)
             tasks += [
                 Task(name, path, job, time_min * 60.0)
                 for (name, _, path), job in zip(planned, jobs, strict=True)
@@ -245,6 +211,51 @@ def submit_and_merge(
     finally:
         reporter.finish()
     return collect(tasks, folder, writer, order, [m.name for m in suite.metrics])
+
+
+def _parameters(kind: str, res: Resources, settings: ExecutorSpec, time_min: int) -> dict:
+    """submitit's parameters for one array: time, GPUs, and on Slurm the early warning
+    signal, partition, parallelism and set-up lines."""
+    parameters: dict[str, Any] = {"timeout_min": time_min, "gpus_per_node": res.gpus}
+    if kind == "slurm":
+        parameters["slurm_signal_delay_s"] = signal_delay_s(time_min)
+        if res.partition:
+            parameters["slurm_partition"] = res.partition
+        if res.array_parallelism:
+            parameters["slurm_array_parallelism"] = res.array_parallelism
+        if settings.setup:
+            parameters["slurm_setup"] = list(settings.setup)
+    elif settings.setup:
+        parameters["local_setup"] = list(settings.setup)
+    return parameters
+
+
+def _plan_array(suite, group, members, settings: ExecutorSpec, round_dir: Path) -> list:
+    """(task name, case keys, shard folder) per task of one array. A paired-timing group
+    stays in one task (shards.select), so groups are counted, not cases."""
+    together = suite.paired_timing
+    units = len({c.group_key for c in members}) if together else len(members)
+    count = min(settings.shards or 2, units)
+    planned = []
+    for index in range(1, count + 1):
+        members_i = shards.select(members, index, count, together)
+        name = f"{group or 'all'}-{index}-of-{count}"
+        planned.append((name, [c.key for c in members_i], round_dir / name))
+    return planned
+
+
+def _submit_array(executor, suite, planned, devices, timeout, stop_signal) -> list:
+    """Submit one array of ``run_shard`` tasks; sbatch's refusal is one UserError."""
+    n = len(planned)
+    try:  # submitit prints sbatch's refusal itself: keep it for the one-line error
+        with contextlib.redirect_stderr(io.StringIO()):
+            return executor.map_array(
+                run_shard, [suite.text] * n, [suite.source] * n, [p[1] for p in planned],
+                [devices] * n, [str(p[2]) for p in planned], [timeout] * n, [stop_signal] * n,
+            )  # fmt: skip
+    except Exception as exc:  # sbatch refused: nothing of this array runs
+        why = _sbatch_reason(exc)
+        raise UserError(f"the scheduler refused the job array: {why}") from exc
 
 
 class _SilentJobs:
