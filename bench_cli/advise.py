@@ -219,7 +219,7 @@ def within_noise(first: dict, second: dict) -> str:
     """A note when the measured order of two ranked methods is not established: their
     per-round time ratio (same rounds, every size pooled) is within MIN_RANK_EFFECT of 1,
     its bootstrap interval includes 1, or a timing was flagged noisy. "" otherwise."""
-    from bench_cli.compare import bootstrap_median
+    from bench_cli.verdicts import bootstrap_median
 
     quotients: list[float] = []
     for dim, a in first["rounds"].items():

@@ -206,7 +206,24 @@ def load_results(path: str | Path) -> pd.DataFrame:
     Columns: case, metric, status, reason, value (as recorded), the case's axes
     (method, dim, dtype, ...), run (the folder) and machine_key.
     """
-    return compare_mod.load_results(open_run(path).path)
+    import pandas as pd
+
+    folder = open_run(path)
+    meta = folder.meta
+    rows = [
+        {
+            "case": record["case"],
+            "metric": record["metric"],
+            "status": record["status"],
+            "reason": record.get("reason"),
+            "value": record["value"],
+            **record["axes"],
+            "run": str(folder.path),
+            "machine_key": compare_mod.machine_of(record, meta),
+        }
+        for record in folder.records()
+    ]
+    return pd.DataFrame(rows)
 
 
 def compare_runs(

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from bench_cli.compare import _label as case_label
-from bench_cli.compare import bootstrap_median, bootstrap_median_ratio
 from bench_cli.metrics import is_number
 from bench_cli.metrics.noise import is_noisy, ratios_of
+from bench_cli.verdicts import bootstrap_median, bootstrap_median_ratio
 
 TOLERANCES = (1e-2, 1e-4, 1e-6)  # relative error: a few %, a 1e-4 and a float32-level answer
 ERROR_METRICS = ("forward_error", "grad_error")

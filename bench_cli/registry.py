@@ -14,33 +14,32 @@ Float64 references live in :mod:`bench_cli.references`, metric lookups in
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.metadata
 import inspect
-import os
-import sys
 import typing
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import (
     BaseModel,
-    ConfigDict,
-    Field,
-    PositiveFloat,
     PositiveInt,
     create_model,
-    model_validator,
 )
 
 from bench_cli import inputs as _inputs
 from bench_cli import references as ref
 from bench_cli.errors import UserError, unknown_name
+from bench_cli.layer_options import (
+    DirectOptions,
+    MatrixFunctionOptions,
+    NcutOptions,
+    O2POptions,
+    _Options,
+)
 from bench_cli.layers import matfun, ncut, pooling, spectral
 from bench_cli.layers.declare import FUNCS, MATMUL, Gap, KTilde, Method, entry
+from bench_cli.plugins import load_plugins
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 # (method entry, resolved options, resolved input parameters) -> per-item (forward,
@@ -77,84 +76,6 @@ class Layer:
 
 
 # ---------------------------------------------------------------- layer options
-
-
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Func = Literal["log", "sqrt", "invsqrt", "pow", "identity"]
-
-
-class _FuncOptions(_Options):
-    """func and its exponent p; subclasses declare func first, so it lists first."""
-
-    @model_validator(mode="after")
-    def _p_goes_with_pow(self):
-        if self.func == "pow" and self.p is None:
-            raise ValueError("func 'pow' needs the exponent p")
-        if self.func != "pow" and self.p is not None:
-            raise ValueError(f"option p applies to func 'pow' only, not '{self.func}'")
-        return self
-
-
-class MatrixFunctionOptions(_FuncOptions):
-    """Options of matrix_function: func and, for pow, p."""
-
-    func: Func
-    p: float | None = None
-
-
-class O2POptions(_FuncOptions):
-    """Options of o2p: func, centring, the regularizer eps."""
-
-    func: Func = "log"
-    p: float | None = None
-    center: bool = True
-    eps: PositiveFloat = Field(1e-3, description="the regularizer εI added to the covariance")
-    hidden: int = Field(
-        0,
-        ge=0,
-        description="task benchmarks only: a hidden FC layer of this "
-        "width before the classifier (DeepO2P-FC); the layer ignores it",
-    )
-
-
-class NcutOptions(_Options):
-    """Options of ncut: k eigenvectors, the affinity and its sigma."""
-
-    k: PositiveInt
-    affinity: Literal["gaussian", "cosine"] = "gaussian"
-    sigma: PositiveFloat | None = Field(
-        None,
-        description="the gaussian affinity's scale, in the features' units; required with "
-        "it (no default fits every scale: 1.0 left lowrank's gradient error at 0.9-322 on "
-        "ncut.yaml's features, where its sigma 4.0 gives 5e-4-4e-2)",
-    )
-    mode: Literal["trained", "untrained", "raw", "one_segment", "random"] = Field(
-        "trained",
-        description="task benchmarks only: a backbone trained with loss, the same never "
-        "trained, raw intensity statistics (no network), or a trivial prediction that "
-        "looks at no image (one segment; each superpixel into a random one of k)",
-    )
-    loss: Literal["projector", "membership"] = Field(
-        "projector",
-        description="task benchmarks only: what trains the backbone: the paper's projector "
-        "loss through this layer, or the affinity matched to segment membership (no "
-        "eigendecomposition)",
-    )
-    route: Literal["spectral", "kmeans"] = Field(
-        "spectral",
-        description="task benchmarks only: segments by k-means on the top-k eigenvectors, "
-        "or on the features themselves",
-    )
-
-    @model_validator(mode="after")
-    def _gaussian_needs_sigma(self):
-        uses_graph = self.mode not in ("one_segment", "random")  # these look at no image
-        if self.affinity == "gaussian" and self.sigma is None and uses_graph:
-            raise ValueError(ncut.MISSING_SIGMA)
-        return self
 
 
 # ---------------------------------------------------------------- builders
@@ -197,16 +118,6 @@ def _fc(X: torch.Tensor, *, out_features: PositiveInt = 16) -> torch.Tensor:
     """A fixed linear head over the last dimension."""
     weight, bias = ref.fc_weights(out_features, X.shape[-1])
     return torch.nn.functional.linear(X, weight.to(X), bias.to(X))
-
-
-class DirectOptions(_Options):
-    """Options every direct (one-method) layer shares: task benchmarks only."""
-
-    predict: Literal["network", "majority"] = Field(
-        "network",
-        description="task benchmarks only: the trained network, or the trivial answer "
-        "that looks at no image (the training set's most frequent class for every region)",
-    )
 
 
 def _direct_layer(name, fn, reference, summary, flops, reference_grad=None) -> Layer:
@@ -480,78 +391,6 @@ def signature_problem(layer_name: str, fn: Callable[..., Any]) -> str | None:
             f"option {required[0]} has no default: give it one (suites may leave an "
             f"option out); expected {expected}, {got}"
         )
-    return None
-
-
-PLUGIN_GROUP = "bench_cli.plugins"
-_plugins_loaded = False
-
-
-def load_plugins() -> None:
-    """Import plugin modules once per process: the ``bench_cli.plugins`` entry points of
-    installed packages, then the modules named in MATBENCH_PLUGINS (comma-separated).
-    Plugins register methods with :func:`register_method`. Runs on the first lookup in
-    every process, isolated workers too."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
-        try:
-            point.load()
-        except Exception as exc:  # noqa: BLE001 -- a plugin's own error, said in one line
-            raise UserError(f"plugin entry point '{point.name}' ({point.value}): {exc}") from exc
-    for variable in ("MATBENCH_PLUGINS", SUITE_PLUGINS_ENV):
-        for module in filter(None, (m.strip() for m in os.environ.get(variable, "").split(","))):
-            problem = import_plugin(module)
-            if problem:
-                raise UserError(f"{variable}: {problem}")
-
-
-# Folders plugins were found in (absolute, os.pathsep-separated), and the modules a
-# suite's plugins: imported (comma-separated): set by the process that read the suite,
-# so isolated workers and cluster jobs, which inherit its environment, import the same.
-PLUGIN_PATH_ENV = "MATBENCH_PLUGIN_PATH"
-SUITE_PLUGINS_ENV = "MATBENCH_SUITE_PLUGINS"
-
-
-def _plugin_folders(extra: Sequence[Path]) -> list[Path]:
-    inherited = [Path(p) for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
-    return list(dict.fromkeys([*extra, *inherited, Path.cwd()]))
-
-
-def import_plugin(name: str, folders: Sequence[Path] = ()) -> str | None:
-    """Import one plugin module, given as a module name or a ``.py`` file name, from the
-    first of ``folders``, the folders earlier plugins came from, and the current folder
-    that holds it, else from the installed packages; None, or what went wrong in one
-    line. The folder is remembered in MATBENCH_PLUGIN_PATH for child processes."""
-    module = name.removesuffix(".py")
-    if not module or not all(part.isidentifier() for part in module.split(".")):
-        return f"plugin '{name}': expected a module name or a file name.py beside the suite"
-    if module in sys.modules:
-        return None
-    relative = Path(*module.split("."))
-    for folder in _plugin_folders(folders):
-        if (folder / f"{relative}.py").is_file() or (folder / relative / "__init__.py").is_file():
-            if str(folder) not in sys.path:
-                sys.path.insert(0, str(folder))
-            known = os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep)
-            if str(folder) not in known:
-                os.environ[PLUGIN_PATH_ENV] = os.pathsep.join(filter(None, [*known, str(folder)]))
-            break
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        looked = ", ".join(str(f) for f in _plugin_folders(folders))
-        return f"plugin '{name}': cannot import it ({exc}); looked in {looked} and sys.path"
-    except UserError as exc:
-        return f"plugin '{name}': {exc}"
-    except Exception as exc:  # noqa: BLE001 -- a plugin's own error, said in one line
-        sys.modules.pop(module, None)
-        return f"plugin '{name}' failed while importing: {type(exc).__name__}: {exc}"
-    imported = os.environ.get(SUITE_PLUGINS_ENV, "").split(",")
-    if module not in imported:
-        os.environ[SUITE_PLUGINS_ENV] = ",".join(filter(None, [*imported, module]))
     return None
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import bench_cli
-from bench_cli import compare, plots, store
+from bench_cli import compare, plots, store, verdicts
 from bench_cli.layers import matfun
 from tests.test_bad_input import _check_one_line
 
@@ -232,7 +232,7 @@ def test_a_run_measured_on_two_machines_keeps_them_apart(cli, write_suite, tmp_p
     assert result.machines_b == {"m1": 6, "m2": 6} and len(result.machines_a) == 1
     timed = [r for r in result.rows if r.metric.startswith("time")]
     assert timed and all("B on m1" in r.note or "B on m2" in r.note for r in timed)
-    frame = compare.load_results(tmp_path / "b")
+    frame = bench_cli.load_results(tmp_path / "b")
     assert set(frame["machine_key"]) == {"m1", "m2"}
     text = cli("compare", "a", "b").stdout
     assert "B was measured on 2 machines: m1 (6 records), m2 (6 records)" in text
@@ -302,9 +302,9 @@ def test_changed_status_is_called_out_first(tmp_path):
 def test_bootstrap_interval_covers_the_ratio_and_excludes_one_for_a_real_shift():
     rng = torch.Generator().manual_seed(0)
     a = (1.0 + 0.05 * torch.rand(200, generator=rng)).numpy()
-    low, high = compare.bootstrap_median_ratio(a, a * 1.5)
+    low, high = verdicts.bootstrap_median_ratio(a, a * 1.5)
     assert low <= 1.5 <= high and low > 1.2
-    low, high = compare.bootstrap_median_ratio(a, a)
+    low, high = verdicts.bootstrap_median_ratio(a, a)
     assert low <= 1.0 <= high
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_cli import registry, tables
+from bench_cli import plugins, tables
 from tests.helpers import matbench as _matbench
 from tests.test_hostile_suites import _one_line
 
@@ -40,9 +40,9 @@ def plugin_dir(tmp_path, monkeypatch):
     (folder / "raising_plugin.py").write_text("raise RuntimeError('boom at import')\n")
     (folder / "syntax_plugin.py").write_text("def broken(:\n")
     monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(plugins, "_plugins_loaded", False)
     yield folder
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(plugins, "_plugins_loaded", False)
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def plugin_dir(tmp_path, monkeypatch):
 def test_a_broken_plugin_is_one_line_naming_it(cli, plugin_dir, monkeypatch, module, fragment):
     monkeypatch.setenv("MATBENCH_PLUGINS", module)
     _one_line(cli("list", "methods"), f"'{module}'", fragment)
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(plugins, "_plugins_loaded", False)
     result = cli("--version")  # needs no plugin, so a broken one does not stop it
     assert result.exit_code == 0 and result.stdout.startswith("matbench ")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench_cli import compare, store, tables
+from bench_cli import compare, store, tables, verdicts
 from bench_cli.spec import TableSpec
 from tests.test_bad_input import _check_one_line
 from tests.test_compare import SUITE, _change, _copy_run, _steady, _time_verdicts, victim  # noqa: F401
@@ -183,11 +183,11 @@ def test_every_table_marks_cells_from_noisy_timings(noisy, metric, scaling):
 
 
 def test_rounding_levels_are_the_stated_multiples():
-    assert compare.rounding_level("forward_error", "float64") == pytest.approx(100 * 2.0**-52)
-    assert compare.rounding_level("grad_error", "float32") == pytest.approx(100 * 2.0**-23)
-    assert compare.rounding_level("fd_check", "float64") == pytest.approx(
+    assert verdicts.rounding_level("forward_error", "float64") == pytest.approx(100 * 2.0**-52)
+    assert verdicts.rounding_level("grad_error", "float32") == pytest.approx(100 * 2.0**-23)
+    assert verdicts.rounding_level("fd_check", "float64") == pytest.approx(
         100 * 2.0 ** (-52 * 2 / 3)
     )
-    assert compare.rounding_level("abs_error", "float64") is None  # no reference scale
-    assert compare._accuracy_verdict("fd_check", 9.7e-10, 1.4e-10, "float64", 0.05) == "~"
-    assert compare._accuracy_verdict("fd_check", 6.9e-3, 2.5e-2, "float32", 0.05) == "worse"
+    assert verdicts.rounding_level("abs_error", "float64") is None  # no reference scale
+    assert verdicts._accuracy_verdict("fd_check", 9.7e-10, 1.4e-10, "float64", 0.05) == "~"
+    assert verdicts._accuracy_verdict("fd_check", 6.9e-3, 2.5e-2, "float32", 0.05) == "worse"

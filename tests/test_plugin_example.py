@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench_cli import registry
+from bench_cli import plugins, registry
 from bench_cli.errors import UserError
 from bench_cli.layers import matfun
 
@@ -70,8 +70,8 @@ def test_the_readme_plugin_example_runs_as_printed_from_an_empty_folder(tmp_path
 def plugin_env(monkeypatch):
     """Reading a suite's plugins: records them in the environment for child processes;
     restored after the test, so no later test's workers inherit them."""
-    monkeypatch.delenv(registry.PLUGIN_PATH_ENV, raising=False)
-    monkeypatch.delenv(registry.SUITE_PLUGINS_ENV, raising=False)
+    monkeypatch.delenv(plugins.PLUGIN_PATH_ENV, raising=False)
+    monkeypatch.delenv(plugins.SUITE_PLUGINS_ENV, raising=False)
 
 
 def test_a_suites_plugin_reaches_isolated_workers(tmp_path):

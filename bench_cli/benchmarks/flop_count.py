@@ -27,6 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench_cli import registry
+from bench_cli.layer_options import NcutOptions
 from bench_cli.layers.declare import EIGH, LU_FACTOR, QR, SVD
 
 aten = torch.ops.aten
@@ -165,7 +166,7 @@ def measure(case: Case) -> dict[str, Any]:
         def call(A):
             return registry.matfun.matrix_function(A, func, case.method, p=p, **own)
     else:
-        own = {k: v for k, v in model.items() if k not in registry.NcutOptions.model_fields}
+        own = {k: v for k, v in model.items() if k not in NcutOptions.model_fields}
 
         def call(A):
             return entry(A, model["k"], **own)

@@ -73,11 +73,11 @@ def _worker_main(conn, stderr_path: str, parent: int) -> None:
     fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 2)  # native crashes write here too; the parent reads the tail
     faulthandler.enable()  # a fatal signal prints its Python traceback there first
-    from bench_cli import registry
+    from bench_cli import plugins
     from bench_cli.runner import case as runner
 
     try:
-        registry.load_plugins()  # here, so a plugin that breaks in workers says so at once
+        plugins.load_plugins()  # here, so a plugin that breaks in workers says so at once
     except UserError as exc:
         conn.send(("error", str(exc)))
         return

@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from bench_cli import metrics as metrics_catalog
+from bench_cli import plugins
 from bench_cli.errors import did_you_mean, unknown_name
 from bench_cli.records import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX
 from bench_cli.spec.checks import (
@@ -79,7 +80,6 @@ def validate(
 
 def _shape(data: Any, source: str, errors: Errors, max_cases: int) -> SuiteShape:
     """The suite's keys and types, its plugins imported, and its grid size checked."""
-    from bench_cli import registry  # layers and input families: imports torch
 
     if data is None:
         raise SuiteError(source, None, (), "empty suite file: expected a mapping with name, ...")
@@ -98,7 +98,7 @@ def _shape(data: Any, source: str, errors: Errors, max_cases: int) -> SuiteShape
     if shape.plugins:
         here = Path(source).resolve().parent if Path(source).is_file() else None
         for i, name in enumerate(shape.plugins):
-            problem = registry.import_plugin(name, [here] if here else [])
+            problem = plugins.import_plugin(name, [here] if here else [])
             if problem:
                 errors.add(("plugins", i), problem)
         errors.raise_first()
