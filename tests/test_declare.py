@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_cli import advise, registry, store
+from bench_cli import advice_suites, advise, registry, store
 from bench_cli.layers import declare, matfun
 from bench_cli.layers.declare import KTilde, Tuning
 
@@ -91,14 +91,14 @@ def test_flop_and_stability_tables_read_the_entry(declared, cli, write_suite):
 
 def test_advise_takes_the_entry_and_its_settings(declared):
     question = advise.Question(func="log", batch=2, dims=[6], budget_s=60.0)
-    found = advise.candidates(question)
+    found = advice_suites.candidates(question)
     assert found["clipped_eig"] == {"method": "clipped_eig", "bound": [10.0, 100.0]}
-    short = advise.candidates(advise.Question(func="log", batch=2, dims=[6], budget_s=5.0))
+    short = advice_suites.candidates(advise.Question(func="log", batch=2, dims=[6], budget_s=5.0))
     assert short["clipped_eig"]["bound"] == [100.0]
-    assert advise.is_exact({"impl": "clipped_eig"}) is False
-    assert advise.is_exact({"impl": "eig_dk"}) is True
+    assert advice_suites.is_exact({"impl": "clipped_eig"}) is False
+    assert advice_suites.is_exact({"impl": "eig_dk"}) is True
     # A func the entry does not declare keeps it out.
-    assert "clipped_eig" not in advise.candidates(
+    assert "clipped_eig" not in advice_suites.candidates(
         advise.Question(func="invsqrt", batch=2, dims=[6])
     )
 

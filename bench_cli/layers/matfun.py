@@ -31,8 +31,6 @@ from the device); ``'floor'`` replaces λ by max(λ, floor_eps).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Literal
 
 import torch
 
@@ -44,20 +42,21 @@ from bench_cli.layers.declare import (
     FUNCS,
     MATMUL,
     MATRIX_METHODS,
-    QR,
     SVD,
     KTilde,
     declare,
 )
+from bench_cli.layers.scalar import (
+    NonPositive,
+    domain,
+    eigh_flops,
+    needs_positive,
+    rebuild,
+    scalar_function,
+)
 from bench_cli.layers.spectral import Gap, eigh, svd
 
-METHODS = MATRIX_METHODS  # name -> Method entry; approx.py declares into it too
-
-
-def eigh_flops(d, options):
-    """One eigh and the U f(Λ) Uᵀ product forward. Backward, 5 products: the rebuild's
-    adjoint for ∂L/∂U (2), then Proposition 2's Uᵀ ∂L/∂U and U (…) Uᵀ (3)."""
-    return (EIGH + MATMUL) * d**3, 5 * MATMUL * d**3
+METHODS = MATRIX_METHODS  # name -> Method entry; lowrank.py and approx.py declare into it too
 
 
 def _dk_flops(d, options):
@@ -67,57 +66,6 @@ def _dk_flops(d, options):
 
 def _gap_k(on_squares: bool):
     return lambda o: KTilde(o["gap"], o["gap_eps"], o["degree"], on_squares)
-
-
-NonPositive = Literal["error", "floor"]
-
-
-def scalar_function(func: str, p: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The scalar f applied to eigenvalues."""
-    if func == "log":
-        return torch.log
-    if func == "sqrt":
-        return torch.sqrt
-    if func == "invsqrt":
-        return torch.rsqrt
-    if func == "identity":
-        return lambda eigvals: eigvals
-    if func == "pow":
-        if p is None:
-            raise ValueError("func 'pow' needs the exponent p")
-        return lambda eigvals: eigvals.pow(p)
-    raise ValueError(f"unknown func '{func}'; known: {', '.join(FUNCS)}")
-
-
-def needs_positive(func: str, p: float | None) -> bool:
-    """Whether f needs positive eigenvalues (not identity or non-negative integer powers)."""
-    if func == "identity":
-        return False
-    return not (func == "pow" and p is not None and float(p).is_integer() and p >= 0)
-
-
-def domain(
-    eigvals: torch.Tensor, func: str, p: float | None, nonpositive: NonPositive, eps: float
-) -> torch.Tensor:
-    """Eigenvalues inside f's domain: checked (error) or floored at eps."""
-    if not needs_positive(func, p):
-        return eigvals
-    if nonpositive == "floor":
-        return eigvals.clamp_min(eps)
-    if nonpositive != "error":
-        raise ValueError(f"nonpositive must be 'error' or 'floor', got '{nonpositive}'")
-    smallest = eigvals.detach().amin()
-    if not bool(smallest > 0):
-        raise ValueError(
-            f"matrix_function({func}): input is not positive definite (smallest eigenvalue "
-            f"{float(smallest):.3g}); pass nonpositive='floor' to floor eigenvalues at floor_eps"
-        )
-    return eigvals
-
-
-def _rebuild(eigvecs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """U diag(values) Uᵀ with one matmul."""
-    return (eigvecs * values.unsqueeze(-2)) @ eigvecs.mT
 
 
 @declare(METHODS, "autograd", exact=True, flops=eigh_flops, k_tilde=EXACT_K)
@@ -132,7 +80,7 @@ def autograd_matrix_function(
     """torch.linalg.eigh composed; torch's backward (NaN at repeated eigenvalues)."""
     eigvals, eigvecs = torch.linalg.eigh(sym(A))
     eigvals = domain(eigvals, func, p, nonpositive, floor_eps)
-    return _rebuild(eigvecs, scalar_function(func, p)(eigvals))
+    return rebuild(eigvecs, scalar_function(func, p)(eigvals))
 
 
 @declare(METHODS, "eig", exact=True, flops=eigh_flops, k_tilde=_gap_k(False))
@@ -150,7 +98,7 @@ def eig_matrix_function(
     """The paper's eigendecomposition backward (Proposition 2), gap treatment selectable."""
     eigvals, eigvecs = eigh(A, gap=gap, gap_eps=gap_eps, degree=degree, check_finite=False)
     eigvals = domain(eigvals, func, p, nonpositive, floor_eps)
-    return _rebuild(eigvecs, scalar_function(func, p)(eigvals))
+    return rebuild(eigvecs, scalar_function(func, p)(eigvals))
 
 
 @declare(
@@ -178,7 +126,7 @@ def svd_matrix_function(
     # For symmetric A, uᵢ = ±vᵢ and the sign is that of λᵢ.
     signs = torch.sign((U * V).sum(-2)).detach()
     eigvals = domain(S * torch.where(signs == 0, 1.0, signs), func, p, nonpositive, floor_eps)
-    return _rebuild(V, scalar_function(func, p)(eigvals))
+    return rebuild(V, scalar_function(func, p)(eigvals))
 
 
 # ---------------------------------------------------------------- Daleckii–Krein
@@ -302,7 +250,7 @@ class _DaleckiiKrein(torch.autograd.Function):
         twice, eigvecs = cpu_batch.eigh(A + A.mT)
         eigvals = 0.5 * twice
         inside = domain(eigvals, func, p, nonpositive, eps)
-        out = _rebuild(eigvecs, scalar_function(func, p)(inside))
+        out = rebuild(eigvecs, scalar_function(func, p)(inside))
         ctx.func, ctx.p, ctx.nonpositive, ctx.eps = func, p, nonpositive, eps
         ctx.save_for_backward(eigvals, eigvecs, inside)
         return out
@@ -438,71 +386,7 @@ def svd_topn(A, func, p=None, *, n: int = 1, small_eps: float = 1e-5):
     # Replace before applying f: an f(λ ≤ 0) in the unused branch would still poison gradients.
     eigvals = torch.where(dropped, torch.full_like(eigvals, small_eps), eigvals)
     eigvals = domain(eigvals, func, p, "error", small_eps)
-    return _rebuild(eigvecs, scalar_function(func, p)(eigvals))
-
-
-# ---------------------------------------------------------------- truncated and low-rank
-
-
-def _leading_subspace_function(eigvals_k, eigvecs_k, trace, d, func, p):
-    """U_k f(Λ_k) U_kᵀ + f(λ̄)(I − U_k U_kᵀ), λ̄ the mean of the d − k discarded eigenvalues."""
-    f = scalar_function(func, p)
-    k = eigvals_k.shape[-1]
-    eye = torch.eye(d, dtype=eigvecs_k.dtype, device=eigvecs_k.device)
-    if k == d:
-        return _rebuild(eigvecs_k, f(eigvals_k))
-    rest = ((trace - eigvals_k.sum(-1)) / (d - k)).unsqueeze(-1)
-    rest = domain(rest, func, p, "error", 0.0)
-    return _rebuild(eigvecs_k, f(eigvals_k) - f(rest)) + f(rest).unsqueeze(-1) * eye
-
-
-def _topk_flops(d, options):
-    """eigh and a rebuild from k columns; backward the rebuild's adjoint (2 products with
-    d x k blocks) and Proposition 2's 3 products."""
-    k = min(options["k"], d)
-    return EIGH * d**3 + MATMUL * d * d * k, 3 * MATMUL * d**3 + 2 * MATMUL * d * d * k
-
-
-@declare(METHODS, "topk", exact=False, flops=_topk_flops, k_tilde=EXACT_K, rank_option="k")
-def topk(A, func, p=None, *, k: int = 16):
-    """f on the leading k-dimensional eigenspace (exact eigh), the mean discarded λ elsewhere."""
-    d = A.shape[-1]
-    k = min(k, d)
-    discarded = torch.arange(d, device=A.device) < d - k
-    # Rotations inside the discarded block leave the output unchanged: drop those K̃ pairs.
-    pair_mask = ~(discarded.unsqueeze(-1) & discarded.unsqueeze(-2))
-    eigvals, eigvecs = eigh(A, pair_mask=pair_mask, check_finite=False)
-    eigvals_k = domain(eigvals[..., d - k :], func, p, "error", 0.0)
-    trace = torch.diagonal(A, dim1=-2, dim2=-1).sum(-1)
-    return _leading_subspace_function(eigvals_k, eigvecs[..., d - k :], trace, d, func, p)
-
-
-def _lowrank_flops(d, options):
-    """torch.svd_lowrank forward: (2·iters + 2) products with d x q blocks, 2·iters + 1
-    Householder QRs of d x q blocks, a thin SVD of the q x d projection and Q times its
-    left vectors; then the rebuild from k columns. No backward model: it is autograd
-    through torch's own QR and SVD adjoints, whose products this project does not count."""
-    k, iters = min(options["k"], d), options["iters"]
-    q = min(k + options["oversample"], d)
-    products = (2 * iters + 2) * MATMUL * d * d * q + MATMUL * d * q * q + MATMUL * d * d * k
-    factorizations = (2 * iters + 1) * QR * d * q * q + SVD * d * q * q
-    return products + factorizations, None
-
-
-@declare(METHODS, "lowrank", exact=False, flops=_lowrank_flops, k_tilde=None, rank_option="k")
-def lowrank(A, func, p=None, *, k: int = 16, iters: int = 2, oversample: int = 8):
-    """The leading k eigenpairs from randomized subspace iteration (torch.svd_lowrank).
-
-    For symmetric positive semi-definite A the singular pairs are eigenpairs.
-    Random starts come from torch's global generator (the runner seeds it per case).
-    """
-    d = A.shape[-1]
-    k = min(k, d)
-    S = sym(A)
-    U, singular, _ = torch.svd_lowrank(S, q=min(k + oversample, d), niter=iters)
-    eigvals_k = domain(singular[..., :k].flip(-1), func, p, "error", 0.0)
-    trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
-    return _leading_subspace_function(eigvals_k, U[..., :k].flip(-1), trace, d, func, p)
+    return rebuild(eigvecs, scalar_function(func, p)(eigvals))
 
 
 def method_flops(method: str, d: int, options) -> tuple[float | None, ...]:
@@ -550,6 +434,8 @@ def matrix_function(
     return impl(A, func, p, **options)
 
 
-# The matmul-only approximations declare themselves into METHODS; imported last so the
-# table lists the eigendecomposition methods first.
-from bench_cli.layers import approx  # noqa: E402, F401
+# The truncated and low-rank methods, then the matmul-only approximations, declare
+# themselves into METHODS; imported last so the table lists the eigendecomposition
+# methods first.
+from bench_cli.layers import lowrank  # noqa: E402, F401  # isort: skip
+from bench_cli.layers import approx  # noqa: E402, F401  # isort: skip
