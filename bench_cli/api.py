@@ -24,6 +24,7 @@ from bench_cli import claims, dispatch, spec, store, tables
 from bench_cli import compare as compare_mod
 from bench_cli import reproduction as reproduce_mod
 from bench_cli.dispatch import (  # the API's too: see __all__
+    Finished,
     check_timeout,
     measured_peaks,
     require_devices,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 
 # The public names, run-folder planning re-exported from bench_cli.runner.plan included.
 __all__ = [
+    "Finished",
     "Estimate", "Plan", "Reproduction", "bundled_suites", "check_timeout", "choose_folder",
     "compare_runs", "done_in", "dry_run", "estimate", "generated_sections", "history_of",
     "judge_existing", "judge_reproduction", "latest_unfinished", "load_results",

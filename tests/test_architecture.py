@@ -1,6 +1,6 @@
 """The package's structure, checked with tools: no import cycle anywhere in bench_cli
 (grimp, the graph import-linter builds; `make lint` runs the import-linter contracts in
-pyproject.toml)."""
+pyproject.toml, and a test here shows they break on an upward import)."""
 
 from __future__ import annotations
 
@@ -59,3 +59,38 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
     (package / "c.py").write_text("from cyclic import a\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert import_cycles("cyclic") == [["cyclic.a", "cyclic.b"]]
+
+
+LINT = (
+    "import sys\n"
+    "sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+    "sys.path.insert(0, '.')\n"
+    "from importlinter.cli import lint_imports\n"
+    "sys.exit(lint_imports())\n"
+)
+
+
+def test_the_contracts_fail_on_an_upward_import(tmp_path):
+    """They can fail: a copy of the package whose layers import the API, and whose
+    command line imports the runner, breaks the layers contract and the CLI's."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "bench_cli", tmp_path / "bench_cli", ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copy(root / "pyproject.toml", tmp_path)
+    checks = tmp_path / "bench_cli" / "layers" / "_checks.py"
+    checks.write_text(checks.read_text() + "\nfrom bench_cli import api  # noqa: E402\n")
+    console = tmp_path / "bench_cli" / "cli" / "console.py"
+    console.write_text(console.read_text() + "\nfrom bench_cli.runner import loop  # noqa\n")
+    done = subprocess.run(
+        [sys.executable, "-c", LINT], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    assert "every import points down BROKEN" in out
+    assert "pure PyTorch: they import nothing else of matbench BROKEN" in out
+    assert "bench_cli.cli.console -> bench_cli.runner.loop" in out
+    assert "bench_cli.layers._checks -> bench_cli.api" in out

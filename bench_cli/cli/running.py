@@ -48,12 +48,11 @@ from bench_cli.cli.options import (
     TimeoutOpt,
 )
 from bench_cli.cli.planning import print_plan
-from bench_cli.dispatch import Finished
 from bench_cli.errors import IncompleteRun, UserError
 from bench_cli.records import RECORDS
 
 
-def run_and_print(suite: spec.Suite, dry_run: bool, **options) -> Finished | None:
+def run_and_print(suite: spec.Suite, dry_run: bool, **options) -> api.Finished | None:
     """What `run` and `reproduce` share: plan (--dry-run), or run and print the tables."""
     console, err = out_console(), err_console()
     if dry_run:
