@@ -79,7 +79,8 @@ def test_the_contracts_fail_on_an_upward_import(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    shutil.copytree(root / "bench_cli", tmp_path / "bench_cli", ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(root / "bench_cli", tmp_path / "bench_cli", ignore=skip)
     shutil.copy(root / "pyproject.toml", tmp_path)
     checks = tmp_path / "bench_cli" / "layers" / "_checks.py"
     checks.write_text(checks.read_text() + "\nfrom bench_cli import api  # noqa: E402\n")
