@@ -22,15 +22,7 @@ def two_threads(monkeypatch):
     monkeypatch.setenv("MATBENCH_CPU_SPLIT", "1")
 
 
-def agree_to_rounding(A, values, vectors, expected_values) -> bool:
-    """Eigenpairs of A equal to torch's to rounding: eigenvalues within 50 d ulps of
-    max|Aᵢⱼ| of torch's, and residuals ‖A v − λ v‖∞ within the same bound."""
-    dim, dtype = A.shape[-1], A.dtype
-    scale = A.double().abs().amax((-2, -1)).unsqueeze(-1)
-    tolerance = 50 * dim * torch.finfo(dtype).eps * scale
-    close = (values.double() - expected_values.double()).abs() <= tolerance
-    residual = A.double() @ vectors.double() - vectors.double() * values.double().unsqueeze(-2)
-    return bool(close.all()) and bool((residual.abs().amax(-2) <= tolerance).all())
+agree_to_rounding = cpu_batch.agree_to_rounding
 
 
 @pytest.mark.parametrize(
@@ -62,6 +54,31 @@ def test_a_wrong_reassembly_would_be_caught(two_threads):
     assert agree_to_rounding(A, values, vectors, expected_values)
     assert not agree_to_rounding(A, swapped_values, swapped_vectors, expected_values)
     assert not agree_to_rounding(A, values, vectors.flip(-1), expected_values)
+
+
+def test_a_machine_where_the_split_disagrees_turns_it_off(two_threads, monkeypatch):
+    """The promise is checked at first use: where the split's eigenpairs differ from
+    torch's beyond rounding (faked here: slices put back swapped), a warning says so once
+    and torch's own call is used for that dtype from then on."""
+    monkeypatch.setattr(cpu_batch, "_verdicts", {})
+    real = cpu_batch._split_call
+
+    def swapped(fn, A, slices):
+        values, vectors = real(fn, A, slices)
+        return torch.cat(values.tensor_split(2)[::-1]), torch.cat(vectors.tensor_split(2)[::-1])
+
+    monkeypatch.setattr(cpu_batch, "_split_call", swapped)
+    A = spd((8,), 16)
+    with pytest.warns(RuntimeWarning, match="does not agree with torch.linalg.eigh"):
+        assert cpu_batch.slices_for(A) == 1
+    assert cpu_batch.slices_for(A) == 1  # decided once: no second warning, still off
+    values, _ = cpu_batch.eigh(A)
+    assert torch.equal(values, torch.linalg.eigh(A)[0])  # torch's own call, bit for bit
+    with pytest.warns(RuntimeWarning, match="float64"):  # checked per dtype
+        assert cpu_batch.slices_for(spd((8,), 16, torch.float64)) == 1
+    monkeypatch.setattr(cpu_batch, "_split_call", real)
+    monkeypatch.setattr(cpu_batch, "_verdicts", {})
+    assert cpu_batch.slices_for(A) == 2  # where it agrees, it splits
 
 
 def test_when_it_splits(two_threads, monkeypatch):

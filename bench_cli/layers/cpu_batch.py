@@ -28,6 +28,11 @@ default, the caller's OpenMP threads keep spinning on the cores after each
 parallel region, and ``make bench-layers`` measured the split at 0.99-1.17x
 of torch's call in eig_dk (never faster); with passive waiting, 0.63-0.66x.
 ``MATBENCH_CPU_SPLIT=1`` or ``0`` forces it on or off.
+
+What is promised is agreement to rounding, checked on this machine: the first time it
+would split a batch of a dtype, it decomposes a fixed batch both ways and compares
+(:func:`agree_to_rounding`). If they disagree (a LAPACK build whose threads interfere),
+it warns once and leaves that dtype to torch's own call for the rest of the process.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import ctypes
 import functools
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -91,7 +97,57 @@ def slices_for(A: torch.Tensor) -> int:
     threads = caller_threads()
     if threads < 2 or dim > MAX_DIM or batch < MIN_PER_THREAD * 2:
         return 1
+    if not split_agrees(A.dtype, min(threads, batch // MIN_PER_THREAD)):
+        return 1
     return min(threads, batch // MIN_PER_THREAD)
+
+
+# Eigenvalues within ULPS * d * eps * max|A_ij| of torch's, and residuals |A v - λ v| within
+# the same: a backward-stable symmetric eigensolver's error is a small multiple of
+# d * eps * ||A|| (Golub & Van Loan, 8.1), and 50 leaves room for two of them to differ.
+ULPS = 50
+
+
+def agree_to_rounding(
+    A: torch.Tensor, values: torch.Tensor, vectors: torch.Tensor, expected: torch.Tensor
+) -> bool:
+    """Whether eigenpairs (values, vectors) of A equal torch's (eigenvalues ``expected``)
+    to rounding: eigenvalues within ULPS d ulps of max|A_ij|, and residuals
+    ||A v - λ v||_inf within the same bound (so a pair put in the wrong place fails)."""
+    dim, dtype = A.shape[-1], A.dtype
+    scale = A.double().abs().amax((-2, -1)).unsqueeze(-1)
+    tolerance = ULPS * dim * torch.finfo(dtype).eps * scale
+    close = (values.double() - expected.double()).abs() <= tolerance
+    residual = A.double() @ vectors.double() - vectors.double() * values.double().unsqueeze(-2)
+    return bool(close.all()) and bool((residual.abs().amax(-2) <= tolerance).all())
+
+
+_verdicts: dict[tuple[torch.dtype, int], bool] = {}
+
+
+def split_agrees(dtype: torch.dtype, slices: int) -> bool:
+    """Whether, on this machine, the split eigh agrees with torch's own call to rounding
+    for ``dtype`` (checked once per dtype and slice count, on a fixed batch of matrices of
+    odd and even sizes); if not, a warning, once, and the split stays off for it."""
+    key = (dtype, slices)
+    if key not in _verdicts:
+        _verdicts[key] = True  # the check itself must not split again
+        agrees = True
+        g = torch.Generator().manual_seed(0)
+        for dim in (7, 16, MAX_DIM):
+            X = torch.randn(slices * MIN_PER_THREAD, dim, dim, generator=g, dtype=torch.float64)
+            A = (X @ X.mT / dim + 0.1 * torch.eye(dim, dtype=torch.float64)).to(dtype)
+            values, vectors = _split_call(torch.linalg.eigh, A, slices)
+            agrees = agrees and agree_to_rounding(A, values, vectors, torch.linalg.eigh(A)[0])
+        _verdicts[key] = agrees
+        if not agrees:
+            warnings.warn(
+                f"the batched CPU eigh split over {slices} threads does not agree with "
+                f"torch.linalg.eigh to rounding here ({dtype}); torch's own call is used",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _verdicts[key]
 
 
 @functools.cache
@@ -139,6 +195,11 @@ def map_slices(fn: Callable[[torch.Tensor], Any], A: torch.Tensor) -> Any:
     slices = slices_for(A)
     if slices <= 1:  # called from custom autograd functions: grad mode is already off
         return fn(A)
+    return _split_call(fn, A, slices)
+
+
+def _split_call(fn: Callable[[torch.Tensor], Any], A: torch.Tensor, slices: int) -> Any:
+    """``fn(A)`` in ``slices`` slices of the batch, on the pool's threads."""
     batch = A.shape[:-2]
     chunks = A.detach().reshape(-1, *A.shape[-2:]).tensor_split(slices)
 
