@@ -110,6 +110,18 @@ def read_bytes(
             raise UserError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
 
 
+def read_text(path: Path, what: str, missing: str, damaged: str, **read: Any) -> str:
+    """A UTF-8 text file (read_bytes' checks and options), with one line for ``missing``
+    (the file is absent) and ``damaged`` (it is not UTF-8; the error follows)."""
+    data = read_bytes(path, what, **read)
+    if data is None:
+        raise UserError(f"{path}: {missing}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: {damaged} ({exc})") from exc
+
+
 def output_folder(path: Path) -> Path:
     """A run's tables/ or plots/ folder, made if absent; refused when it is a link (it
     would write outside the run) or not a folder."""

@@ -41,6 +41,7 @@ from bench_cli.fsafe import (
     entry,
     json_text,
     read_bytes,
+    read_text,
     utc_now,
     write_failed,
     write_whole_folder,
@@ -121,14 +122,10 @@ class RunFolder:
         return self._cached("suite_text", self._read_suite_text)
 
     def _read_suite_text(self) -> str:
-        file = entry(self.path, "suite.yaml")
-        data = read_bytes(file, "suite.yaml")
-        if data is None:
-            raise UserError(f"{file}: missing; a run folder keeps the suite that started it")
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{file}: damaged: not UTF-8 text ({exc})") from exc
+        return read_text(
+            entry(self.path, "suite.yaml"), "suite.yaml",
+            "missing; a run folder keeps the suite that started it", "damaged: not UTF-8 text",
+        )  # fmt: skip
 
     def records(self) -> list[dict[str, Any]]:
         """Every complete, well-formed record, in the order written (see read_records)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -305,3 +308,45 @@ AdviseSuiteOutOpt = Annotated[
         "<stem>-spd/-covariance/-stability.yaml.",
     ),
 ]
+
+
+# ------------------------------------------------ the options of every command that runs
+
+# (parameter, option type, default): declared once for run and reproduce alike.
+RUN_OPTIONS = (
+    ("out", OutOpt, None),
+    ("resume", ResumeOpt, False),
+    ("device", DeviceOpt, None),
+    ("filter", FilterOpt, None),
+    ("timeout", TimeoutOpt, None),
+    ("dry_run", DryRunOpt, False),
+    ("results", ResultsOpt, Path("results")),
+    ("allow_mixed", AllowMixedOpt, False),
+)
+
+
+def with_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` with the options of RUN_OPTIONS in place of its ``run`` parameter:
+    Typer shows and parses them there, and the command receives them as one dict
+    ``run`` in api.run_suite's names (``devices`` for ``--device``)."""
+    signature = inspect.signature(command, eval_str=True)
+    names = [name for name, _, _ in RUN_OPTIONS]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in RUN_OPTIONS
+    ]
+    params = []
+    for param in signature.parameters.values():
+        if param.name == "run":
+            params += shared
+        else:
+            params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        run = {name: kwargs.pop(name) for name in names}
+        run["devices"] = run.pop("device")
+        return command(run=run, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper

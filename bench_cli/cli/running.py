@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -20,19 +20,12 @@ from bench_cli.cli.console import (
     printable,
 )
 from bench_cli.cli.options import (
-    AllowMixedOpt,
-    DeviceOpt,
-    DryRunOpt,
-    FilterOpt,
     MaxCasesOpt,
-    OutOpt,
     ReproduceCheckOpt,
     ReproduceFromRunOpt,
     ReproduceNameOpt,
     ReproduceQuickOpt,
     ReproduceReadmeOpt,
-    ResultsOpt,
-    ResumeOpt,
     RunArrayParallelismOpt,
     RunExecutorOpt,
     RunGpusOpt,
@@ -45,7 +38,7 @@ from bench_cli.cli.options import (
     RunShardsCountOpt,
     RunTimeMinOpt,
     SuiteArg,
-    TimeoutOpt,
+    with_run_options,
 )
 from bench_cli.cli.planning import print_plan
 from bench_cli.errors import IncompleteRun, UserError
@@ -83,15 +76,10 @@ def run_and_print(suite: spec.Suite, dry_run: bool, **options) -> api.Finished |
 
 
 @handles_errors
+@with_run_options
 def run(
     suite_file: SuiteArg,
-    out: OutOpt = None,
-    resume: ResumeOpt = False,
-    device: DeviceOpt = None,
-    filter: FilterOpt = None,
-    timeout: TimeoutOpt = None,
-    dry_run: DryRunOpt = False,
-    results: ResultsOpt = Path("results"),
+    run: dict[str, Any],
     isolate: RunIsolateOpt = False,
     shard: RunShardOpt = None,
     executor: RunExecutorOpt = None,
@@ -102,7 +90,6 @@ def run(
     array_parallelism: RunArrayParallelismOpt = None,
     setup: RunSetupOpt = None,
     no_retry_failed: RunNoRetryFailedOpt = False,
-    allow_mixed: AllowMixedOpt = False,
     quick: RunQuickOpt = False,
     max_cases: MaxCasesOpt = None,
 ) -> None:
@@ -124,41 +111,30 @@ def run(
     }
     run_and_print(
         api.load_suite(suite_file, quick=quick, max_cases=max_cases),
-        dry_run,
-        out=out,
-        resume=resume,
-        devices=device,
-        filter=filter,
-        timeout=timeout,
-        results=results,
+        run.pop("dry_run"),
+        **run,
         isolate=isolate,
         shard=shard,
         executor=executor,
         executor_options=overrides,
-        allow_mixed=allow_mixed,
         retry=not no_retry_failed,
     )
 
 
 @handles_errors
+@with_run_options
 def reproduce(
     name: ReproduceNameOpt = None,
     check: ReproduceCheckOpt = False,
     quick: ReproduceQuickOpt = False,
-    out: OutOpt = None,
-    resume: ResumeOpt = False,
-    device: DeviceOpt = None,
-    filter: FilterOpt = None,
-    timeout: TimeoutOpt = None,
-    dry_run: DryRunOpt = False,
-    results: ResultsOpt = Path("results"),
+    run: dict[str, Any] | None = None,
     readme: ReproduceReadmeOpt = None,
-    allow_mixed: AllowMixedOpt = False,
     from_run: ReproduceFromRunOpt = None,
 ) -> None:
     """Re-run a published table on this machine and set our numbers beside the source's."""
+    run = dict(run or {})
     if readme is not None:
-        count = api.write_readme_section(readme, results)
+        count = api.write_readme_section(readme, run["results"])
         print(f"{readme}: reproduced tables rewritten from {count} suites")
         return
     if name is None:
@@ -172,10 +148,7 @@ def reproduce(
             raise UserError(f"{path}: no reference: block, so --from has nothing to judge")
         outcome = api.judge_existing(from_run, suite)
     else:
-        finished = run_and_print(
-            suite, dry_run, out=out, resume=resume, devices=device, filter=filter,
-            timeout=timeout, results=results, allow_mixed=allow_mixed,
-        )  # fmt: skip
+        finished = run_and_print(suite, run.pop("dry_run"), **run)
         if finished is None or suite.reference is None:
             return
         outcome = api.judge_reproduction(finished.folder, suite, records=finished.records)

@@ -13,6 +13,7 @@ native call that never returns needs process isolation.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -132,6 +133,31 @@ def _failure(case: Case, exc: BaseException) -> tuple[str, Any, str]:
     return ("unsupported" if _is_unsupported(case, exc) else "failed", None, _reason(exc))
 
 
+def _measure(probe: Probe, config: Any) -> Any:
+    """One metric's value for a prepared case (its options validated as the suite's)."""
+    metric = metrics.metric(config.name)
+    return metric.measure(probe, metric.options.model_validate(config.resolved))
+
+
+def _attempt(case: Case, measure: Callable[[], Any]) -> tuple[str, Any, str | None, float]:
+    """(status, value, reason, seconds) of one measurement: ok or nonfinite by its value,
+    skipped where the metric does not apply, failed (or unsupported) where it raised. A
+    case timeout is not an outcome: it propagates to the case's own handler."""
+    started = time.perf_counter()
+    outcome: tuple[str, Any, str | None]
+    try:
+        outcome = _value_outcome(measure())
+    except NonFinite as exc:
+        outcome = ("nonfinite", None, _reason(exc))
+    except NotApplicable as exc:
+        outcome = ("skipped", None, _reason(exc))
+    except CaseTimeout:
+        raise
+    except Exception as exc:
+        outcome = _failure(case, exc)
+    return (*outcome, time.perf_counter() - started)
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     message = text[0] if text else ""
@@ -226,23 +252,8 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
                     probe = None
                 for config in configs if probe is not None else ():
                     assert probe is not None
-                    metric = metrics.metric(config.name)
-                    outcome: tuple[str, Any, str | None]
-                    started = time.perf_counter()
-                    try:
-                        value = metric.measure(
-                            probe, metric.options.model_validate(config.resolved)
-                        )
-                        outcome = _value_outcome(value)
-                    except NonFinite as exc:
-                        outcome = ("nonfinite", None, _reason(exc))
-                    except NotApplicable as exc:
-                        outcome = ("skipped", None, _reason(exc))
-                    except CaseTimeout:
-                        raise
-                    except Exception as exc:
-                        outcome = _failure(case, exc)
-                    outcomes[config.name] = (*outcome, time.perf_counter() - started)
+                    measure = functools.partial(_measure, probe, config)
+                    outcomes[config.name] = _attempt(case, measure)
         except CaseTimeout as exc:
             for config in configs:
                 if config.name not in outcomes:
@@ -339,14 +350,8 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
                 raise
             except Exception:  # which method broke is unknown: each alone, as without pairing
                 for case, probe in ready:
-                    began = time.perf_counter()
-                    try:
-                        outcome = _value_outcome(timing.measure_time(probe, options))
-                    except CaseTimeout:
-                        raise
-                    except Exception as exc:
-                        outcome = _failure(case, exc)
-                    outcomes[case.key] = (*outcome, time.perf_counter() - began)
+                    measure = functools.partial(timing.measure_time, probe, options)
+                    outcomes[case.key] = _attempt(case, measure)
     except CaseTimeout as exc:
         for case in cases:
             outcomes.setdefault(case.key, ("failed", None, _reason(exc), 0.0))

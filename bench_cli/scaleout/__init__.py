@@ -19,9 +19,3 @@ from bench_cli.scaleout.settings import (
 )
 from bench_cli.scaleout.submit import preflight, submit_and_merge, wait
 from bench_cli.scaleout.task import SchedulerStop, run_shard, scheduler_killed_records
-
-__all__ = [
-    "ExecutorSpec", "Outcome", "Resources", "SchedulerStop", "Task", "adopt_earlier_shards",
-    "collect", "parse_settings", "preflight", "require_submitit", "run_shard",
-    "scheduler_killed_records", "signal_delay_s", "submit_and_merge", "wait",
-]  # fmt: skip

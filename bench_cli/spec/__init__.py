@@ -58,13 +58,3 @@ from bench_cli.spec.model import (
 )
 from bench_cli.spec.validate import validate
 from bench_cli.spec.yaml_lines import Dumper, SuiteError, format_loc, parse_yaml
-
-__all__ = [
-    "DEVICE_PATTERN", "MAX_CASES", "MAX_DEPTH", "MAX_ERRORS", "MAX_FILE", "MAX_STEM",
-    "MAX_SUITE_BYTES", "MAX_TIMEOUT_S", "MAX_TITLE", "MAX_YAML_NODES", "SUITE_KEYS",
-    "TABLE_KEYS", "Case", "Dumper", "Loc", "MethodConfig", "MetricConfig", "Outline",
-    "PairedSpec", "QuickSpec", "ReferenceSpec", "Suite", "SuiteError", "TableSpec",
-    "bundled_suites", "case_key", "format_loc", "load", "loads", "namespaced_axes",
-    "outline", "paper_suite", "paper_suites", "parse_filters", "parse_yaml", "quick_text",
-    "read_suite_text", "resolve_device", "resolve_suite", "select", "suites_dir", "validate",
-]  # fmt: skip

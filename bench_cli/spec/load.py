@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from bench_cli.errors import UserError, did_you_mean
-from bench_cli.fsafe import read_bytes
+from bench_cli.fsafe import read_text
 from bench_cli.records import INPUTS_PREFIX, OPTIONS_PREFIX
 from bench_cli.spec.checks import Errors, pydantic_errors
 from bench_cli.spec.limits import MAX_CASES, MAX_SUITE_BYTES
@@ -105,13 +105,10 @@ def read_suite_text(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a folder, expected a suite .yaml file")
-    data = read_bytes(path, "suite file", limit=MAX_SUITE_BYTES, follow=True)
-    if data is None:
-        raise UserError(f"{path}: suite file not found")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: cannot read suite file: {exc}") from exc
+    return read_text(
+        path, "suite file", "suite file not found", "cannot read suite file: not UTF-8",
+        limit=MAX_SUITE_BYTES, follow=True,
+    )  # fmt: skip
 
 
 def load(path: str | Path, quick: bool = False, max_cases: int = MAX_CASES) -> Suite:

@@ -34,11 +34,3 @@ from bench_cli.tables.format import (
     status_summary,
 )
 from bench_cli.tables.render import FORMATS, render, to_rich, write
-
-__all__ = [
-    "FORMATS", "MAX_OPTION_PARTS", "NOISY_IQR", "NOISY_MARK", "PairedComparison", "Table",
-    "build", "cell_value", "default_tables", "format_cell", "format_number",
-    "format_with_spread", "md_cell", "noise_reasons", "noise_summary", "options_caption",
-    "paired_claims", "plain", "render", "scaling_exponent", "spread_value",
-    "status_summary", "tables_for", "to_rich", "write",
-]  # fmt: skip
