@@ -1,8 +1,10 @@
 """One contract for every registered method, of every layer, plugins included: it runs,
 its forward matches the layer's float64 reference (to rounding if it is declared exact),
-and its gradient matches the float64 reference gradient (to the reference's own
-accuracy if exact; finite and of the reference's magnitude if not). A method added with one
-declaration is tested here with no new test file; a plugin registered in a test is
+its gradient matches the float64 reference gradient (to the reference's own accuracy if
+exact; finite and of the reference's magnitude if not), and a declared FLOP model is
+within 10% of what the method executes (FlopCounterMode and the LAPACK calls; n/a where
+it declares none; tests/test_flop_models.py asks the built-ins for the reason). A method
+added with one declaration is tested here with no new test file; a plugin registered in a test is
 picked up the same way (``all_methods`` reads the registry when called)."""
 
 from __future__ import annotations
@@ -66,11 +68,38 @@ def contract_problems(layer_name: str, method: str) -> list[str]:
     return problems
 
 
+def flop_problems(layer_name: str, method: str) -> list[str]:
+    """A declared FLOP model against the count (matrix_function and ncut, whose entries
+    carry the models: o2p shares matrix_function's entries, the direct heads' model is
+    the layer's own, gap_series computes no matrix)."""
+    from bench_cli.benchmarks import flop_count
+
+    entry = registry.layer(layer_name).methods[method]
+    if layer_name == "matrix_function":
+        options = {"func": "sqrt" if "sqrt" in entry.funcs else entry.funcs[0]}
+    elif layer_name == "ncut":
+        options = {"k": 4, "sigma": 1.0}
+    else:
+        return []
+    case = flop_count.Case(layer_name, method, options)
+    result = flop_count.measure(case)
+    problems = []
+    for part in ("fwd", "bwd"):
+        declared, counted = result["declared"][part], result["counted"][part]
+        if declared is not None:  # n/a is a declaration too
+            outcome = flop_count.verdict(case, part, declared, counted)
+            if outcome != "ok":
+                problems.append(
+                    f"{part} FLOPs: declared {declared:.3g}, counted {counted:.3g}: {outcome}"
+                )
+    return problems
+
+
 @pytest.mark.parametrize(
     ("layer", "method"), all_methods(), ids=[f"{l}-{m}" for l, m in all_methods()]
 )
 def test_every_registered_method_keeps_the_contract(layer, method):
-    assert contract_problems(layer, method) == []
+    assert contract_problems(layer, method) + flop_problems(layer, method) == []
 
 
 def test_a_plugin_method_is_picked_up_and_held_to_the_same_contract(register_method):
@@ -89,3 +118,17 @@ def test_a_plugin_method_is_picked_up_and_held_to_the_same_contract(register_met
     assert contract_problems("matrix_function", "plugin_sqrt") == []
     problems = contract_problems("matrix_function", "claims_exact")
     assert any(p.startswith("forward_error") and "declared exact" in p for p in problems)
+
+
+def test_a_plugin_with_a_wrong_flop_model_breaks_the_contract(register_method):
+    """The FLOP part can fail: a model ten times the work the method does."""
+    from bench_cli.layers.declare import EIGH
+
+    def heavy_claim(A, func, p=None):
+        """eig_dk, declared at ten times its cost (test only)."""
+        return matfun.eig_dk_matrix_function(A, func, p)
+
+    register_method(heavy_claim, exact=True, flops=lambda d, options: (10 * EIGH * d**3, None))
+    (problem,) = flop_problems("matrix_function", "heavy_claim")
+    assert problem.startswith("fwd FLOPs") and "off by" in problem
+    assert contract_problems("matrix_function", "heavy_claim") == []  # accurate, just not cheap
