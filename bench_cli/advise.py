@@ -88,6 +88,11 @@ class Advice:
     records: dict[str, list] = field(default_factory=dict)
     saved: list[Path] = field(default_factory=list)  # run folders, with save_to
 
+    def render(self, question: Question) -> list[Any]:
+        """What ``matbench advise`` prints: the recommendation, the runner-up, the evidence
+        table and every exclusion and note (see :func:`render`)."""
+        return render(self, question)
+
 
 class _ListWriter:
     def __init__(self):

@@ -409,6 +409,22 @@ def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]
     return None
 
 
+def describe(layer_name: str, method: Method) -> dict[str, str]:
+    """A method as ``matbench list methods`` shows it: exactness, FLOP model, K̃, its
+    options with their defaults, and its summary."""
+    model = options_model(layer_name, method.name)
+    options = ", ".join(
+        name if f.is_required() else f"{name}={f.default}" for name, f in model.model_fields.items()
+    )
+    return {
+        "kind": "exact" if method.exact else "approximate",
+        "FLOPs": "modelled" if flops_modelled(layer_name, method.name) else "n/a",
+        "K̃": k_tilde_summary(method),
+        "options": options,
+        "summary": method.summary,
+    }
+
+
 def k_tilde_summary(method: Method) -> str:
     """How a method's backward forms K̃, in a word: its gap treatment, "by options" when
     the options decide, "none" without one (what `matbench list methods` shows)."""

@@ -73,7 +73,7 @@ def advise(
         question, reporter_factory=lambda: RichReporter(err), save_to=results if save else None
     )
     console = out_console()
-    for part in advise_mod.render(result, question):
+    for part in result.render(question):
         console.print(part)
     if suite_out is not None:
         written = advise_mod.write_suites(result, suite_out)

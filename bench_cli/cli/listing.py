@@ -58,22 +58,7 @@ def _list_methods() -> RichTable:
         table.add_column(col)
     for layer in registry.layers().values():
         for method in layer.methods.values():
-            model = registry.options_model(layer.name, method.name)
-            options = ", ".join(
-                name if f.is_required() else f"{name}={f.default}"
-                for name, f in model.model_fields.items()
-            )
-            k_tilde = registry.k_tilde_summary(method)
-            add_row(
-                table,
-                layer.name,
-                method.name,
-                "exact" if method.exact else "approximate",
-                "modelled" if registry.flops_modelled(layer.name, method.name) else "n/a",
-                k_tilde,
-                options,
-                method.summary,
-            )
+            add_row(table, layer.name, method.name, *registry.describe(layer.name, method).values())
     return table
 
 
