@@ -1,16 +1,19 @@
 """Plugins: modules that register methods, found by a suite's ``plugins:``, the
 ``bench_cli.plugins`` entry points and ``MATBENCH_PLUGINS``, imported once per process
 (workers and array tasks too) on the first registry lookup. A plugin that cannot be
-imported is one line naming the module and the error."""
+imported is one line naming the module and the error, and a method whose signature its
+layer cannot call is refused at registration (``signature_problem``)."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench_cli.errors import UserError
 
@@ -87,4 +90,48 @@ def import_plugin(name: str, folders: Sequence[Path] = ()) -> str | None:
     imported = os.environ.get(SUITE_PLUGINS_ENV, "").split(",")
     if module not in imported:
         os.environ[SUITE_PLUGINS_ENV] = ",".join(filter(None, [*imported, module]))
+    return None
+
+
+# How each layer calls a method: its positional arguments; every keyword-only parameter
+# (with a default) is a suite option. Direct layers take their input alone.
+CALLS: dict[str, tuple[str, ...]] = {
+    "matrix_function": ("A", "func", "p"),
+    "o2p": ("A", "func", "p"),
+    "ncut": ("M", "k"),
+    "gap_series": ("eigvals",),
+}
+
+
+def signature_problem(layer_name: str, fn: Callable[..., Any]) -> str | None:
+    """What stops ``fn`` from being called as ``layer_name`` calls its methods (None if
+    nothing): ``fn(A, func, p, **options)`` for a matrix function, options keyword-only
+    with defaults, so each becomes a suite key with a value a suite may leave out."""
+    shape = CALLS.get(layer_name, ("X",))
+    expected = f"fn({', '.join(shape)}, *, option=default, ...)"
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None  # a builtin: nothing to read, the call will tell
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_var = any(p.kind is p.VAR_POSITIONAL for p in params)
+    got = f"got ({', '.join(str(p) for p in params)})"
+    if len(positional) < len(shape) and not takes_var:
+        missing = ", ".join(shape[len(positional) :])
+        return (
+            f"takes {len(positional)} positional arguments, but is called with {len(shape)} "
+            f"({', '.join(shape)}): add {missing}; expected {expected}, {got}"
+        )
+    extra = [p.name for p in positional[len(shape) :] if p.default is p.empty]
+    if extra:
+        return (
+            f"positional parameter {extra[0]} is never passed: make it keyword-only "
+            f"with a default (after *) to make it a suite option; expected {expected}, {got}"
+        )
+    required = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if required:
+        return (
+            f"option {required[0]} has no default: give it one (suites may leave an "
+            f"option out); expected {expected}, {got}"
+        )
     return None

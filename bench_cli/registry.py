@@ -39,7 +39,7 @@ from bench_cli.layer_options import (
 )
 from bench_cli.layers import matfun, ncut, pooling, spectral
 from bench_cli.layers.declare import FUNCS, MATMUL, Gap, KTilde, Method, entry
-from bench_cli.plugins import load_plugins
+from bench_cli.plugins import load_plugins, signature_problem
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 # (method entry, resolved options, resolved input parameters) -> per-item (forward,
@@ -325,9 +325,9 @@ def register_method(
     ``fn(A, func, p=None, *, option=default, ...)`` (A: (..., d, d); its keyword-only
     parameters become suite options), and it is added to both layers; ``ncut`` calls
     ``fn(M, k, *, ...)``. A signature the layer cannot call is refused here, in one line
-    (:func:`signature_problem`), not when the first case runs. ``symmetrises=False``
-    says the method takes A as given, not (A+Aᵀ)/2: grad_error then compares it with the
-    gradient of f(A) (docs/plugins.md).
+    (:func:`bench_cli.plugins.signature_problem`), not when the first case runs.
+    ``symmetrises=False`` says the method takes A as given, not (A+Aᵀ)/2: grad_error then
+    compares it with the gradient of f(A) (docs/plugins.md).
     """
     facts = dict(
         exact=exact, flops=flops, k_tilde=k_tilde, funcs=funcs, tuning=tuning,
@@ -348,50 +348,6 @@ def register_method(
         return fn
 
     return add if fn is None else add(fn)
-
-
-# How each layer calls a method: its positional arguments; every keyword-only parameter
-# (with a default) is a suite option. Direct layers take their input alone.
-CALLS: dict[str, tuple[str, ...]] = {
-    "matrix_function": ("A", "func", "p"),
-    "o2p": ("A", "func", "p"),
-    "ncut": ("M", "k"),
-    "gap_series": ("eigvals",),
-}
-
-
-def signature_problem(layer_name: str, fn: Callable[..., Any]) -> str | None:
-    """What stops ``fn`` from being called as ``layer_name`` calls its methods (None if
-    nothing): ``fn(A, func, p, **options)`` for a matrix function, options keyword-only
-    with defaults, so each becomes a suite key with a value a suite may leave out."""
-    shape = CALLS.get(layer_name, ("X",))
-    expected = f"fn({', '.join(shape)}, *, option=default, ...)"
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return None  # a builtin: nothing to read, the call will tell
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    takes_var = any(p.kind is p.VAR_POSITIONAL for p in params)
-    got = f"got ({', '.join(str(p) for p in params)})"
-    if len(positional) < len(shape) and not takes_var:
-        missing = ", ".join(shape[len(positional) :])
-        return (
-            f"takes {len(positional)} positional arguments, but is called with {len(shape)} "
-            f"({', '.join(shape)}): add {missing}; expected {expected}, {got}"
-        )
-    extra = [p.name for p in positional[len(shape) :] if p.default is p.empty]
-    if extra:
-        return (
-            f"positional parameter {extra[0]} is never passed: make it keyword-only "
-            f"with a default (after *) to make it a suite option; expected {expected}, {got}"
-        )
-    required = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
-    if required:
-        return (
-            f"option {required[0]} has no default: give it one (suites may leave an "
-            f"option out); expected {expected}, {got}"
-        )
-    return None
 
 
 def option_problem(layer_name: str, method_name: str, options: Mapping[str, Any]) -> str | None:
