@@ -15,13 +15,13 @@ imports no torch; running imports it on first use.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench_cli import claims, dispatch, spec, store, tables
 from bench_cli import compare as compare_mod
+from bench_cli import dispatch, spec, store, tables
 from bench_cli import reproduction as reproduce_mod
 from bench_cli.dispatch import (  # the API's too: see __all__
     Finished,
@@ -31,6 +31,7 @@ from bench_cli.dispatch import (  # the API's too: see __all__
     write_conclusions,
     write_outputs,
 )
+from bench_cli.docs_pages import write_readme_section
 from bench_cli.errors import UserError, unknown_name
 from bench_cli.runner.plan import (  # the API's too: see __all__
     Estimate,
@@ -63,21 +64,16 @@ if TYPE_CHECKING:
 __all__ = [
     "Finished",
     "Estimate", "Plan", "Reproduction", "bundled_suites", "check_timeout", "choose_folder",
-    "compare_runs", "done_in", "dry_run", "estimate", "generated_sections", "history_of",
+    "compare_runs", "done_in", "dry_run", "estimate", "history_of",
     "judge_existing", "judge_reproduction", "latest_unfinished", "load_results",
     "load_suite", "matching_runs", "measured_peaks", "merge_runs", "new_run_folder",
-    "open_run", "paper_suite", "paper_suites", "plan", "reproduce", "reproduction_markdown",
+    "open_run", "paper_suite", "paper_suites", "plan", "reproduce",
     "require_devices", "resolve_suite", "run_suite", "select_cases", "suites_dir",
     "tables_of", "write_conclusions", "write_outputs", "write_readme_section",
 ]  # fmt: skip
 
 log = logging.getLogger("bench_cli")
 Notify = Callable[[str], None]
-
-README_START, README_END = "<!-- reproduced:start -->", "<!-- reproduced:end -->"
-# Optional: the conclusions of the paper suites with paired tables, where the docs
-# discusses them (the end-to-end tasks), generated from the same runs.
-CONCLUSIONS_START, CONCLUSIONS_END = "<!-- conclusions:start -->", "<!-- conclusions:end -->"
 
 
 # ---------------------------------------------------------------- suites
@@ -327,88 +323,3 @@ def judge_existing(run: str | Path, suite: spec.Suite) -> Reproduction:
             f"{folder.path}: holds a run of suite '{folder.meta['suite']}', not '{suite.name}'"
         )
     return judge_reproduction(folder, suite, write=False)
-
-
-def reproduction_markdown(
-    folder: store.RunFolder, conclusions_here: bool = True
-) -> tuple[str, str | None, str]:
-    """(a run's tables and, where its suite cites a source, published beside measured, as
-    markdown, with the conclusions across its paired tables unless ``conclusions_here`` is
-    False; the verdict sentence, or None without a reference; those conclusions, or ""),
-    reading the run once."""
-    outline = spec.outline(folder.suite_text, str(folder.path / "suite.yaml"))
-    records = folder.records()
-    parts = []
-    made = tables.tables_for(records, outline.tables, list(outline.metric_names))
-    for table in made:
-        parts.append(tables.render(table, "md").replace("### ", "#### ", 1))  # one level down
-        sentence = tables.paired_claims(table)
-        if sentence:
-            parts.append(sentence + "\n")
-    across = claims.conclusions(made)
-    if across and conclusions_here:
-        parts.append("#### Conclusions, across every paired metric\n\n" + across)
-    verdict = None
-    if outline.reference is not None:
-        frame = reproduce_mod.verdicts(records, outline.reference)
-        parts.append(reproduce_mod.render(frame, outline.reference))
-        verdict = reproduce_mod.summary(frame)
-    return "\n".join(parts), verdict, across
-
-
-def write_readme_section(readme: str | Path, results: str | Path = "results") -> int:
-    """Rewrite the reproduced-tables section of one markdown file (and its task
-    conclusions, where it has their markers) from the latest run of every paper suite
-    under ``results``; returns the number of suites."""
-    readme = Path(readme)
-    if not readme.exists():
-        raise UserError(f"{readme}: not found")
-    texts = generated_sections({readme: readme.read_text()}, results)
-    readme.write_text(texts[readme])
-    return len(paper_suites())
-
-
-def generated_sections(texts: Mapping[Path, str], results: str | Path) -> dict[Path, str]:
-    """``texts`` (page -> its text) with the reproduced tables written between the
-    ``reproduced`` markers of the page that has them, and the task suites' conclusions
-    between the ``conclusions`` markers wherever those are (then once, not in each
-    suite's section). Every section comes from the latest run of each paper suite."""
-    results = Path(results)
-    home = [path for path, text in texts.items() if README_START in text and README_END in text]
-    if not home:
-        names = ", ".join(str(path) for path in texts)
-        raise UserError(f"{names}: no '{README_START}' ... '{README_END}' markers")
-    aside = [p for p, t in texts.items() if CONCLUSIONS_START in t and CONCLUSIONS_END in t]
-    sections, verdicts, concluded = [], [], []
-    for name in paper_suites():
-        runs = store.runs_of(results, name)
-        if not runs:
-            sections.append(f"### {name}\n\nNo committed run under {results / name}.\n")
-            continue
-        folder = runs[-1]
-        shown = shown_path(results, folder)
-        markdown, verdict, across = reproduction_markdown(folder, conclusions_here=not aside)
-        sections.append(f"### {name}\n\nRun `{shown}`.\n\n" + markdown)
-        if verdict is not None:
-            verdicts.append(f"- **{name}**: {verdict}.")
-        if across:
-            concluded.append(f"**{name}** (run `{shown}`).\n\n{across}")
-    overview = "Verdicts, counted from the tables below:\n\n" + "\n".join(verdicts) + "\n"
-    body = "\n".join([overview, *sections] if verdicts else sections)
-    out = dict(texts)
-    out[home[0]] = between(out[home[0]], README_START, README_END, body)
-    for path in aside:
-        out[path] = between(out[path], CONCLUSIONS_START, CONCLUSIONS_END, "\n".join(concluded))
-    return out
-
-
-def shown_path(results: Path, folder: store.RunFolder) -> str:
-    """A run folder as a generated page names it: from the results folder's own name on,
-    so a page reads the same wherever the results folder lies."""
-    return PurePosixPath(results.name, folder.path.parent.name, folder.path.name).as_posix()
-
-
-def between(text: str, start_marker: str, end_marker: str, body: str) -> str:
-    """``text`` with what lies between the two markers replaced by ``body``."""
-    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
-    return text[:start] + "\n" + body + "\n" + text[end:]

@@ -4,7 +4,8 @@ command (``make docs-pages``, i.e. ``python -m bench_cli.docs_pages``):
 - ``docs/reproducing.md``: every paper suite's latest run, its tables and verdicts;
 - ``docs/tasks.md``: the task suites' conclusions, across their paired tables;
 - ``docs/which-method.md``: "Which method?" from the latest run of every suite under
-  ``results/`` that measured errors and times together.
+  ``results/`` that measured errors and times together;
+- ``docs/index.md``: the README, whole, with its links into docs/ made relative.
 
 Each lives between its page's ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers;
 the rest of a page is written by hand. ``--check`` rewrites nothing and exits 1 naming
@@ -14,15 +15,19 @@ every page that regenerating would change (a test runs it). No torch.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
 
-from bench_cli import pareto, store
+from bench_cli import claims, pareto, spec, store, tables
+from bench_cli import reproduction as reproduce_mod
 from bench_cli.errors import UserError
+from bench_cli.spec.catalog import paper_suites
 
 WHICH_START, WHICH_END = "<!-- which-method:start -->", "<!-- which-method:end -->"
 PAGES = ("reproducing.md", "tasks.md", "which-method.md")
+INDEX = "index.md"  # the README, its links into docs/ made relative: derived, never edited
 
 
 def which_method_markdown(results: str | Path) -> str:
@@ -30,7 +35,6 @@ def which_method_markdown(results: str | Path) -> str:
     hold forward and gradient errors and times (bench_cli.pareto), as markdown."""
     from tabulate import tabulate
 
-    from bench_cli import api
     from bench_cli.report import short_labels
 
     results = Path(results)
@@ -52,7 +56,7 @@ def which_method_markdown(results: str | Path) -> str:
             headers=list(rows[0]),
             tablefmt="github",
         )
-        parts.append(f"### {name}\n\nRun `{api.shown_path(results, folder)}`.\n\n{table}\n")
+        parts.append(f"### {name}\n\nRun `{shown_path(results, folder)}`.\n\n{table}\n")
     if not parts:
         return f"No committed run under {results} measured errors and times together.\n"
     return "\n".join(parts)
@@ -60,7 +64,6 @@ def which_method_markdown(results: str | Path) -> str:
 
 def regenerate(docs: str | Path, results: str | Path) -> dict[Path, str]:
     """The new text of every generated page under ``docs`` (unchanged pages included)."""
-    from bench_cli import api
 
     docs = Path(docs)
     paths = [docs / name for name in PAGES]
@@ -68,10 +71,106 @@ def regenerate(docs: str | Path, results: str | Path) -> dict[Path, str]:
         if not path.is_file():
             raise UserError(f"{path}: not found (a generated page's hand-written part)")
     texts = {path: path.read_text() for path in paths}
-    texts.update(api.generated_sections(texts, results))
+    texts.update(generated_sections(texts, results))
+    readme = docs.parent / "README.md"
+    if readme.is_file():
+        texts[docs / INDEX] = re.sub(r"\(docs/([\w-]+\.md)\)", r"(\1)", readme.read_text())
     which = docs / "which-method.md"
-    texts[which] = api.between(texts[which], WHICH_START, WHICH_END, which_method_markdown(results))
+    texts[which] = between(texts[which], WHICH_START, WHICH_END, which_method_markdown(results))
     return texts
+
+
+README_START, README_END = "<!-- reproduced:start -->", "<!-- reproduced:end -->"
+
+
+# Optional: the conclusions of the paper suites with paired tables, where the docs
+# discusses them (the end-to-end tasks), generated from the same runs.
+CONCLUSIONS_START, CONCLUSIONS_END = "<!-- conclusions:start -->", "<!-- conclusions:end -->"
+
+
+def reproduction_markdown(
+    folder: store.RunFolder, conclusions_here: bool = True
+) -> tuple[str, str | None, str]:
+    """(a run's tables and, where its suite cites a source, published beside measured, as
+    markdown, with the conclusions across its paired tables unless ``conclusions_here`` is
+    False; the verdict sentence, or None without a reference; those conclusions, or ""),
+    reading the run once."""
+    outline = spec.outline(folder.suite_text, str(folder.path / "suite.yaml"))
+    records = folder.records()
+    parts = []
+    made = tables.tables_for(records, outline.tables, list(outline.metric_names))
+    for table in made:
+        parts.append(tables.render(table, "md").replace("### ", "#### ", 1))  # one level down
+        sentence = tables.paired_claims(table)
+        if sentence:
+            parts.append(sentence + "\n")
+    across = claims.conclusions(made)
+    if across and conclusions_here:
+        parts.append("#### Conclusions, across every paired metric\n\n" + across)
+    verdict = None
+    if outline.reference is not None:
+        frame = reproduce_mod.verdicts(records, outline.reference)
+        parts.append(reproduce_mod.render(frame, outline.reference))
+        verdict = reproduce_mod.summary(frame)
+    return "\n".join(parts), verdict, across
+
+
+def write_readme_section(readme: str | Path, results: str | Path = "results") -> int:
+    """Rewrite the reproduced-tables section of one markdown file (and its task
+    conclusions, where it has their markers) from the latest run of every paper suite
+    under ``results``; returns the number of suites."""
+    readme = Path(readme)
+    if not readme.exists():
+        raise UserError(f"{readme}: not found")
+    texts = generated_sections({readme: readme.read_text()}, results)
+    readme.write_text(texts[readme])
+    return len(paper_suites())
+
+
+def generated_sections(texts: Mapping[Path, str], results: str | Path) -> dict[Path, str]:
+    """``texts`` (page -> its text) with the reproduced tables written between the
+    ``reproduced`` markers of the page that has them, and the task suites' conclusions
+    between the ``conclusions`` markers wherever those are (then once, not in each
+    suite's section). Every section comes from the latest run of each paper suite."""
+    results = Path(results)
+    home = [path for path, text in texts.items() if README_START in text and README_END in text]
+    if not home:
+        names = ", ".join(str(path) for path in texts)
+        raise UserError(f"{names}: no '{README_START}' ... '{README_END}' markers")
+    aside = [p for p, t in texts.items() if CONCLUSIONS_START in t and CONCLUSIONS_END in t]
+    sections, verdicts, concluded = [], [], []
+    for name in paper_suites():
+        runs = store.runs_of(results, name)
+        if not runs:
+            sections.append(f"### {name}\n\nNo committed run under {results / name}.\n")
+            continue
+        folder = runs[-1]
+        shown = shown_path(results, folder)
+        markdown, verdict, across = reproduction_markdown(folder, conclusions_here=not aside)
+        sections.append(f"### {name}\n\nRun `{shown}`.\n\n" + markdown)
+        if verdict is not None:
+            verdicts.append(f"- **{name}**: {verdict}.")
+        if across:
+            concluded.append(f"**{name}** (run `{shown}`).\n\n{across}")
+    overview = "Verdicts, counted from the tables below:\n\n" + "\n".join(verdicts) + "\n"
+    body = "\n".join([overview, *sections] if verdicts else sections)
+    out = dict(texts)
+    out[home[0]] = between(out[home[0]], README_START, README_END, body)
+    for path in aside:
+        out[path] = between(out[path], CONCLUSIONS_START, CONCLUSIONS_END, "\n".join(concluded))
+    return out
+
+
+def shown_path(results: Path, folder: store.RunFolder) -> str:
+    """A run folder as a generated page names it: from the results folder's own name on,
+    so a page reads the same wherever the results folder lies."""
+    return PurePosixPath(results.name, folder.path.parent.name, folder.path.name).as_posix()
+
+
+def between(text: str, start_marker: str, end_marker: str, body: str) -> str:
+    """``text`` with what lies between the two markers replaced by ``body``."""
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
+    return text[:start] + "\n" + body + "\n" + text[end:]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
