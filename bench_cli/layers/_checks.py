@@ -9,7 +9,10 @@ def check_square_batch(A: torch.Tensor, name: str = "A", *, check_finite: bool =
     """Raise ValueError unless A is a finite floating tensor of shape (..., d, d).
 
     The finiteness check reads a value back from the device, so hot loops that
-    already know their input is finite pass ``check_finite=False``.
+    already know their input is finite pass ``check_finite=False``. Under
+    ``torch.compile`` a read-back would break the graph: there the check is an
+    in-graph assertion (``torch._assert_async``), which raises a RuntimeError with
+    the same message when the compiled code runs.
     """
     if not isinstance(A, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(A).__name__}")
@@ -19,8 +22,18 @@ def check_square_batch(A: torch.Tensor, name: str = "A", *, check_finite: bool =
         raise ValueError(f"{name} must be square in its last two dims, got {tuple(A.shape)}")
     if not A.is_floating_point():
         raise ValueError(f"{name} must be a floating tensor, got {A.dtype}")
-    if check_finite and not bool(torch.isfinite(A).all()):
-        raise ValueError(f"{name} of shape {tuple(A.shape)} has non-finite entries")
+    if check_finite:
+        check_finite_entries(A, name)
+
+
+def check_finite_entries(A: torch.Tensor, name: str = "A") -> None:
+    """Raise ValueError if A holds NaN or Inf; compiled, an in-graph assertion that
+    raises RuntimeError with the same message (no read-back, no graph break)."""
+    message = f"{name} of shape {tuple(A.shape)} has non-finite entries"
+    if torch.compiler.is_compiling():
+        torch._assert_async(torch.isfinite(A).all(), message)
+    elif not bool(torch.isfinite(A).all()):
+        raise ValueError(message)
 
 
 def sym(A: torch.Tensor) -> torch.Tensor:

@@ -237,10 +237,24 @@ def newton_schulz(
 
 def sqrt_taylor_coefficients(degree: int) -> np.ndarray:
     """aₖ with sqrt(1 − z) = Σ aₖ zᵏ: aₖ = (−1)ᵏ binom(1/2, k)."""
+    return np.array(_taylor(degree))
+
+
+def _taylor(degree: int) -> tuple[float, ...]:
+    """sqrt_taylor_coefficients as Python floats, which torch.compile folds into the
+    graph as constants (a NumPy array it would trace as a tensor, then read back)."""
     coefficients = [1.0]
     for k in range(1, degree + 1):
         coefficients.append(coefficients[-1] * (k - 1.5) / k)
-    return np.array(coefficients)
+    return tuple(coefficients)
+
+
+@torch.compiler.assume_constant_result
+def _pade_monomial(degree: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The [degree/degree] coefficients as floats; a constant to torch.compile, which
+    would otherwise trace into mpmath and break the graph."""
+    p, q = sqrt_pade_coefficients(degree, degree)
+    return tuple(float(c) for c in p), tuple(float(c) for c in q)
 
 
 @functools.lru_cache(maxsize=32)
@@ -309,24 +323,56 @@ def lyapunov_sign(S: torch.Tensor, G: torch.Tensor, iters: int | None = None) ->
     B2 = S2 / scale.square()
     tolerance = math.sqrt(torch.finfo(S.dtype).eps)
     eye = _eye_like(B, 1.0)
-    steps = LYA_MAX_ITERS if iters is None else iters
-    for step in range(steps):
-        if step:
-            B2 = torch.bmm(B, B)
-        # The iteration converges as B → I: with r = ‖I − B²‖_F, this step leaves an error
-        # of about ¾r² (in B, and C follows), so the step once r ≤ √ε is the last.
-        last = iters is None and bool(torch.linalg.matrix_norm(B2 - eye).max() <= tolerance)
-        BC = torch.bmm(B, C)
-        # B and C are symmetric, so C B² = (B² C)ᵀ: with T = ¾C + ¼BCB − ½B²C the step is
-        # T + Tᵀ, five products, not six. T + Tᵀ is exactly symmetric: written as
-        # (…) − ½(B²C + (B²C)ᵀ) instead, rounding's antisymmetric part would double a step.
-        T = torch.baddbmm(C, BC, B, beta=0.75, alpha=0.25)
-        T = torch.baddbmm(T, B2, C, alpha=-0.5)
-        C = T + T.mT
-        B = torch.baddbmm(B, B2, B, beta=1.5, alpha=-0.5)  # ½ B (3I − B²)
-        if last:
-            break
+    if iters is not None:
+        for step in range(iters):
+            B, C = _sign_step(B, C, B2 if step == 0 else torch.bmm(B, B))
+    elif torch.compiler.is_compiling():
+        B, C = _sign_until_converged_in_graph(B, C, B2, eye, tolerance)
+    else:
+        for step in range(LYA_MAX_ITERS):
+            if step:
+                B2 = torch.bmm(B, B)
+            # The iteration converges as B → I: with r = ‖I − B²‖_F, this step leaves an
+            # error of about ¾r² (in B, and C follows), so the step once r ≤ √ε is the last.
+            last = bool(torch.linalg.matrix_norm(B2 - eye).max() <= tolerance)
+            B, C = _sign_step(B, C, B2)
+            if last:
+                break
     return (0.5 * C).reshape(shape)
+
+
+def _sign_step(B: torch.Tensor, C: torch.Tensor, B2: torch.Tensor):
+    """One Newton–Schulz sign step on [[B, C], [0, −B]], given B² (five products)."""
+    BC = torch.bmm(B, C)
+    # B and C are symmetric, so C B² = (B² C)ᵀ: with T = ¾C + ¼BCB − ½B²C the step is
+    # T + Tᵀ, five products, not six. T + Tᵀ is exactly symmetric: written as
+    # (…) − ½(B²C + (B²C)ᵀ) instead, rounding's antisymmetric part would double a step.
+    T = torch.baddbmm(C, BC, B, beta=0.75, alpha=0.25)
+    T = torch.baddbmm(T, B2, C, alpha=-0.5)
+    return torch.baddbmm(B, B2, B, beta=1.5, alpha=-0.5), T + T.mT  # B ← ½ B (3I − B²)
+
+
+def _sign_until_converged_in_graph(B, C, B2, eye, tolerance: float):
+    """The tolerance loop of :func:`lyapunov_sign` as one ``while_loop`` (traced by
+    torch.compile without a graph break): the same steps and the same stopping rule
+    as the eager loop, decided on the device instead of by a read-back. The body
+    squares the new B for the next step, so the last step costs one product more."""
+    from torch._higher_order_ops.while_loop import while_loop
+
+    def go_on(step, done, B, C, B2):
+        return (step < LYA_MAX_ITERS) & ~done
+
+    def body(step, done, B, C, B2):
+        last = torch.linalg.matrix_norm(B2 - eye).max() <= tolerance
+        B, C = _sign_step(B, C, B2)
+        return step + 1, last, B, C, torch.bmm(B, B)
+
+    # The loop's carried values must keep their layout: the body's are row-major.
+    start = (torch.zeros((), dtype=torch.int64, device=B.device),
+             torch.zeros((), dtype=torch.bool, device=B.device),
+             B.contiguous(), C.contiguous(), B2.contiguous())  # fmt: skip
+    _, _, B, C, _ = while_loop(go_on, body, start)
+    return B, C
 
 
 class _LyapunovSqrt(torch.autograd.Function):
@@ -382,7 +428,7 @@ def mtp_lya(
     if degree < 1:
         raise ValueError(f"degree must be >= 1, got {degree}")
     S, norm, Z = _normalised(A.detach())
-    root = _polynomial(Z, sqrt_taylor_coefficients(degree)) * norm.sqrt()
+    root = _polynomial(Z, _taylor(degree)) * norm.sqrt()
     return _LyapunovSqrt.apply(A, root.reshape(A.shape), lya_iters)
 
 
@@ -408,10 +454,17 @@ def sqrt_pade_partial_fractions(m: int) -> tuple[np.ndarray, np.ndarray]:
     return 2.0 / (2 * m + 1) * np.sin(angle) ** 2, np.cos(angle) ** 2
 
 
+@torch.compiler.assume_constant_result
+def _partial_fractions(m: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """sqrt_pade_partial_fractions as floats: constants to torch.compile."""
+    alpha, beta = sqrt_pade_partial_fractions(m)
+    return tuple(float(a) for a in alpha), tuple(float(b) for b in beta)
+
+
 def _pade_sqrt_partial_fractions(Z: torch.Tensor, degree: int) -> torch.Tensor:
     """r(−Z) for the normalised Z = I − S/‖S‖: all ``degree`` systems (I − βⱼZ) Yⱼ = −Z
     in one batched solve, then I + Σ αⱼ Yⱼ."""
-    alpha, beta = sqrt_pade_partial_fractions(degree)
+    alpha, beta = _partial_fractions(degree)
     X = -Z
     eye = _eye_like(Z, 1.0)
     betas = torch.tensor(beta, dtype=Z.dtype, device=Z.device).view(-1, 1, 1, 1)
@@ -452,7 +505,7 @@ def mpa_lya(
         raise ValueError(f"degree must be >= 1, got {degree}")
     S, norm, Z = _normalised(A.detach())
     if degree <= PADE_MONOMIAL_MAX_DEGREE:
-        numerator, denominator = sqrt_pade_coefficients(degree, degree)
+        numerator, denominator = _pade_monomial(degree)
         P, Q = _polynomial_pair(Z, numerator, denominator)
         root = torch.linalg.solve(Q, P) * norm.sqrt()  # P and Q commute: Q⁻¹P = PQ⁻¹
     else:

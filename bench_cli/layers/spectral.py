@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 
 from bench_cli.layers import cpu_batch
-from bench_cli.layers._checks import check_square_batch, sym
+from bench_cli.layers._checks import check_finite_entries, check_square_batch, sym
 from bench_cli.layers.declare import Gap
 
 GAPS = ("exact", "clamp", "mask", "taylor", "pade", "clip")
@@ -274,8 +274,8 @@ def svd(
         raise ValueError(f"X must be a tensor of shape (..., m, n), got {shape}")
     if not X.is_floating_point():
         raise ValueError(f"X must be a floating tensor, got {X.dtype}")
-    if check_finite and not bool(torch.isfinite(X).all()):
-        raise ValueError(f"X of shape {tuple(X.shape)} has non-finite entries")
+    if check_finite:
+        check_finite_entries(X, "X")
     if gap not in GAPS:
         raise ValueError(f"unknown gap treatment '{gap}'; known: {', '.join(GAPS)}")
     if X.shape[-2] >= X.shape[-1]:
