@@ -36,7 +36,7 @@ _SCALARS = (str, int, float, bool, type(None))
 INPUTS_PREFIX, OPTIONS_PREFIX = "inputs.", "options."
 
 
-CASE_AXES = ("method", "layer", "impl", "device", "dtype", "kind")
+CASE_AXES = ("method", "layer", "impl", "device", "dtype", "kind", "compile", "autocast")
 
 
 def upgrade_axes(record: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +178,8 @@ def metric_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
         return "n/a"  # measured, but not defined for this case (e.g. no K̃, an inf norm)
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str):  # a categorical value, e.g. the dtype an op ran in
+        return value
     if not isinstance(value, int | float):
         raise KeyError(f"'{'.'.join(path)}' of metric '{record['metric']}' is not a number")
     return float(value)

@@ -97,10 +97,10 @@ def test_a_group_whose_baseline_fails_is_timed_without_ratios(monkeypatch):
 
     prepare = runner_case._prepare
 
-    def broken_baseline(case):
+    def broken_baseline(case, **kwargs):
         if case.config.label == "autograd":
             raise RuntimeError("baseline broke")
-        return prepare(case)
+        return prepare(case, **kwargs)
 
     monkeypatch.setattr(runner_case, "_prepare", broken_baseline)
     group = [c for c in suite.cases() if c.inputs["dim"] == 4]

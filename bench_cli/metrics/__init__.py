@@ -90,6 +90,9 @@ class Probe:
     k_tilde: KTilde | None = None
     decomposed: Callable[[], torch.Tensor | None] | None = None
     symmetrises: bool = True  # its gradient is that of f((A+Aᵀ)/2) (declared)
+    # How the method was called where the suite compiles: its first call's wall time,
+    # graph breaks and agreement with eager (bench_cli.runner.calls.first_call).
+    call: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,19 @@ METRICS: dict[str, Metric] = {
                 "{fwd|bwd|fwd_bwd}",
                 "{fwd|bwd|fwd_bwd}.<stat>",
                 "{fwd|bwd|fwd_bwd}.{flops_per_s|peak_fraction|ratio_to_baseline}",
+                "compile.{first_call_s|graph_breaks|graphs}",
+                "compile.vs_eager.{output|grad}",
             ),
+        ),
+        Metric(
+            name="op_dtypes",
+            options=NoOptions,
+            impl="bench_cli.metrics.precision:op_dtypes",
+            unit="",
+            summary="the dtype each matrix product and decomposition of one forward and one "
+            "backward ran in (after autocast), and the output's",
+            default_view="fwd.products",
+            views=("output", "{fwd|bwd}.{products|decompositions}"),
         ),
         Metric(
             name="forward_error",
@@ -318,6 +333,7 @@ VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "terms_needed": lambda v: _fields(v, "value", _plain),
     "stability": lambda v: _fields(v, "value", _plain),
     "task": _task_value,
+    "op_dtypes": lambda v: _fields(v, "value", _plain),
 }
 
 

@@ -306,7 +306,9 @@ def _plan(probe: Probe, options: TimeOptions, flush: Any = None) -> _Plan:
         # Small inputs would sit in cache across repeats: rotate among several sets.
         input_sets += [probe.more_inputs(i) for i in range(1, options.input_sets)]
     run = probe.run or (lambda inputs: probe.forward())
-    with torch.no_grad():
+    # A compiled method's first call compiled the graph with grad: a no-grad call here
+    # would compile a second graph, untimed but slow.
+    with torch.no_grad() if probe.call is None else torch.enable_grad():
         out_shape = run(input_sets[0]).shape
     # A random upstream gradient, never zeros or ones: kernels can shortcut on those.
     grad_out = torch.randn(out_shape, generator=probe.generator, dtype=torch.float64)
@@ -338,6 +340,8 @@ def _plan(probe: Probe, options: TimeOptions, flush: Any = None) -> _Plan:
         "flush_l2_bytes": getattr(flush, "nbytes", None),
         "peak_gflops": matmul_peak_gflops(str(probe.device), str(grad_out.dtype).split(".")[-1]),
     }
+    if probe.call is not None:
+        header["compile"] = dict(probe.call)
     return _Plan(runs, header, flush, dict(probe.flops))
 
 
@@ -403,11 +407,17 @@ def measure_time(probe: Probe, options: TimeOptions) -> dict[str, Any]:
 
 
 def measure_time_group(
-    probes: Sequence[Probe], options: TimeOptions, names: Sequence[str], baseline: int | None
+    probes: Sequence[Probe],
+    options: TimeOptions,
+    names: Sequence[str],
+    baseline: int | None,
+    baselines: Sequence[int | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Time several methods on the same inputs in interleaved rounds (Timer.interleave):
     one value per probe, as ``measure_time`` gives, plus for each mode the per-round
-    ratios to the baseline's sample of the same round (``paired``) when there is one."""
+    ratios to the baseline's sample of the same round (``paired``) when there is one.
+    ``baselines`` gives each probe its own (a compiled method's is its eager self)."""
+    pairs = list(baselines) if baselines is not None else [baseline] * len(probes)
     device = probes[0].device
     flush = _l2_flusher(device) if flush_enabled(options, device) else None
     plans = [_plan(probe, options, flush) for probe in probes]
@@ -429,23 +439,23 @@ def measure_time_group(
                 **_timing_options(options),
             )
             after = READ_MACHINE()
-            for plan, value, own in zip(plans, values, measured, strict=True):
+            for plan, value, own, pair in zip(plans, values, measured, pairs, strict=True):
                 value[mode] = _mode_value(
                     mode, own, timer, options, plan.flops.get(mode), before, after
                 )
-                if baseline is not None:
-                    base = measured[baseline].samples
+                if pair is not None:
+                    base = measured[pair].samples
                     value[mode]["paired"] = {
-                        "baseline": names[baseline],
+                        "baseline": names[pair],
                         "ratios": [
                             round(a / b, 9) if b > 0 else None
                             for a, b in zip(own.samples, base, strict=True)
                         ],
                     }
-    for value in values:
+    for value, pair in zip(values, pairs, strict=True):
         value["interleaved"] = {
             "methods": list(names),
-            "baseline": None if baseline is None else names[baseline],
+            "baseline": None if pair is None else names[pair],
             "order": "rotated",
         }
     return values

@@ -27,6 +27,7 @@ import torch
 from bench_cli import metrics, references, registry
 from bench_cli.fsafe import utc_now
 from bench_cli.metrics import CaseTimeout, NonFinite, NotApplicable, Probe
+from bench_cli.runner import calls
 from bench_cli.spec import Case, Suite
 
 STATUSES = ("ok", "failed", "skipped", "nonfinite", "unsupported")
@@ -183,14 +184,21 @@ def _inputs_for(case: Case, seed: int) -> dict[str, torch.Tensor]:
     }
 
 
-def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
-    """Inputs, forward and references for one case (no timing in here)."""
+def _prepare(case: Case, first_call: bool = False) -> tuple[Probe, Callable[[], torch.Tensor]]:
+    """Inputs, forward and references for one case. The forward is the method as the
+    case calls it (under autocast, compiled: :mod:`bench_cli.runner.calls`); with
+    ``first_call``, in a suite that compiles, its first forward+backward is timed here,
+    before any other call."""
     torch.manual_seed(case.seed)  # for methods with random starts
     generator = torch.Generator().manual_seed(case.seed)
     inputs = _inputs_for(case, case.seed)
     layer = registry.layer(case.config.layer)
     options = case.config.resolved
-    forward_inputs = layer.build(case.config.method, options)
+    eager = layer.build(case.config.method, options)
+    forward_inputs = calls.wrap(eager, case)
+    call = None
+    if first_call and case.compile is not None:
+        call = calls.first_call(case, forward_inputs, eager, inputs)
     cache: dict[str, torch.Tensor] = {}
 
     def detached64() -> dict[str, torch.Tensor]:
@@ -228,6 +236,7 @@ def _prepare(case: Case) -> tuple[Probe, Callable[[], torch.Tensor]]:
         k_tilde=registry.k_tilde(layer.name, case.config.method, options),
         decomposed=None if layer.decomposed is None else decomposed,
         symmetrises=layer.methods[case.config.method].symmetrises,
+        call=call,
     )
     return probe, reference
 
@@ -243,7 +252,7 @@ def run_case(case: Case, suite: Suite, metric_names: Sequence[str], timeout: flo
         try:
             with time_limit(timeout) as deadline:
                 try:
-                    probe, _ = _prepare(case)
+                    probe, _ = _prepare(case, first_call="time" in metric_names)
                     probe.deadline = deadline
                 except CaseTimeout:
                     raise
@@ -321,6 +330,8 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
     options = TimeOptions.model_validate(config.resolved)
     outcomes: dict[str, tuple[str, Any, str | None, float]] = {}
     ready: list[tuple[Case, Probe]] = []
+    if any(calls.compiled(case) for case in cases):
+        torch._dynamo.reset()  # each group compiles afresh: what it times is its own compile
     started = time.perf_counter()
     try:
         with time_limit(timeout * len(cases)) as deadline:
@@ -330,19 +341,26 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
                     outcomes[case.key] = ("skipped", None, skip, 0.0)
                     continue
                 try:
-                    probe, _ = _prepare(case)
+                    probe, _ = _prepare(case, first_call=True)
                     probe.deadline = deadline
-                    with torch.no_grad():  # a method that raises fails alone, before rounds
-                        probe.forward()
+                    if probe.call is None:  # (a compiled one's first call ran it)
+                        with torch.no_grad():  # a method that raises fails alone, before rounds
+                            probe.forward()
                     ready.append((case, probe))
                 except CaseTimeout:
                     raise
                 except Exception as exc:
                     outcomes[case.key] = (*_failure(case, exc), 0.0)
-            names = [case.config.label for case, _ in ready]
-            base = names.index(suite.baseline) if suite.baseline in names else None
+            names = [case.timing_name for case, _ in ready]
+            pairs = _pairs([case for case, _ in ready], suite)
             try:
-                values = timing.measure_time_group([p for _, p in ready], options, names, base)
+                probes = [p for _, p in ready]
+                if len(set(pairs)) <= 1:  # one baseline for the group (or none)
+                    values = timing.measure_time_group(
+                        probes, options, names, pairs[0] if pairs else None
+                    )
+                else:  # each compiled method against its own eager version
+                    values = timing.measure_time_group(probes, options, names, None, pairs)
                 share = (time.perf_counter() - started) / max(len(ready), 1)
                 for (case, _), value in zip(ready, values, strict=True):
                     outcomes[case.key] = (*_value_outcome(value), share)
@@ -359,6 +377,19 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
         if any(c.device.startswith("cuda") for c in cases) and torch.cuda.is_available():
             torch.cuda.empty_cache()
     return {case.key: _records(case, [config], {"time": outcomes[case.key]})[0] for case in cases}
+
+
+def _pairs(cases: Sequence[Case], suite: Suite) -> list[int | None]:
+    """Each case's paired baseline in its group (an index, or None without one): the
+    suite's baseline method, or where the suite has several compile modes, the same
+    method in the first mode (compiled / eager)."""
+    if len(suite.compile_modes or ()) > 1:
+        first = (suite.compile_modes or ())[0]
+        where = {c.config.label: i for i, c in enumerate(cases) if c.compile == first}
+        return [where.get(c.config.label) for c in cases]
+    labels = [c.config.label for c in cases]
+    base = labels.index(suite.baseline) if suite.baseline in labels else None
+    return [base] * len(cases)
 
 
 def failed_records(case: Case, suite: Suite, metric_names: Sequence[str], reason: str):

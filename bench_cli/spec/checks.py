@@ -200,7 +200,7 @@ def _method_label(base: str, given: Mapping[str, Any], index: Mapping[str, int])
 
 
 def _check_list_axes(raw: Mapping[str, Any], loc: Loc, errors: Errors) -> None:
-    for key in ("device", "dtype"):
+    for key in ("device", "dtype", "compile", "autocast"):
         if raw.get(key) == []:
             errors.add(loc + (key,), "empty list: a grid axis needs at least one value")
 

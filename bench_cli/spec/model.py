@@ -32,6 +32,17 @@ def _as_list(value: Any) -> Any:
 
 
 DType = Literal["float16", "bfloat16", "float32", "float64"]
+# How a case's method is called (docs/measurement.md, "Compiled and mixed precision"):
+# eager, or torch.compile with inductor in one of its modes, or with the aot_eager
+# backend (traced, forward and backward, but no code generated: fast, no C++ compiler).
+CompileMode = Literal[
+    "eager", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs",
+    "aot_eager",
+]  # fmt: skip
+EAGER = "eager"
+# torch.autocast's dtype around the forward, or none.
+Autocast = Literal["none", "bfloat16", "float16"]
+NO_AUTOCAST = "none"
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:[0-9]+)?|mps|auto)$")
 Device = Annotated[str, StringConstraints(pattern=DEVICE_PATTERN.pattern)]
 
@@ -111,6 +122,9 @@ class SuiteShape(_Strict):
     seed: Annotated[int, Field(ge=0)] = 0
     device: Annotated[list[Device], BeforeValidator(_as_list)] = ["cpu"]
     dtype: Annotated[list[DType], BeforeValidator(_as_list)] = ["float32"]
+    # Absent: eager, and no compile axis in the records (runs before it keep their keys).
+    compile: Annotated[list[CompileMode], BeforeValidator(_as_list)] | None = None
+    autocast: Annotated[list[Autocast], BeforeValidator(_as_list)] | None = None
     timeout: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] = 300.0
     inputs: dict[str, Any]
     methods: dict[str, dict[str, Any]]
@@ -167,6 +181,9 @@ class Case:
     device: str
     dtype: str
     grid: int = field(default=-1, compare=False)  # position in the suite's grid: table order
+    # None where the suite has no such axis: then the key, axes and label omit it.
+    compile: str | None = None
+    autocast: str | None = None
     key: str = field(init=False)
     seed: int = field(init=False)
 
@@ -192,7 +209,14 @@ class Case:
             "inputs": self.resolved_inputs,
             "device": self.device,
             "dtype": self.dtype,
+            **self._call_axes,
         }
+
+    @property
+    def _call_axes(self) -> dict[str, str]:
+        """compile and autocast, where the suite has them."""
+        axes = {"compile": self.compile, "autocast": self.autocast}
+        return {name: value for name, value in axes.items() if value is not None}
 
     @property
     def axes(self) -> dict[str, Any]:
@@ -201,23 +225,35 @@ class Case:
             {"method": self.config.label, "layer": self.config.layer, "impl": self.config.method},
             self.config.resolved,
             self.resolved_inputs,
-            {"device": self.device, "dtype": self.dtype},
+            {"device": self.device, "dtype": self.dtype, **self._call_axes},
         )
 
     @property
     def group_key(self) -> str:
         """What the case shares with the other methods of its paired-timing group: all
-        but the method (the same inputs, device and dtype)."""
+        but the method and how it is compiled (the same inputs, device, dtype and
+        autocast): a method's eager and compiled versions are timed in one group."""
         params = self.key_params()
-        for name in ("method", "layer", "impl", "options"):
-            params.pop(name)
+        for name in ("method", "layer", "impl", "options", "compile"):
+            params.pop(name, None)
         return case_key(params)
 
     @property
     def label(self) -> str:
         """A readable one-line description of the case."""
         shown = ", ".join(f"{k}={v}" for k, v in self.inputs.items() if k != "kind")
-        return f"{self.config.label} {self.inputs['kind']}({shown}) {self.device} {self.dtype}"
+        calls = "".join(f" {name}={value}" for name, value in self._call_axes.items())
+        return (
+            f"{self.config.label} {self.inputs['kind']}({shown}) {self.device} {self.dtype}{calls}"
+        )
+
+    @property
+    def timing_name(self) -> str:
+        """The case's name in its paired-timing group: the method, and how it is compiled
+        where the suite compiles."""
+        return (
+            self.config.label if self.compile is None else f"{self.config.label} [{self.compile}]"
+        )
 
 
 def namespaced_axes(
@@ -264,17 +300,22 @@ class Suite:
     reference: ReferenceSpec | None = None
     executor: dict[str, Any] | None = None
     baseline: str | None = None  # the method paired timing divides by
+    compile_modes: tuple[str, ...] | None = None  # None: no compile axis (eager)
+    autocasts: tuple[str, ...] | None = None  # None: no autocast axis
 
     @property
     def paired_timing(self) -> bool:
-        """Whether each group of methods is timed interleaved: a baseline and the time metric."""
-        return self.baseline is not None and any(m.name == "time" for m in self.metrics)
+        """Whether each group of methods is timed interleaved: the time metric, and a
+        baseline or several compile modes (each method paired with its first mode)."""
+        pairs = self.baseline is not None or len(self.compile_modes or ()) > 1
+        return pairs and any(m.name == "time" for m in self.metrics)
 
     @property
     def case_count(self) -> int:
         """How many cases the grid has, without expanding it."""
         inputs = math.prod(len(values) for values in self.input_axes.values())
-        return len(self.methods) * inputs * len(self.devices) * len(self.dtypes)
+        calls = len(self.compile_modes or (None,)) * len(self.autocasts or (None,))
+        return len(self.methods) * inputs * len(self.devices) * len(self.dtypes) * calls
 
     @property
     def fingerprint(self) -> str:
@@ -290,11 +331,13 @@ class Suite:
                 "metrics": [(m.name, m.options) for m in self.metrics],
                 # Only when set, so suites without one keep their fingerprint.
                 **({"baseline": self.baseline} if self.baseline else {}),
+                **({"compile": self.compile_modes} if self.compile_modes else {}),
+                **({"autocast": self.autocasts} if self.autocasts else {}),
             }
         )
 
     def cases(self, devices: Sequence[str] | None = None) -> list[Case]:
-        """The grid: methods x inputs x device x dtype, in a stable order."""
+        """The grid: methods x inputs x device x dtype (x compile x autocast), in a stable order."""
         return list(self.iter_cases(devices))
 
     def iter_cases(self, devices: Sequence[str] | None = None) -> Iterator[Case]:
@@ -307,13 +350,15 @@ class Suite:
             for values in itertools.product(*(self.input_axes[a] for a in axes)):
                 given = {"kind": self.input_kind, **dict(zip(axes, values, strict=True))}
                 resolved = {**self.input_defaults, **given}
-                for device in devices:
-                    for dtype in self.dtypes:
-                        yield Case(
-                            self.name, self.seed, config, given, resolved, device, dtype,
-                            grid=grid,
-                        )  # fmt: skip
-                        grid += 1
+                calls = itertools.product(self.compile_modes or (None,), self.autocasts or (None,))
+                for device, dtype, (mode, autocast) in itertools.product(
+                    devices, self.dtypes, list(calls)
+                ):
+                    yield Case(
+                        self.name, self.seed, config, given, resolved, device, dtype,
+                        grid=grid, compile=mode, autocast=autocast,
+                    )  # fmt: skip
+                    grid += 1
 
 
 def resolve_device(device: str) -> str:

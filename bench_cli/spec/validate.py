@@ -71,6 +71,8 @@ def validate(
         reference=shape.reference,
         executor=shape.executor,
         baseline=shape.baseline,
+        compile_modes=None if shape.compile is None else tuple(dict.fromkeys(shape.compile)),
+        autocasts=None if shape.autocast is None else tuple(dict.fromkeys(shape.autocast)),
     )
 
 
@@ -376,4 +378,10 @@ def _reference_and_baseline(
             errors.add(
                 ("baseline",),
                 "a baseline pairs timings: add the time metric, or remove baseline:",
+            )
+        elif len(shape.compile or ()) > 1:
+            errors.add(
+                ("baseline",),
+                "with several compile modes each method is timed against its own first "
+                f"mode ({shape.compile[0]}): remove baseline:",  # type: ignore[index]
             )

@@ -22,6 +22,7 @@ from bench_cli.tables.format import (
     NOISY_MARK,
     cell_value,
     format_cell,
+    format_with_interval,
     format_with_spread,
     noise_reasons,
     spread_value,
@@ -119,6 +120,9 @@ class Table:
         for i in range(out.shape[0] if self.spread is not None else 0):
             for j in range(out.shape[1]):
                 v, h = self.frame.iat[i, j], self.spread.iat[i, j]  # type: ignore[union-attr]
+                if isinstance(v, float) and isinstance(h, tuple) and math.isfinite(v):
+                    out.iat[i, j] = f"{format_with_interval(v * factor, *h)} {unit}".rstrip()
+                    continue
                 if isinstance(v, float) and isinstance(h, float) and math.isfinite(v) and h > 0:
                     text = format_with_spread(v * factor, h * factor)
                     text = f"{text} {unit}" if unit else text
@@ -138,8 +142,12 @@ class Table:
     def legend(self) -> str:
         """A sentence saying how spread is shown and which options the rows set, or ""."""
         parts = [self.options] if self.options else []
-        if self.spread is not None:
+        spreads = [] if self.spread is None else list(self.spread.to_numpy().ravel())
+        if any(isinstance(h, float) for h in spreads):
             parts.append("median ± half the interquartile range of the samples")
+        if any(isinstance(h, tuple) for h in spreads):
+            parts.append("ratio: median of the per-round ratios [95% bootstrap interval]")
+        if self.spread is not None:
             if self.noisy:
                 parts.append(f"(!N%): the IQR is N% of the median, above {NOISY_IQR:.0%}")
         if self.flagged:
@@ -223,7 +231,9 @@ def _build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     if chosen:
         # An axis joins the rows only where it varies among records that the rows and
         # columns already put in one cell; a bare name and its inputs. spelling are one.
-        candidates = ["method", *chosen[0]["params"]["inputs"], "device", "dtype"]
+        candidates = [
+            "method", *chosen[0]["params"]["inputs"], "device", "dtype", "compile", "autocast",
+        ]  # fmt: skip
         named = {a.removeprefix(INPUTS_PREFIX) for a in (*rows, *cols, spec.scaling) if a}
         for axis in candidates:
             if axis in named or axis == "kind":
@@ -259,11 +269,13 @@ def _build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     frame = pd.DataFrame(list(cells.values()), index=index, columns=col_labels, dtype=object)
     spread = pd.DataFrame(list(spreads.values()), index=index, columns=col_labels, dtype=object)
     noise = pd.DataFrame(list(noises.values()), index=index, columns=col_labels, dtype=object)
-    has_spread = any(isinstance(h, float) for h in spread.to_numpy().ravel())
+    has_spread = any(isinstance(h, float | tuple) for h in spread.to_numpy().ravel())
     has_noise = any(isinstance(h, list) for h in noise.to_numpy().ravel())
     unit = METRICS[name].unit if name in METRICS else (chosen[0]["unit"] if chosen else "")
     if any(part.endswith("_s") for part in path):  # e.g. task.epoch_time_s.median
         unit = "s"
+    elif path and path[0] == "compile":  # graph breaks and counts, relative differences
+        unit = ""
     if path and path[0] == "accuracy" and path[-1] != "n":  # a fraction, shown in %
         unit = "fraction"
     if path and path[-1] in THROUGHPUT:

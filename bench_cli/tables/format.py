@@ -29,8 +29,14 @@ def cell_value(record: Mapping[str, Any], path: Sequence[str]) -> float | str:
 NOISY_IQR = 0.10  # IQR/median above this is flagged, as torch.utils.benchmark's Compare does
 
 
-def spread_value(record: Mapping[str, Any], path: Sequence[str]) -> float | None:
-    """Half the IQR of the samples a ``...median`` path summarises; None for other paths."""
+def spread_value(
+    record: Mapping[str, Any], path: Sequence[str]
+) -> float | tuple[float, float] | None:
+    """Half the IQR of the samples a ``...median`` path summarises; for a ratio to the
+    baseline, the 95% bootstrap interval of the median of its per-round ratios; None for
+    other paths."""
+    if record["status"] == "ok" and len(path) > 1 and path[-1] == RATIO:
+        return ratio_interval(record, path[0])
     if record["status"] != "ok" or not path or path[-1] != "median":
         return None
     value: Any = record["value"]
@@ -41,6 +47,28 @@ def spread_value(record: Mapping[str, Any], path: Sequence[str]) -> float | None
     if not isinstance(value, Mapping) or not value.get("samples"):
         return None
     return 0.5 * STATS["iqr"](value["samples"])
+
+
+def ratio_interval(record: Mapping[str, Any], mode: str) -> tuple[float, float] | None:
+    """The 95% percentile-bootstrap interval of the median per-round ratio of one timing
+    mode (verdicts.bootstrap_median, as compare uses); None with fewer than 3 rounds."""
+    import numpy as np
+
+    from bench_cli.verdicts import bootstrap_median
+
+    value = record["value"].get(mode) if isinstance(record["value"], Mapping) else None
+    paired = value.get("paired") if isinstance(value, Mapping) else None
+    ratios = [r for r in (paired or {}).get("ratios") or [] if r]
+    if len(ratios) < 3:
+        return None
+    return bootstrap_median(np.asarray(ratios, dtype=float))
+
+
+def format_with_interval(value: float, low: float, high: float) -> str:
+    """ "0.83 [0.80, 0.86]": three significant figures of the value, the bounds at its decimals."""
+    text = format_number(value, "×")
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return f"{text} [{low:.{decimals}f}, {high:.{decimals}f}]"
 
 
 def noise_reasons(record: Mapping[str, Any], path: Sequence[str]) -> list[str] | None:
