@@ -91,7 +91,7 @@ def _groups(records, axis: str) -> dict[str, list]:
     names = set().union(*(r["axes"] for r in records)) if records else set()
     varying = [
         a
-        for a in ("dtype", "device", *_candidates(records))
+        for a in ("dtype", "device", "compile", "autocast", *_candidates(records))
         if a != axis
         and not a.startswith(OPTIONS_PREFIX)
         and len({str(r["axes"].get(a)) for r in records}) > 1
@@ -206,11 +206,14 @@ def time_vs_size(
         for i, line in enumerate(_methods(items, axis)):
             points = sorted(
                 (
-                    float(r["axes"][axis]),
-                    np.asarray([s for s in r["value"][mode]["samples"] if is_number(s)]) * 1e3,
-                )
-                for r in items
-                if _line_key(r, axis) == line
+                    (
+                        float(r["axes"][axis]),
+                        np.asarray([s for s in r["value"][mode]["samples"] if is_number(s)]) * 1e3,
+                    )
+                    for r in items
+                    if _line_key(r, axis) == line
+                ),
+                key=lambda point: point[0],
             )
             points = [p for p in points if p[1].size]
             if not points:

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from bench_cli.errors import UserError, unknown_name
 from bench_cli.metrics.options import (
     FdOptions,
+    FirstCallOptions,
     GradOptions,
     NoOptions,
     StabilityOptions,
@@ -93,6 +94,8 @@ class Probe:
     # How the method was called where the suite compiles: its first call's wall time,
     # graph breaks and agreement with eager (bench_cli.runner.calls.first_call).
     call: Mapping[str, Any] | None = None
+    # The case's parameters (spec.Case.key_params): what a fresh process rebuilds it from.
+    case: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,20 @@ METRICS: dict[str, Metric] = {
                 "{fwd|bwd|fwd_bwd}.{flops_per_s|peak_fraction|ratio_to_baseline}",
                 "compile.{first_call_s|graph_breaks|graphs}",
                 "compile.vs_eager.{output|grad}",
+            ),
+        ),
+        Metric(
+            name="first_call",
+            options=FirstCallOptions,
+            # In the runner: the child process calls the method as the runner does.
+            impl="bench_cli.runner.cold:first_call",
+            unit="s",
+            summary="a cold start in fresh processes: import, device initialisation, first "
+            "forward and first backward (compile included), each in seconds (samples)",
+            default_view="fwd_s.median",
+            views=(
+                "{import_s|init_s|fwd_s|bwd_s}",
+                "{import_s|init_s|fwd_s|bwd_s}.<stat>",
             ),
         ),
         Metric(
@@ -334,6 +351,7 @@ VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "stability": lambda v: _fields(v, "value", _plain),
     "task": _task_value,
     "op_dtypes": lambda v: _fields(v, "value", _plain),
+    "first_call": lambda v: _nested_samples(v),
 }
 
 

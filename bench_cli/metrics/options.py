@@ -34,6 +34,16 @@ class TimeOptions(BaseModel):
     )
 
 
+class FirstCallOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    repeats: PositiveInt = Field(3, description="cold starts, each in a fresh process")
+    inductor_cache: Literal["empty", "shared"] = Field(
+        "empty",
+        description="empty: a new inductor cache folder per process (a compile from "
+        "nothing, as on a fresh machine); shared: the user's cache (a second run)",
+    )
+
+
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

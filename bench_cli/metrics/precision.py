@@ -23,6 +23,7 @@ DECOMPOSITIONS = (
     "triangular_solve", "linalg_solve_triangular", "_linalg_det", "_linalg_slogdet",
 )  # fmt: skip
 NONE = "none"  # the pass ran no op of the kind
+RAISED = "raised"  # the pass raised (its error is recorded beside)
 
 
 class OpDtypes(TorchDispatchMode):
@@ -64,7 +65,15 @@ def op_dtypes(probe: Probe, options: Any) -> dict[str, Any]:
     leaves = [t for t in probe.inputs.values() if t.requires_grad]
     if out.requires_grad and leaves:
         upstream = torch.randn(out.shape, generator=probe.generator, dtype=torch.float64)
-        with OpDtypes() as backward:
-            torch.autograd.grad(out, leaves, upstream.to(out.device, out.dtype))
-        value["bwd"] = backward.summary()
+        try:
+            with OpDtypes() as backward:
+                torch.autograd.grad(out, leaves, upstream.to(out.device, out.dtype))
+            value["bwd"] = backward.summary()
+        except RuntimeError as exc:  # e.g. a hand-written backward mixing dtypes under AMP
+            first = (str(exc).strip().splitlines() or [""])[0]
+            value["bwd"] = {
+                "products": RAISED,
+                "decompositions": RAISED,
+                "error": f"{type(exc).__name__}: {first}"[:300],
+            }
     return value

@@ -11,6 +11,7 @@ line and the run goes on.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +38,16 @@ RECOMPILE_LIMIT = 512
 REASON_CHARS = 300  # of each graph break's reason kept in the record
 
 
+class CompileFailed(RuntimeError):
+    """A compiled case's first call raised: the message names the mode and the innermost
+    cause, in one line (dynamo's wrapper says only "backend raised")."""
+
+    def __init__(self, mode: str, exc: BaseException):
+        inner = getattr(exc, "inner_exception", None) or exc
+        first = (str(inner).strip().splitlines() or [""])[0]
+        super().__init__(f"compile ({mode}) failed: {type(inner).__name__}: {first}")
+
+
 def compiled(case: Case) -> bool:
     """Whether the case runs through torch.compile."""
     return case.compile not in (None, EAGER)
@@ -54,8 +65,24 @@ def wrap(run: Run, case: Case) -> Run:
         torch._dynamo.config.accumulated_recompile_limit = max(
             torch._dynamo.config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT
         )
-        run = torch.compile(run, backend=backend, mode=mode)
+        # Graph breaks are recorded with their reasons: dynamo's own warnings about them
+        # would bury the run's progress.
+        torch._logging.set_logs(dynamo=logging.ERROR)
+        run = _failing_in_one_line(torch.compile(run, backend=backend, mode=mode), case.compile)
     return run
+
+
+def _failing_in_one_line(run: Run, mode: str | None) -> Run:
+    """A compile failure, wherever the compiled method is first called (a metric's
+    no-grad forward compiles its own graph), as a CompileFailed naming the cause."""
+
+    def compiled_run(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        try:
+            return run(inputs)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:
+            raise CompileFailed(mode or "", exc) from exc
+
+    return compiled_run
 
 
 def _under_autocast(run: Run, device_type: str, dtype: torch.dtype) -> Run:
@@ -93,7 +120,12 @@ def first_call(
 
     counters.clear()
     started = clock()
-    out, grads = _fwd_bwd(run, inputs, torch.Generator().manual_seed(case.seed))
+    try:
+        out, grads = _fwd_bwd(run, inputs, torch.Generator().manual_seed(case.seed))
+    except Exception as exc:
+        if not compiled(case) or isinstance(exc, CompileFailed):
+            raise
+        raise CompileFailed(case.compile or "", exc) from exc
     _sync(out)
     info: dict[str, Any] = {"mode": case.compile or EAGER, "first_call_s": clock() - started}
     if not compiled(case):

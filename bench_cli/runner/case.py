@@ -237,6 +237,7 @@ def _prepare(case: Case, first_call: bool = False) -> tuple[Probe, Callable[[], 
         decomposed=None if layer.decomposed is None else decomposed,
         symmetrises=layer.methods[case.config.method].symmetrises,
         call=call,
+        case=case.key_params(),
     )
     return probe, reference
 
