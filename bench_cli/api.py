@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Finished",
     "Estimate", "Plan", "Reproduction", "bundled_suites", "check_timeout", "choose_folder",
-    "compare_runs", "done_in", "dry_run", "estimate", "history_of",
+    "compare_runs", "across_machines", "done_in", "dry_run", "estimate", "history_of",
     "judge_existing", "judge_reproduction", "latest_unfinished", "load_results",
     "load_suite", "matching_runs", "measured_peaks", "merge_runs", "new_run_folder",
     "open_run", "paper_suite", "paper_suites", "plan", "reproduce",
@@ -242,6 +242,35 @@ def compare_runs(
     return compare_mod.compare_many(
         folders, min_effect=min_effect, mode=mode, baseline=baseline, device=device
     )
+
+
+def across_machines(
+    targets: Sequence[str | Path],
+    *,
+    results: str | Path = "results",
+    baseline: str | None = None,
+    mode: str = "fwd_bwd",
+    min_effect: float = 0.05,
+) -> Any:
+    """One suite's timings across every machine on record (bench_cli.hardware): ``targets``
+    is a suite name, whose committed runs under ``results`` are taken oldest first, or
+    run folders, the first of which is the reference."""
+    from bench_cli import hardware
+
+    if mode not in ("fwd", "bwd", "fwd_bwd"):
+        raise UserError(unknown_name("mode", mode, ("fwd", "bwd", "fwd_bwd")))
+    if isinstance(targets, str | Path):
+        raise UserError("targets must be a list of run folders or one suite name, not a string")
+    if len(targets) == 1 and not Path(targets[0]).is_dir():
+        folders = [open_run(f.path) for f in store.runs_of(Path(results), str(targets[0]))]
+        if not folders:
+            raise UserError(
+                f"no runs of suite '{targets[0]}' under {results}/ "
+                "(name a suite with committed runs, or give run folders)"
+            )
+    else:
+        folders = [open_run(t) for t in targets]
+    return hardware.across_machines(folders, baseline=baseline, mode=mode, min_effect=min_effect)
 
 
 # ---------------------------------------------------------------- reproducing

@@ -453,7 +453,8 @@ def compare_many(folders: Sequence[RunFolder], **options) -> list[Comparison]:
     return [compare_runs(folders[0], other, **options) for other in folders[1:]]
 
 
-def _cell(value, metric: str, relative: bool) -> str:
+def format_value(value, metric: str, relative: bool) -> str:
+    """A compared value as a cell: times in ms (unless relative), other numbers at 3 figures."""
     if isinstance(value, str):
         return value
     if metric.startswith("time") and not relative and ".ratio_to_" not in metric:
@@ -472,8 +473,8 @@ def comparison_frame(result: Comparison) -> pd.DataFrame:
                 "case": row.label,
                 "method": row.method,
                 "metric": row.metric,
-                "A": _cell(row.a, row.metric, relative),
-                "B": _cell(row.b, row.metric, relative),
+                "A": format_value(row.a, row.metric, relative),
+                "B": format_value(row.b, row.metric, relative),
                 "B/A": "" if row.ratio is None else f"{row.ratio:.3f}",
                 "95% CI": interval,
                 "verdict": row.verdict,

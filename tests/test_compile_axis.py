@@ -167,3 +167,34 @@ def test_op_dtypes_sees_what_ran_not_what_was_asked():
             torch.bmm(a.float(), a.float())
     assert seen.summary()["products"] == "bfloat16+float64"
     assert seen.summary()["decompositions"] == "none"
+
+
+def test_first_call_starts_fresh_processes_and_keeps_each_step():
+    text = """
+name: cold
+device: [cpu]
+dtype: [float64]
+inputs: {kind: spd, batch: [2], dim: [4]}
+methods:
+  ns: {layer: matrix_function, func: sqrt, method: newton_schulz}
+metrics:
+  - first_call: {repeats: 2}
+"""
+    (record,) = run(spec.loads(text, "cold.yaml"))
+    assert record["status"] == "ok", record["reason"]
+    value = record["value"]
+    assert value["repeats"] == 2 and value["inductor_cache"] == "empty"
+    for step in ("import_s", "init_s", "fwd_s", "bwd_s"):
+        samples = value[step]["samples"]
+        assert len(samples) == 2 and all(s >= 0 for s in samples)
+    assert all(s > 0 for s in value["import_s"]["samples"])  # torch was imported afresh
+
+
+def test_a_cold_start_that_fails_says_why_in_one_line():
+    from bench_cli.metrics.options import FirstCallOptions
+    from bench_cli.runner import cold
+
+    suite = load()
+    params = dict(suite.cases()[0].key_params(), impl="no_such_method")
+    with pytest.raises(RuntimeError, match=r"the cold-start process failed: .*no_such_method"):
+        cold._one_cold_start(params, FirstCallOptions(repeats=1), timeout=120)

@@ -15,6 +15,7 @@ COMMANDS = (
     ("run", running.run),
     ("reproduce", running.reproduce),
     ("compare", reading.compare),
+    ("hardware", reading.hardware),
     ("report", reading.report_),
     ("advise", advising.advise),
     ("merge", reading.merge),

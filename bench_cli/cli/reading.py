@@ -38,6 +38,48 @@ from bench_cli.provenance import describe_nodes
 
 
 @handles_errors
+def hardware(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="A suite name (its runs under --results, oldest first), or run folders "
+            "(the first is the reference)."
+        ),
+    ],
+    results: Annotated[
+        Path, typer.Option("--results", help="Where a suite's runs are found.")
+    ] = Path("results"),
+    baseline: CompareBaselineOpt = None,
+    min_effect: CompareMinEffectOpt = 0.05,
+    mode: CompareModeOpt = "fwd_bwd",
+    format: FormatOpt = None,
+) -> None:
+    """One suite's timings across every machine on record, a column per machine."""
+    check_format(format)
+    table = api.across_machines(
+        targets, results=results, baseline=baseline, mode=mode, min_effect=min_effect
+    )
+    frame = table.frame.reset_index()
+    if format == "csv":
+        print(frame.to_csv(index=False))
+    elif format is not None:
+        fmt = "github" if format == "md" else "latex_booktabs"
+        print(tabulate(frame.values.tolist(), headers=list(frame.columns), tablefmt=fmt,
+                       disable_numparse=True))  # fmt: skip
+        print(f"\n{table.legend}")
+    else:
+        rich_table = RichTable(title=f"{len(table.machines)} machines", title_justify="left")
+        for column in frame.columns:
+            rich_table.add_column(escape(str(column)))
+        for values in frame.values.tolist():
+            rich_table.add_row(*(escape(str(v)) for v in values))
+        out_console().print(rich_table)
+        print(table.legend, file=sys.stderr)
+    for note in table.notes:
+        print(note, file=sys.stderr)
+
+
+@handles_errors
 def show(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     format: FormatOpt = None,

@@ -142,7 +142,10 @@ def first_call(
     eager_out, eager_grads = _fwd_bwd(eager, inputs, torch.Generator().manual_seed(case.seed))
     info["vs_eager"] = {
         "output": _relative_difference(out, eager_out),
-        "grad": max((_relative_difference(a, b) for a, b in zip(grads, eager_grads)), default=None),
+        "grad": max(
+            (_relative_difference(a, b) for a, b in zip(grads, eager_grads, strict=True)),
+            default=None,
+        ),
     }
     return info
 

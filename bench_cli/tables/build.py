@@ -147,9 +147,8 @@ class Table:
             parts.append("median ± half the interquartile range of the samples")
         if any(isinstance(h, tuple) for h in spreads):
             parts.append("ratio: median of the per-round ratios [95% bootstrap interval]")
-        if self.spread is not None:
-            if self.noisy:
-                parts.append(f"(!N%): the IQR is N% of the median, above {NOISY_IQR:.0%}")
+        if self.spread is not None and self.noisy:
+            parts.append(f"(!N%): the IQR is N% of the median, above {NOISY_IQR:.0%}")
         if self.flagged:
             parts.append(
                 f"{NOISY_MARK}: timed while the machine was noisy (load, dispersion or too "
