@@ -5,6 +5,8 @@ command (``make docs-pages``, i.e. ``python -m bench_cli.docs_pages``):
 - ``docs/tasks.md``: the task suites' conclusions, across their paired tables;
 - ``docs/which-method.md``: "Which method?" from the latest run of every suite under
   ``results/`` that measured errors and times together;
+- ``docs/hardware.md``: every machine on record (throughput, song2022), what compile
+  buys and costs, cold starts, and the autocast verdicts, from the latest runs;
 - ``docs/index.md``: the README, whole, with its links into docs/ made relative.
 
 Each lives between its page's ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers;
@@ -19,6 +21,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from bench_cli import claims, pareto, spec, store, tables
 from bench_cli import reproduction as reproduce_mod
@@ -26,7 +29,9 @@ from bench_cli.errors import UserError
 from bench_cli.spec.catalog import paper_suites
 
 WHICH_START, WHICH_END = "<!-- which-method:start -->", "<!-- which-method:end -->"
-PAGES = ("reproducing.md", "tasks.md", "which-method.md")
+PAGES = ("reproducing.md", "tasks.md", "which-method.md", "hardware.md")
+HARDWARE_START, HARDWARE_END = "<!-- hardware:start -->", "<!-- hardware:end -->"
+ACROSS_MACHINES = ("throughput", "song2022-fast-matsqrt")  # suites run on several machines
 INDEX = "index.md"  # the README, its links into docs/ made relative: derived, never edited
 
 
@@ -77,7 +82,71 @@ def regenerate(docs: str | Path, results: str | Path) -> dict[Path, str]:
         texts[docs / INDEX] = re.sub(r"\(docs/([\w-]+\.md)\)", r"(\1)", readme.read_text())
     which = docs / "which-method.md"
     texts[which] = between(texts[which], WHICH_START, WHICH_END, which_method_markdown(results))
+    page = docs / "hardware.md"
+    texts[page] = between(texts[page], HARDWARE_START, HARDWARE_END, hardware_markdown(results))
     return texts
+
+
+def hardware_markdown(results: str | Path) -> str:
+    """The generated part of docs/hardware.md: the suites run on several machines, a
+    column per machine; the latest compile, cold-start and autocast runs, with compile's
+    break-even and the autocast verdicts (bench_cli.compile_amp)."""
+    from tabulate import tabulate
+
+    from bench_cli import compile_amp, hardware
+
+    results = Path(results)
+
+    def md(rows: list[list[Any]], headers: list[str]) -> str:
+        cells = [[str(c).replace("|", "\\|") for c in row] for row in rows]
+        return tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)
+
+    parts = []
+    for name in ACROSS_MACHINES:
+        runs = [store.RunFolder(f.path, cache=True) for f in store.runs_of(results, name)]
+        if len(runs) < 2:
+            continue
+        table = hardware.across_machines(runs)
+        frame = table.frame.reset_index()
+        parts.append(
+            f"### {name} across {len(runs)} machines\n\n`matbench hardware {name}`; "
+            f"{table.legend}.\n\n{md(frame.values.tolist(), list(frame.columns))}\n"
+        )
+    for name in ("compile", "cold-start", "autocast"):
+        runs = store.runs_of(results, name)
+        if not runs:
+            continue
+        folder = runs[-1]
+        body, _, _ = reproduction_markdown(folder)
+        machine = hardware.machine_name(folder.env)
+        parts.append(f"### {name}\n\nRun `{shown_path(results, folder)}` on {machine}.\n")
+        if name == "compile":
+            found = compile_amp.break_even(folder.records())
+            rows = [[b.method, b.inputs, b.mode, f"{b.ratio:.2f} [{b.low:.2f}, {b.high:.2f}]",
+                     f"{b.first_call_s:.2f} s", f"{b.eager_s * 1e3:.3g} ms", b.verdict]
+                    for b in found]  # fmt: skip
+            headers = ["method", "inputs", "compile", "compiled/eager fwd+bwd [95% CI]",
+                       "first compiled call", "eager per call", "break-even"]  # fmt: skip
+            parts.append("#### When compiling pays\n\n" + md(rows, headers) + "\n")
+        if name == "autocast":
+            found = compile_amp.autocast_verdicts(folder.records())
+            rows = [[v.method, v.autocast, v.verdict, _err(v.forward), _err(v.grad),
+                     v.products, v.decompositions, v.why] for v in found]  # fmt: skip
+            headers = ["method", "autocast", "verdict", "forward error (none → autocast)",
+                       "gradient error", "products ran in", "decompositions ran in", "why"]  # fmt: skip
+            parts.append(
+                "#### Inside mixed-precision training\n\n"
+                + compile_amp.autocast_summary(found)
+                + "\n"
+                + md(rows, headers)
+                + "\n"
+            )
+        parts.append(body)  # its tables at level 4, under this run's heading
+    return "\n".join(parts) or f"No committed run under {results} for this page.\n"
+
+
+def _err(pair: tuple[Any, Any]) -> str:
+    return " → ".join(f"{v:.2e}" if isinstance(v, float) else str(v) for v in pair)
 
 
 README_START, README_END = "<!-- reproduced:start -->", "<!-- reproduced:end -->"

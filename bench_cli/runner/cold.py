@@ -8,7 +8,8 @@ case tracing and code generation). Each repeat starts a new interpreter
 it as the suite does (:mod:`bench_cli.runner.calls`) and reports four intervals:
 
 - ``import_s``: ``import torch`` and the matbench modules the case needs;
-- ``init_s``: the device's initialisation and the inputs' transfer to it;
+- ``init_s``: the device's initialisation, the inputs' transfer to it, and the method's
+  wrapping (for a compiled case, ``torch.compile`` loads dynamo and inductor here);
 - ``fwd_s``: the first forward; ``bwd_s``: the first backward.
 
 By default inductor's on-disk cache is a new empty folder per process
