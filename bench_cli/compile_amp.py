@@ -141,9 +141,13 @@ def autocast_verdicts(records: Sequence[Mapping[str, Any]]) -> list[AmpVerdict]:
     out = []
     for method in methods:
         for dtype in dtypes:
-            errors = {}
-            for metric in ("forward_error", "grad_error"):
-                errors[metric] = tuple(_value(by.get((method, a, metric))) for a in ("none", dtype))
+            errors: dict[str, tuple[float | str, float | str]] = {
+                metric: (
+                    _value(by.get((method, "none", metric))),
+                    _value(by.get((method, dtype, metric))),
+                )
+                for metric in ("forward_error", "grad_error")
+            }
             dtypes_record = by.get((method, dtype, "op_dtypes"))
             value = (
                 dtypes_record["value"] if dtypes_record and dtypes_record["status"] == "ok" else {}

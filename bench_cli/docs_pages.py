@@ -93,7 +93,7 @@ def hardware_markdown(results: str | Path) -> str:
     break-even and the autocast verdicts (bench_cli.compile_amp)."""
     from tabulate import tabulate
 
-    from bench_cli import compile_amp, hardware
+    from bench_cli import hardware
 
     results = Path(results)
 
@@ -121,28 +121,39 @@ def hardware_markdown(results: str | Path) -> str:
         machine = hardware.machine_name(folder.env)
         parts.append(f"### {name}\n\nRun `{shown_path(results, folder)}` on {machine}.\n")
         if name == "compile":
-            found = compile_amp.break_even(folder.records())
-            rows = [[b.method, b.inputs, b.mode, f"{b.ratio:.2f} [{b.low:.2f}, {b.high:.2f}]",
-                     f"{b.first_call_s:.2f} s", f"{b.eager_s * 1e3:.3g} ms", b.verdict]
-                    for b in found]  # fmt: skip
-            headers = ["method", "inputs", "compile", "compiled/eager fwd+bwd [95% CI]",
-                       "first compiled call", "eager per call", "break-even"]  # fmt: skip
-            parts.append("#### When compiling pays\n\n" + md(rows, headers) + "\n")
+            parts.append(_break_even_markdown(folder.records(), md))
         if name == "autocast":
-            found = compile_amp.autocast_verdicts(folder.records())
-            rows = [[v.method, v.autocast, v.verdict, _err(v.forward), _err(v.grad),
-                     v.products, v.decompositions, v.why] for v in found]  # fmt: skip
-            headers = ["method", "autocast", "verdict", "forward error (none → autocast)",
-                       "gradient error", "products ran in", "decompositions ran in", "why"]  # fmt: skip
-            parts.append(
-                "#### Inside mixed-precision training\n\n"
-                + compile_amp.autocast_summary(found)
-                + "\n"
-                + md(rows, headers)
-                + "\n"
-            )
+            parts.append(_autocast_markdown(folder.records(), md))
         parts.append(body)  # its tables at level 4, under this run's heading
     return "\n".join(parts) or f"No committed run under {results} for this page.\n"
+
+
+def _break_even_markdown(records, md) -> str:
+    from bench_cli import compile_amp
+
+    rows = [
+        [b.method, b.inputs, b.mode, f"{b.ratio:.2f} [{b.low:.2f}, {b.high:.2f}]",
+         f"{b.first_call_s:.2f} s", f"{b.eager_s * 1e3:.3g} ms", b.verdict]
+        for b in compile_amp.break_even(records)
+    ]  # fmt: skip
+    headers = ["method", "inputs", "compile", "compiled/eager fwd+bwd [95% CI]",
+               "first compiled call", "eager per call", "break-even"]  # fmt: skip
+    return "#### When compiling pays\n\n" + md(rows, headers) + "\n"
+
+
+def _autocast_markdown(records, md) -> str:
+    from bench_cli import compile_amp
+
+    found = compile_amp.autocast_verdicts(records)
+    rows = [
+        [v.method, v.autocast, v.verdict, _err(v.forward), _err(v.grad), v.products,
+         v.decompositions, v.why]
+        for v in found
+    ]  # fmt: skip
+    headers = ["method", "autocast", "verdict", "forward error (none → autocast)",
+               "gradient error", "products ran in", "decompositions ran in", "why"]  # fmt: skip
+    summary = compile_amp.autocast_summary(found)
+    return f"#### Inside mixed-precision training\n\n{summary}\n{md(rows, headers)}\n"
 
 
 def _err(pair: tuple[Any, Any]) -> str:
