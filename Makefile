@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: test test-all test-loaded smoke lint bench-layers bench-approx bench-peer load-check clean-venv \
-	slurm-up slurm-down gpu-check bench-flops bench-collapse golden docs docs-pages docs-serve
+	slurm-up slurm-down gpu-check bench-flops bench-targets bench-collapse golden docs docs-pages docs-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench-peer: $(STAMP)
 # throughput.yaml quiet, loaded, and loaded with one method 3x slower; compare's verdicts.
 load-check: $(STAMP)
 	$(BIN)/python -m bench_cli.benchmarks.load_check
+
+# The performance targets, each a ratio with its 95% interval, met or not, with a profile
+# where not met (about 2 minutes); PEER=path/torch_utils.py adds mpa_lya vs the reference.
+bench-targets: $(STAMP)
+	$(BIN)/python -m bench_cli.benchmarks.performance_targets $(if $(PEER),--peer "$(PEER)",)
 
 # newton_schulz vs the same number of plain batched matmuls (about 80 s).
 bench-approx: $(STAMP)

@@ -125,7 +125,49 @@ def hardware_markdown(results: str | Path) -> str:
         if name == "autocast":
             parts.append(_autocast_markdown(folder.records(), md))
         parts.append(body)  # its tables at level 4, under this run's heading
+    parts.append(_targets_markdown(results, md))
     return "\n".join(parts) or f"No committed run under {results} for this page.\n"
+
+
+def _targets_markdown(results: Path, md) -> str:
+    """The latest performance-targets benchmark (bench_cli.benchmarks.performance_targets):
+    each target's ratio with its interval and verdict, and the profile where not met."""
+    import json
+
+    base = results / "benchmarks" / "performance_targets"
+    runs = (
+        sorted(p for p in base.iterdir() if (p / "result.json").is_file()) if base.is_dir() else []
+    )
+    if not runs:
+        return ""
+    found = json.loads((runs[-1] / "result.json").read_text())
+    rows = [
+        [t["name"], t["ratio"], f"{t['median']:.3f} [{t['low']:.3f}, {t['high']:.3f}]",
+         ("≤ " if t["below"] else "≥ ") + f"{t['bound']:g}", t["verdict"], t["note"]]
+        for t in found["targets"]
+    ]  # fmt: skip
+    headers = ["target", "ratio", "median [95% CI]", "bound", "verdict", "note"]
+    profiles = [
+        f"Where `{t['name']}` took its time (torch.profiler, 5 calls, self CPU):\n\n"
+        f"```\n{t['profile'].rstrip()}\n```\n"
+        for t in found["targets"] if t["profile"]
+    ]  # fmt: skip
+    machine = hardware_name(found["env"])
+    return (
+        f"### Performance targets\n\n`make bench-targets PEER=…` on {machine}, run "
+        f"`{shown_path_of(results, runs[-1])}`.\n\n{md(rows, headers)}\n\n" + "\n".join(profiles)
+    )
+
+
+def hardware_name(env: Mapping[str, Any]) -> str:
+    from bench_cli import hardware
+
+    return hardware.machine_name(env)
+
+
+def shown_path_of(results: Path, path: Path) -> str:
+    """A benchmark's result folder as shown_path names a run folder."""
+    return PurePosixPath(results.name, *path.relative_to(results).parts).as_posix()
 
 
 def _break_even_markdown(records, md) -> str:

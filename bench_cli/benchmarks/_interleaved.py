@@ -44,6 +44,11 @@ def batch_by_dim(text: str) -> tuple[int, int]:
 
 
 def ratio_summary(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, float]:
-    """Median and IQR of per-round paired ratios."""
-    q25, q50, q75 = np.percentile(numerator / denominator, [25, 50, 75])
-    return {"median": float(q50), "iqr": float(q75 - q25)}
+    """Median, IQR and the 95% percentile-bootstrap interval of the median of the
+    per-round paired ratios (bench_cli.verdicts.bootstrap_median, as compare uses)."""
+    from bench_cli.verdicts import bootstrap_median
+
+    ratios = numerator / denominator
+    q25, q50, q75 = np.percentile(ratios, [25, 50, 75])
+    low, high = bootstrap_median(ratios)
+    return {"median": float(q50), "iqr": float(q75 - q25), "low": low, "high": high}
