@@ -109,7 +109,8 @@ slurm-up:
 slurm-down:
 	bash .ci/slurm-down.sh
 
-# Every GPU measurement in one call (under 8 minutes on one H100/H200): throughput,
+# Every GPU measurement in one call (under 8 minutes on one H100/H200; EXTENDED=1 adds the
+# compile, autocast, cold-start and eigh-sizes suites, minutes more): throughput,
 # song2022 and gcp-cost at full size, the GPU stability sweep, advise at three sizes,
 # and a comparison of each run with the committed CPU run. DEVICE=cpu rehearses it at
 # quick sizes into .gpu-check-rehearsal/ (about a minute).
@@ -117,4 +118,4 @@ DEVICE ?= cuda
 CHECK_RESULTS ?= $(if $(filter cpu,$(DEVICE)),.gpu-check-rehearsal,results)
 gpu-check: $(STAMP)
 	$(BIN)/python -m bench_cli.gpu_check --device $(DEVICE) --results $(CHECK_RESULTS) \
-		$(if $(filter cpu,$(DEVICE)),--quick,)
+		$(if $(filter cpu,$(DEVICE)),--quick,) $(if $(EXTENDED),--extended,)

@@ -8,7 +8,11 @@ does not stop the others), writing ordinary run folders under ``--results``:
 3. ``run stability-gpu``: the stability sweep at 32 x 128 x 128;
 4. ``advise`` for sqrt and log at 64x48x48, 32x256x256 and 128x64x64, at
    tolerances 1e-2 and 1e-5 (``--save``: its runs are run folders too);
-5. ``compare`` of each run with the latest committed run of the same suite
+5. with ``--extended``: ``run compile``, ``run autocast``, ``run cold-start`` and
+   ``run eigh-sizes`` (batched eigh at d = 32, 33 and 64, where cuSOLVER's batched
+   path is reported to end at 32); inductor compiles every case, so these take
+   minutes more, and the CPU rehearsal leaves them out (tests cover the axes);
+6. ``compare`` of each run with the latest committed run of the same suite
    (under ``--committed``, default ``results``) that was measured elsewhere,
    written as Markdown beside a ``summary.md`` of every step.
 
@@ -50,8 +54,12 @@ class Step:
     tail: str = ""
 
 
-def plan(device: str, results: Path, quick: bool) -> list[Step]:
-    """The commands, in order; ``quick`` for the CPU rehearsal."""
+EXTENDED = ("compile", "autocast", "cold-start", "eigh-sizes")
+
+
+def plan(device: str, results: Path, quick: bool, extended: bool = False) -> list[Step]:
+    """The commands, in order; ``quick`` for the CPU rehearsal; ``extended`` adds the
+    compile, autocast, cold-start and eigh-size suites (never in the rehearsal)."""
     q = ["--quick"] if quick else []
     common = ["--device", device, "--results", str(results)]
     # The rehearsal proves the script end to end; its limit only stops a true hang. It is
@@ -64,6 +72,8 @@ def plan(device: str, results: Path, quick: bool) -> list[Step]:
         Step("gcp-cost", ["reproduce", "gcp-cost", *q, *common], limit),
         Step("stability-gpu", ["run", "stability-gpu", *q, *common], limit),
     ]
+    if extended and not quick:
+        steps += [Step(name, ["run", name, *common], limit) for name in EXTENDED]
     sizes = ((2, 8),) if quick else ADVISE_SIZES
     tolerances = ADVISE_TOLERANCES
     # advise keeps its budget (it cuts screening at half of it): the rehearsal's budget is
@@ -163,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench_cli.gpu_check", description=__doc__)
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu")
     parser.add_argument("--quick", action="store_true", help="quick sizes (a CPU rehearsal)")
+    parser.add_argument(
+        "--extended",
+        action="store_true",
+        help="also the compile, autocast, cold-start and eigh-sizes suites (minutes more)",
+    )
     parser.add_argument("--results", type=Path, default=Path("results"), help="run folders")
     parser.add_argument(
         "--committed", type=Path, default=Path("results"), help="where the CPU runs are"
@@ -171,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or args.results / "gpu-check" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out.mkdir(parents=True, exist_ok=True)
-    steps = plan(args.device, args.results, args.quick)
+    steps = plan(args.device, args.results, args.quick, args.extended)
     lines = [
         f"# gpu-check on {args.device}{' (quick)' if args.quick else ''}",
         "",

@@ -26,6 +26,16 @@ def test_the_full_plan_is_the_issue_s_list():
     assert len(advise) == 12 and all("--save" in a for a in advise)
 
 
+def test_extended_adds_the_compile_autocast_cold_start_and_eigh_size_suites():
+    steps = gpu_check.plan("cuda", Path("r"), quick=False, extended=True)
+    added = [s.argv[1] for s in steps if s.name in gpu_check.EXTENDED]
+    assert added == ["compile", "autocast", "cold-start", "eigh-sizes"]
+    assert not any(
+        s.name in gpu_check.EXTENDED
+        for s in gpu_check.plan("cpu", Path("r"), quick=True, extended=True)
+    )
+
+
 def test_the_cpu_rehearsal_writes_run_folders_and_comparisons(tmp_path):
     out = tmp_path / "check"
     rc = gpu_check.main(
