@@ -364,3 +364,57 @@ def test_mpa_lya_in_float32_is_as_accurate_as_float64_at_degrees_4_to_16():
     assert errors64[16] < errors64[8] < errors64[4]  # and the degree still pays
     monomial32 = _mpa_forward_error(A64, torch.float32, 12, form="monomial")
     assert monomial32 != pytest.approx(errors64[12], rel=0.05)
+
+
+def _lyapunov_checking_every_step(S, G):
+    """lyapunov_sign's tolerance loop as it was, reading the residual back every step."""
+    import math
+
+    from bench_cli.layers.approx import LYA_MAX_ITERS, _sign_step
+
+    S2 = torch.bmm(S, S)
+    scale = torch.linalg.matrix_norm(torch.bmm(S2, S2)).pow(0.25).unsqueeze(-1).unsqueeze(-1)
+    B, C, B2 = S / scale, G / scale, S2 / scale.square()
+    tolerance = math.sqrt(torch.finfo(S.dtype).eps)
+    eye = torch.eye(S.shape[-1], dtype=S.dtype).unsqueeze(0)
+    for step in range(LYA_MAX_ITERS):
+        if step:
+            B2 = torch.bmm(B, B)
+        last = bool(torch.linalg.matrix_norm(B2 - eye).max() <= tolerance)
+        B, C = _sign_step(B, C, B2)
+        if last:
+            return 0.5 * C, step + 1
+    return 0.5 * C, LYA_MAX_ITERS
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("condition", [1.0, 1e2, 1e4, 1e6])
+@pytest.mark.parametrize(("batch", "dim"), [(1, 8), (3, 48), (2, 64)])
+def test_skipping_checks_that_cannot_pass_changes_no_bit(dtype, condition, batch, dim):
+    """The residual bound only skips read-backs: the same steps run, so the solution is
+    bit-for-bit the one of checking every step."""
+    from bench_cli.inputs import SpdParams, generate_spd
+
+    generator = torch.Generator().manual_seed(dim)
+    A = generate_spd(SpdParams(batch=batch, dim=dim, condition=condition), generator)["A"]
+    S = torch.linalg.cholesky(A.double()).to(dtype)
+    S = (S @ S.mT).contiguous()  # an SPD S of about the same conditioning
+    G = torch.randn(S.shape, generator=generator, dtype=dtype)
+    G = G + G.mT
+    expected, steps = _lyapunov_checking_every_step(S, G)
+    assert steps < 100  # it converged, so the stopping step is a real test
+    assert torch.equal(lyapunov_sign(S, G), expected)
+
+
+def test_the_skip_bound_never_skips_a_check_that_could_pass():
+    from bench_cli.layers.approx import _checks_that_cannot_pass
+
+    tolerance = 3.45e-4
+    assert _checks_that_cannot_pass(0.0, 64, tolerance) == 0
+    assert _checks_that_cannot_pass(8.0, 64, tolerance) == 0  # e = 1: no bound
+    # From e = r/√d the bound after j steps, g^j(e): skipped checks are those it keeps
+    # above twice the tolerance.
+    e, expected = 6.86 / 8, 0
+    while (e := e * e * (3 + e) / 4) > 2 * tolerance:
+        expected += 1
+    assert _checks_that_cannot_pass(6.86, 64, tolerance) == expected == 4
