@@ -109,8 +109,8 @@ UNIT_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
 # An error under autocast within this factor of the method's own error without it is
 # "unchanged": the method's approximation error, not the dtype, decides it.
 UNCHANGED_FACTOR = 2.0
-# Within this many unit roundoffs of the autocast dtype: what a product-heavy method at
-# d ~ 10-100 loses to rounding alone (each product's error grows like √d·u).
+# Within this many unit roundoffs of the autocast dtype: a chosen threshold, of the order
+# of what a few dozen products lose to rounding alone (docs/hardware.md says so).
 PRECISION_UNITS = 10.0
 
 RAISES, UNCHANGED, AT_PRECISION, LOSES = (

@@ -152,22 +152,13 @@ def _targets_markdown(results: Path, md) -> str:
         f"```\n{t['profile'].rstrip()}\n```\n"
         for t in found["targets"] if t["profile"]
     ]  # fmt: skip
-    machine = hardware_name(found["env"])
-    return (
-        f"### Performance targets\n\n`make bench-targets PEER=…` on {machine}, run "
-        f"`{shown_path_of(results, runs[-1])}`.\n\n{md(rows, headers)}\n\n" + "\n".join(profiles)
-    )
-
-
-def hardware_name(env: Mapping[str, Any]) -> str:
     from bench_cli import hardware
 
-    return hardware.machine_name(env)
-
-
-def shown_path_of(results: Path, path: Path) -> str:
-    """A benchmark's result folder as shown_path names a run folder."""
-    return PurePosixPath(results.name, *path.relative_to(results).parts).as_posix()
+    machine = hardware.machine_name(found["env"])
+    return (
+        f"### Performance targets\n\n`make bench-targets PEER=…` on {machine}, run "
+        f"`{shown_path(results, runs[-1])}`.\n\n{md(rows, headers)}\n\n" + "\n".join(profiles)
+    )
 
 
 def _break_even_markdown(records, md) -> str:
@@ -283,10 +274,11 @@ def generated_sections(texts: Mapping[Path, str], results: str | Path) -> dict[P
     return out
 
 
-def shown_path(results: Path, folder: store.RunFolder) -> str:
-    """A run folder as a generated page names it: from the results folder's own name on,
-    so a page reads the same wherever the results folder lies."""
-    return PurePosixPath(results.name, folder.path.parent.name, folder.path.name).as_posix()
+def shown_path(results: Path, folder: store.RunFolder | Path) -> str:
+    """A run (or benchmark result) folder as a generated page names it: from the results
+    folder's own name on, so a page reads the same wherever the results folder lies."""
+    path = folder.path if isinstance(folder, store.RunFolder) else folder
+    return PurePosixPath(results.name, *path.relative_to(results).parts).as_posix()
 
 
 def between(text: str, start_marker: str, end_marker: str, body: str) -> str:

@@ -116,12 +116,11 @@ def fake_timing(monkeypatch):
             }  # fmt: skip
         return out
 
-    def group(probes, options, names, baseline):
+    def group(probes, options, names, baselines):
         values = [value(p, options) for p in probes]
-        for v in values:
+        for v, baseline in zip(values, baselines, strict=True):
             v["interleaved"] = {"methods": list(names), "baseline": None, "order": "fake"}
-        if baseline is not None:
-            for v in values:
+            if baseline is not None:
                 for mode in options.modes:
                     base = values[baseline][mode]["samples"]
                     v[mode]["paired"] = {

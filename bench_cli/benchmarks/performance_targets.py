@@ -52,6 +52,8 @@ class Target:
     note: str = ""
     profile: str = ""
     switched_off: bool = False  # the target's other branch: the feature is off here
+    # (method, func, batch, dim) of matrix_function to profile where the target is not met
+    profiled: tuple[str, str, int, int] | None = None
 
     @property
     def verdict(self) -> str:
@@ -88,7 +90,8 @@ def newton_schulz_target(budget: float) -> Target:
     note = (f"declared {declared:g} products, {row['matmuls']['adjoint']:.4g} executed "
             "(dispatch count)")  # fmt: skip
     return Target("newton_schulz at 32x128²", "ns fwd+bwd / declared products as bmm",
-                  1.3, True, r["median"], r["low"], r["high"], note)  # fmt: skip
+                  1.3, True, r["median"], r["low"], r["high"], note,
+                  profiled=("newton_schulz", "sqrt", batch, dim))  # fmt: skip
 
 
 def peer_targets(peer_path: Path, budget: float) -> list[Target]:
@@ -103,7 +106,8 @@ def peer_targets(peer_path: Path, budget: float) -> list[Target]:
         note = (f"forward error ours {ours['forward_error']:.2e}, reference "
                 f"{theirs['forward_error']:.2e}")  # fmt: skip
         out.append(Target(f"mpa_lya at {batch}x{dim}²", "reference / ours (> 1: ours faster)",
-                          1.0, False, r["median"], r["low"], r["high"], note))  # fmt: skip
+                          1.0, False, r["median"], r["low"], r["high"], note,
+                          profiled=("mpa_lya", "sqrt", batch, dim)))  # fmt: skip
     return out
 
 
@@ -112,7 +116,8 @@ def eig_dk_targets(budget: float) -> list[Target]:
 
     one = eig.measure(64, 1, budget)["eig_dk/autograd"]
     out = [Target("eig_dk at 1x64²", "eig_dk / torch autograd", 1.0, True,
-                  one["median"], one["low"], one["high"])]  # fmt: skip
+                  one["median"], one["low"], one["high"],
+                  profiled=("eig_dk", "log", 1, 64))]  # fmt: skip
     split = eig.measure(48, 64, budget)
     r = split["eig_dk/eig_dk_1"]
     policy = os.environ.get("OMP_WAIT_POLICY", "default")
@@ -143,18 +148,14 @@ def passive_split(budget: float) -> Target | None:
                   1.5, False, 1 / r["median"], 1 / r["high"], 1 / r["low"], note)  # fmt: skip
 
 
-def profile(name: str) -> str:
-    """The operators that took the time in one forward+backward of the target's method."""
+def profile(method: str, func: str, batch: int, dim: int) -> str:
+    """The operators that took the time in five forward+backward calls of the method."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     from bench_cli.inputs import SpdParams, generate_spd
     from bench_cli.layers import matrix_function
 
-    method, func = ("newton_schulz", "sqrt") if name.startswith("newton") else (
-        ("mpa_lya", "sqrt") if name.startswith("mpa") else ("eig_dk", "log"))  # fmt: skip
-    size = name.split(" at ")[1].split("²")[0].split(",")[0]
-    batch, dim = (int(x) for x in size.split("x"))
     A = generate_spd(SpdParams(batch=batch, dim=dim, condition=100.0),
                      torch.Generator().manual_seed(0))["A"].float()  # fmt: skip
     G = torch.randn(A.shape, generator=torch.Generator().manual_seed(1))
@@ -187,8 +188,8 @@ def main(argv=None) -> None:
     if passive is not None:
         targets.append(passive)
     for target in targets:
-        if target.verdict != MET and not target.name.startswith("eigh split"):
-            target.profile = profile(target.name)
+        if target.verdict != MET and target.profiled is not None:
+            target.profile = profile(*target.profiled)
     for t in targets:
         side = "≤" if t.below else "≥"
         note = f" ({t.note})" if t.note else ""

@@ -410,14 +410,14 @@ def measure_time_group(
     probes: Sequence[Probe],
     options: TimeOptions,
     names: Sequence[str],
-    baseline: int | None,
-    baselines: Sequence[int | None] | None = None,
+    baselines: Sequence[int | None],
 ) -> list[dict[str, Any]]:
     """Time several methods on the same inputs in interleaved rounds (Timer.interleave):
     one value per probe, as ``measure_time`` gives, plus for each mode the per-round
-    ratios to the baseline's sample of the same round (``paired``) when there is one.
-    ``baselines`` gives each probe its own (a compiled method's is its eager self)."""
-    pairs = list(baselines) if baselines is not None else [baseline] * len(probes)
+    ratios to its baseline's sample of the same round (``paired``) where it has one.
+    ``baselines`` holds each probe's baseline index or None: the suite's baseline
+    method for all, or for a compiled method its own eager version."""
+    pairs = list(baselines)
     device = probes[0].device
     flush = _l2_flusher(device) if flush_enabled(options, device) else None
     plans = [_plan(probe, options, flush) for probe in probes]

@@ -356,12 +356,7 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
             pairs = _pairs([case for case, _ in ready], suite)
             try:
                 probes = [p for _, p in ready]
-                if len(set(pairs)) <= 1:  # one baseline for the group (or none)
-                    values = timing.measure_time_group(
-                        probes, options, names, pairs[0] if pairs else None
-                    )
-                else:  # each compiled method against its own eager version
-                    values = timing.measure_time_group(probes, options, names, None, pairs)
+                values = timing.measure_time_group(probes, options, names, pairs)
                 share = (time.perf_counter() - started) / max(len(ready), 1)
                 for (case, _), value in zip(ready, values, strict=True):
                     outcomes[case.key] = (*_value_outcome(value), share)

@@ -77,6 +77,7 @@ def _main(params: dict[str, Any]) -> dict[str, float]:
 
     from bench_cli import registry
     from bench_cli.runner import calls
+    from bench_cli.runner.case import _inputs_for
     from bench_cli.spec.model import Case, MethodConfig
 
     imported = clock()
@@ -93,16 +94,7 @@ def _main(params: dict[str, Any]) -> dict[str, float]:
     device = torch.device(case.device)
     if device.type == "cuda":
         torch.cuda.init()
-    family = registry.input_family(case.inputs["kind"])
-    raw = family.generate(
-        family.params.model_validate({k: v for k, v in inputs_given.items() if k != "kind"}),
-        torch.Generator().manual_seed(case.seed),
-    )
-    inputs = {
-        k: t.to(device, getattr(torch, case.dtype)).requires_grad_(True)
-        if t.is_floating_point() else t.to(device)
-        for k, t in raw.items()
-    }  # fmt: skip
+    inputs = _inputs_for(case, case.seed)  # the runner's own inputs for the case
     run = calls.wrap(
         registry.layer(case.config.layer).build(case.config.method, config.options), case
     )
