@@ -92,6 +92,21 @@ def load_suite(
     return spec.load(resolve_suite(name_or_path), quick=quick, max_cases=ceiling)
 
 
+def suite_plugins(suite: spec.Suite) -> dict[str, Path]:
+    """The plugin modules a loaded suite's ``plugins:`` imported, and the file each came
+    from: what ``validate`` names, since checking a suite runs its plugins' code."""
+    import yaml
+
+    from bench_cli import plugins
+
+    data = yaml.safe_load(suite.text) if suite.text else None
+    named = data.get("plugins") if isinstance(data, dict) else None
+    names = [named] if isinstance(named, str) else list(named or [])
+    imported = plugins.imported_plugins()
+    modules = [str(n).removesuffix(".py") for n in names]
+    return {m: imported[m] for m in modules if m in imported}
+
+
 # ---------------------------------------------------------------- run folders
 
 

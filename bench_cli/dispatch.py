@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench_cli import claims, spec, store, tables
+from bench_cli import claims, plugins, spec, store, tables
 from bench_cli.errors import IncompleteRun, UserError, unknown_name
 from bench_cli.fsafe import output_folder, replace_file
 from bench_cli.runner.plan import choose_folder, select_cases
@@ -52,6 +52,15 @@ class Options:
     reporter: Reporter | None = None
     job_reporter: Any = None
     stop: Any = None
+
+
+def code_under_test() -> dict[str, Any]:
+    """The invocation's provenance: matbench's code (bench_cli.env.provenance) and the
+    source digest of every plugin module imported, so a plugin edited between two runs
+    into one folder is a change of code like an edit of matbench."""
+    from bench_cli import env as env_mod
+
+    return {**env_mod.provenance(), "plugins": plugins.plugin_digests()}
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -188,7 +197,7 @@ def execute(suite: spec.Suite, options: Options, notify: Notify | None = None) -
     outcome = None
     with folder.open_for_run(
         suite_name=suite.name, fingerprint=suite.fingerprint, suite_text=suite.text, env=env,
-        provenance=env_mod.provenance(), allow_mixed=options.allow_mixed,
+        provenance=code_under_test(), allow_mixed=options.allow_mixed,
     ) as writer:  # fmt: skip
         _say_opening(folder, writer, say)
         try:

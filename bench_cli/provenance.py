@@ -38,13 +38,38 @@ def previous_provenance(meta: dict[str, Any], env: dict[str, Any]) -> dict[str, 
 def same_code(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two provenances name the same code: equal source digests and torch builds;
     without a digest (older runs), the same clean git commit and torch."""
-    if a.get("torch") != b.get("torch"):
+    if a.get("torch") != b.get("torch") or changed_plugins(a, b):
         return False
     if a.get("code") and b.get("code"):
         return a["code"] == b["code"]
     git_a, git_b = a.get("git") or {}, b.get("git") or {}
     clean = not git_a.get("dirty") and not git_b.get("dirty")
     return bool(git_a.get("commit")) and git_a.get("commit") == git_b.get("commit") and clean
+
+
+def changed_plugins(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The plugin modules whose source differs between two provenances (added, removed
+    or edited); none where either predates plugin digests."""
+    if not isinstance(a.get("plugins"), dict) or not isinstance(b.get("plugins"), dict):
+        return []
+    names = sorted(set(a["plugins"]) | set(b["plugins"]))
+    return [n for n in names if a["plugins"].get(n) != b["plugins"].get(n)]
+
+
+def describe_change(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """Why two provenances differ, in one clause: the plugins first (the code under
+    test), then matbench and torch."""
+    plugins = changed_plugins(before, now)
+    if plugins:
+        parts = []
+        for name in plugins:
+            old, new = before["plugins"].get(name), now["plugins"].get(name)
+            if old and new:
+                parts.append(f"plugin '{name}' changed (source {old[:8]} -> {new[:8]})")
+            else:
+                parts.append(f"plugin '{name}' was {'removed' if old else 'added'}")
+        return "; ".join(parts) + " since the records so far were measured"
+    return f"the records so far were measured by {describe(before)}; this is {describe(now)}"
 
 
 def describe(provenance: dict[str, Any]) -> str:

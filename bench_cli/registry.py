@@ -39,7 +39,7 @@ from bench_cli.layer_options import (
 )
 from bench_cli.layers import matfun, ncut, pooling, spectral
 from bench_cli.layers.declare import FUNCS, MATMUL, Gap, KTilde, Method, entry
-from bench_cli.plugins import load_plugins, signature_problem
+from bench_cli.plugins import load_plugins, note_registrant, signature_problem
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 # (method entry, resolved options, resolved input parameters) -> per-item (forward,
@@ -344,6 +344,7 @@ def register_method(
         if problem:
             raise UserError(f"register_method('{layer_name}', '{name}'): {problem}")
         table[name] = entry(name, fn, **facts)
+        note_registrant(getattr(fn, "__module__", "") or "")
         options_model.cache_clear()
         return fn
 

@@ -46,7 +46,7 @@ from bench_cli.fsafe import (
     write_failed,
     write_whole_folder,
 )
-from bench_cli.provenance import describe, meta_problem, previous_provenance, same_code
+from bench_cli.provenance import describe_change, meta_problem, previous_provenance, same_code
 from bench_cli.records import RECORDS, done_of, kind_of, parse_records, read_records
 
 OURS = ("run.json", "env.json", "suite.yaml", RECORDS)
@@ -250,10 +250,7 @@ class RunFolder:
         before = previous_provenance(meta, self.env)
         if same_code(before, provenance):
             return ""
-        return (
-            f"the records so far were measured by {describe(before)}; "
-            f"this is {describe(provenance)}"
-        )
+        return describe_change(before, provenance)
 
     def _create(self, suite_text: str, env: dict[str, Any], meta: dict[str, Any]) -> bool:
         """Make the run folder, complete, if it holds no run yet; True if this call made it.

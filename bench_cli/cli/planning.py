@@ -38,6 +38,8 @@ def validate(
             f"{len(suite.methods)} method configs, metrics: "
             f"{', '.join(m.name for m in suite.metrics)}"
         )
+        for module, path in api.suite_plugins(suite).items():
+            print(f"  imports plugin {module} from {path} (its code ran to check the suite)")
 
 
 PLAN_TABLE_ROWS = 500  # beyond this, plan streams plain lines instead of one table

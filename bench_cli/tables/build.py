@@ -30,6 +30,15 @@ from bench_cli.tables.format import (
 
 log = logging.getLogger("bench_cli")
 
+MIXED_MARK = "†"  # a cell measured by a code version other than the run's first
+
+
+def code_version(record: Mapping[str, Any]) -> int:
+    """The run.json invocation whose code measured a record: 0 (the first code) unless a
+    resume with --allow-mixed marked it with its own."""
+    version = record.get("invocation")
+    return version if isinstance(version, int) else 0
+
 
 @dataclass(frozen=True)
 class PairedComparison:
@@ -61,6 +70,28 @@ class Table:
     # The options the suite set for these rows and no row or column shows (sigma=4.0,
     # gap_eps=1e-06, ...): what a reader needs to know a default did not make the numbers.
     options: str = ""
+    # The code versions each cell was built from (run.json invocation indices; 0 for the
+    # first code), where a resume with --allow-mixed measured some records with other code.
+    versions: pd.DataFrame | None = None
+
+    @property
+    def mixed_cells(self) -> dict[tuple[int, int], str]:
+        """The marks of cells measured by a later code version than the run's first,
+        or by several: only where the table holds more than one code version."""
+        if self.versions is None:
+            return {}
+        cells = self.versions.to_numpy().ravel()
+        seen = {v for cell in cells if isinstance(cell, frozenset) for v in cell}
+        if len(seen) < 2:
+            return {}
+        marks = {}
+        for i in range(self.versions.shape[0]):
+            for j in range(self.versions.shape[1]):
+                cell = self.versions.iat[i, j]
+                if isinstance(cell, frozenset) and cell and (len(cell) > 1 or min(cell) > 0):
+                    names = ",".join(str(v) for v in sorted(cell))
+                    marks[(i, j)] = f"{MIXED_MARK}{names}"
+        return marks
 
     @property
     def flagged(self) -> int:
@@ -136,6 +167,9 @@ class Table:
                 for j in range(out.shape[1]):
                     if isinstance(self.noise.iat[i, j], list):
                         out.iat[i, j] = f"{out.iat[i, j]} {NOISY_MARK}"
+        for (i, j), mark in self.mixed_cells.items():
+            if i < out.shape[0] and j < out.shape[1]:
+                out.iat[i, j] = f"{out.iat[i, j]} {mark}"
         return out
 
     @property
@@ -149,6 +183,12 @@ class Table:
             parts.append("ratio: median of the per-round ratios [95% bootstrap interval]")
         if self.spread is not None and self.noisy:
             parts.append(f"(!N%): the IQR is N% of the median, above {NOISY_IQR:.0%}")
+        if self.mixed_cells:
+            parts.append(
+                f"{MIXED_MARK}N: measured by the code of invocation N (run.json), not the code "
+                f"that measured the unmarked cells; {MIXED_MARK}N,M: drawn from both (a resume "
+                "with --allow-mixed)"
+            )
         if self.flagged:
             parts.append(
                 f"{NOISY_MARK}: timed while the machine was noisy (load, dispersion or too "
@@ -251,11 +291,14 @@ def _build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
     cells: dict[tuple, dict[str, Any]] = {}
     spreads: dict[tuple, dict[str, Any]] = {}
     noises: dict[tuple, dict[str, Any]] = {}
+    versions: dict[tuple, dict[str, Any]] = {}
     col_labels: list[str] = []
     for record in chosen:
         axes = record["axes"]
         row_key = tuple(axes.get(a) for a in index_axes)
-        col_label = ", ".join(f"{c}={axes.get(c)}" for c in cols) or spec.metric
+        versions.setdefault(row_key, {})[col_label := _col_label(axes, cols, spec)] = frozenset(
+            {code_version(record)}
+        )
         if col_label not in col_labels:
             col_labels.append(col_label)
         cells.setdefault(row_key, {})[col_label] = cell_value(record, path)
@@ -281,10 +324,15 @@ def _build(records: Sequence[Mapping[str, Any]], spec: TableSpec) -> Table:
         unit = "FLOP/s" if path[-1] == "flops_per_s" else "fraction"
     if path and path[-1] == RATIO:
         unit = "ratio"
+    version = pd.DataFrame(list(versions.values()), index=index, columns=col_labels, dtype=object)
     return Table(
         spec.title, spec.metric, unit, frame, spec.stem,
-        spread if has_spread else None, noise if has_noise else None,
+        spread if has_spread else None, noise if has_noise else None, versions=version,
     )  # fmt: skip
+
+
+def _col_label(axes: Mapping[str, Any], cols: Sequence[str], spec: TableSpec) -> str:
+    return ", ".join(f"{c}={axes.get(c)}" for c in cols) or spec.metric
 
 
 def _paired_table(spec: TableSpec, chosen, path) -> Table:
@@ -293,10 +341,12 @@ def _paired_table(spec: TableSpec, chosen, path) -> Table:
 
     assert spec.paired is not None
     values: dict[str, dict[tuple, float]] = {}
+    row_versions: dict[str, set[int]] = {}
     for record in chosen:
         value = cell_value(record, path)
         method = str(record["axes"]["method"])
         values.setdefault(method, {})
+        row_versions.setdefault(method, set()).add(code_version(record))
         if isinstance(value, float) and math.isfinite(value):
             inputs = record["params"]["inputs"]
             unit = tuple(sorted((k, str(v)) for k, v in inputs.items() if k != "kind"))
@@ -346,7 +396,12 @@ def _paired_table(spec: TableSpec, chosen, path) -> Table:
     if trivial:
         caption += f"; trivial answers: {', '.join(trivial)}"
     comparison = PairedComparison(spec.metric, spec.paired.better, base, trivial, tuple(found))
-    return Table(spec.title, caption, "", frame, spec.stem, paired=comparison)
+    version = pd.DataFrame(
+        [[frozenset(row_versions.get(m, ()))] + [None] * (frame.shape[1] - 1) for m in rows],
+        index=frame.index,
+        dtype=object,
+    )  # fmt: skip  (a row's mark goes on its first cell)
+    return Table(spec.title, caption, "", frame, spec.stem, paired=comparison, versions=version)
 
 
 def paired_claims(table: Table) -> str:
@@ -398,6 +453,7 @@ def scaling_exponent(points: Sequence[tuple[float, float]]) -> float | None:
 def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
     groups: dict[tuple, dict[str, list]] = {}
     noisy_points: dict[tuple, list[str]] = {}
+    cell_versions: dict[tuple, set[int]] = {}
     col_labels: list[str] = []
     for record in chosen:
         axes = record["axes"]
@@ -410,6 +466,9 @@ def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
             points.setdefault(label, []).append((float(axes[spec.scaling]), value))
         else:
             points.setdefault(label, [])
+        cell_versions.setdefault((tuple(axes.get(a) for a in index_axes), label), set()).add(
+            code_version(record)
+        )
         reasons = noise_reasons(record, path)
         if reasons:  # an exponent fitted through a noisy point is as noisy as that point
             key = tuple(axes.get(a) for a in index_axes)
@@ -429,9 +488,13 @@ def _scaling_table(spec, chosen, path, index_axes, cols) -> Table:
         index = pd.MultiIndex.from_tuples(list(groups), names=index_axes) if index_axes else None
     frame = pd.DataFrame(rows, index=index, columns=col_labels, dtype=object)
     noise = pd.DataFrame(noise_rows, index=index, columns=col_labels, dtype=object)
+    version = pd.DataFrame(
+        [[frozenset(cell_versions.get((key, c), ())) for c in col_labels] for key in groups],
+        index=index, columns=col_labels, dtype=object,
+    )  # fmt: skip
     return Table(
         spec.title, f"{spec.metric} ~ {spec.scaling}^k", "exponent", frame, spec.stem,
-        noise=noise if noisy_points else None,
+        noise=noise if noisy_points else None, versions=version,
     )  # fmt: skip
 
 
