@@ -227,8 +227,8 @@ def test_the_evidence_shows_what_it_ranks_by(cli, fakes, monkeypatch):
     fakes({"autograd": 4e-3})  # the slowest median of the exact methods...
     group = timing.measure_time_group
 
-    def drifted(probes, options, names, baselines):
-        values = group(probes, options, names, baselines)
+    def drifted(probes, options, names, baselines, **kwargs):
+        values = group(probes, options, names, baselines, **kwargs)
         for name, value in zip(names, values, strict=True):
             if name == "autograd":  # ...but the fastest, round by round
                 paired = value["fwd_bwd"]["paired"]

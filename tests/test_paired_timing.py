@@ -123,3 +123,34 @@ def test_a_group_that_breaks_while_interleaved_is_timed_case_by_case(monkeypatch
     records = runner.run_time_group(group, suite, 60.0)
     assert all(r["status"] == "ok" for r in records.values())
     assert all("paired" not in r["value"]["fwd_bwd"] for r in records.values())
+
+
+class _LateClock:
+    """time.monotonic for the timing module only: the group's deadline has passed as
+    soon as the first round is done (a loaded machine, without waiting for one)."""
+
+    @staticmethod
+    def monotonic() -> float:
+        return float("inf")
+
+    def __getattr__(self, name):
+        import time
+
+        return getattr(time, name)
+
+
+def test_a_group_past_its_deadline_keeps_its_rounds_and_fails_no_method(monkeypatch):
+    from bench_cli.metrics import timing
+    from bench_cli.runner import case as runner_case
+
+    monkeypatch.setattr(timing, "time", _LateClock())
+    suite = load()
+    group = [c for c in suite.cases() if c.inputs["dim"] == 4]
+    records = runner_case.run_time_group(group, suite, timeout=60)
+    for record in records.values():
+        assert record["status"] == "ok", record["reason"]
+        mode = record["value"]["fwd_bwd"]
+        assert mode["rounds_cut"] == {"done": 1, "planned": 10}
+        assert len(mode["samples"]) == 1  # every method cut alike: still paired by round
+    eig = next(r for r in records.values() if r["axes"]["method"] == "eig_dk")
+    assert len(eig["value"]["fwd_bwd"]["paired"]["ratios"]) == 1

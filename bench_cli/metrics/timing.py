@@ -86,6 +86,7 @@ class Timer:
         self.mps = self.device.type == "mps"
         self._clock = clock
         self._resolution: float | None = None
+        self.cut: tuple[int, int] | None = None  # (rounds done, planned) of a cut interleave
 
     @property
     def clock(self) -> str:
@@ -201,23 +202,37 @@ class Timer:
         max_repeats: int,
         deadline: float | None = None,
         flush: Callable[[], Any] | None = None,
+        watch: Callable[[int], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> list[Measured]:
         """Time several (fn, setup) pairs in rounds, each once per round in a rotating
         order (ABC, BCA, CAB, ...): drift on a shared machine then hits every one alike,
         and sample r of each belongs to round r, so per-round ratios are paired.
-        Each run spends about budget_s, as it would alone."""
+        Each run spends about budget_s, as it would alone.
+
+        ``watch(i)`` wraps every untimed calibration and timed block of run i (a
+        per-method time limit: what overruns is then known). Past ``deadline`` the
+        rounds stop, and the rounds done so far (at least one) are the result, every run
+        cut alike so the pairing holds; ``self.cut`` then says (rounds done, planned)."""
+        guard = watch or (lambda i: contextlib.nullcontext())
+        self.cut = None
         with self._current():
-            calibrated = [self._calibrate(fn, setup, flush, warmup) for fn, setup in runs]
+            calibrated = []
+            for i, (fn, setup) in enumerate(runs):
+                with guard(i):
+                    calibrated.append(self._calibrate(fn, setup, flush, warmup))
             per_round = sum(estimate * calls for estimate, calls in calibrated)
             rounds = _repeats(len(runs) * budget_s, per_round, min_repeats, max_repeats)
             blocks: list[list[Any]] = [[] for _ in runs]
             order = list(range(len(runs)))
             for r in range(rounds):
-                _check(deadline)
+                if r and deadline is not None and time.monotonic() > deadline:
+                    self.cut = (r, rounds)
+                    break
                 shift = r % len(runs)
                 for i in order[shift:] + order[:shift]:
                     fn, setup = runs[i]
-                    blocks[i].append(self._block(fn, setup, flush, calibrated[i][1]))
+                    with guard(i):
+                        blocks[i].append(self._block(fn, setup, flush, calibrated[i][1]))
             return [self._read(b, calls) for b, (_, calls) in zip(blocks, calibrated, strict=True)]
 
 
@@ -411,12 +426,20 @@ def measure_time_group(
     options: TimeOptions,
     names: Sequence[str],
     baselines: Sequence[int | None],
+    *,
+    watch: Callable[[int], contextlib.AbstractContextManager[Any]] | None = None,
+    deadline: float | None = None,
 ) -> list[dict[str, Any]]:
     """Time several methods on the same inputs in interleaved rounds (Timer.interleave):
     one value per probe, as ``measure_time`` gives, plus for each mode the per-round
     ratios to its baseline's sample of the same round (``paired``) where it has one.
     ``baselines`` holds each probe's baseline index or None: the suite's baseline
-    method for all, or for a compiled method its own eager version."""
+    method for all, or for a compiled method its own eager version.
+
+    ``watch(i)`` wraps every call of probe i (its own time limit, so a method that
+    overruns is named); past ``deadline`` the rounds stop where they are, every method
+    alike, and each mode says how many rounds it kept (``rounds_cut``)."""
+    guard = watch or (lambda i: contextlib.nullcontext())
     pairs = list(baselines)
     device = probes[0].device
     flush = _l2_flusher(device) if flush_enabled(options, device) else None
@@ -426,23 +449,28 @@ def measure_time_group(
     with torch.enable_grad():
         for mode in options.modes:
             if mode == "fwd_bwd":  # one untimed call each, for its peak memory
-                for plan, value in zip(plans, values, strict=True):
+                for i, (plan, value) in enumerate(zip(plans, values, strict=True)):
                     memory = _peak_memory(device)
                     fn, setup = plan.runs[mode]
-                    fn(setup() if setup else None)
+                    with guard(i):
+                        fn(setup() if setup else None)
                     value["peak_memory"] = memory()
             before = READ_MACHINE()
             measured = timer.interleave(
                 [plan.runs[mode] for plan in plans],
-                deadline=probes[0].deadline,
+                deadline=deadline,
                 flush=flush,
+                watch=watch,
                 **_timing_options(options),
             )
             after = READ_MACHINE()
+            cut = timer.cut
             for plan, value, own, pair in zip(plans, values, measured, pairs, strict=True):
                 value[mode] = _mode_value(
                     mode, own, timer, options, plan.flops.get(mode), before, after
                 )
+                if cut is not None:  # the group's time ran out: fewer rounds, still paired
+                    value[mode]["rounds_cut"] = {"done": cut[0], "planned": cut[1]}
                 if pair is not None:
                     base = measured[pair].samples
                     value[mode]["paired"] = {

@@ -312,17 +312,74 @@ def _records(case: Case, configs, outcomes) -> list[dict]:
     ]
 
 
+# Where the group stands, for a parent process watching a worker (runner.isolate): a
+# callable given (index of the case in the group, monotonic start, its limit) when a
+# method's call starts, and (-1, 0, 0) when it ends. None: nobody watches.
+PROGRESS: Callable[[int, float, float], None] | None = None
+
+
+class MethodTimeout(CaseTimeout):
+    """One method of a paired group ran past its own time limit."""
+
+
+class _Watch:
+    """Each method of a paired group on its own time limit: one SIGALRM timer, re-armed
+    for every call of a method (its set-up, its first call, each calibration and timed
+    block), so a method that overruns is the one named, and no other method pays."""
+
+    def __init__(self, cases: Sequence[Case], limit: float):
+        self.cases, self.limit = cases, limit
+        self.current: int | None = None
+        self.alarms = threading.current_thread() is threading.main_thread() and hasattr(
+            signal, "SIGALRM"
+        )
+
+    def _on_alarm(self, signum, frame):
+        index = self.current if self.current is not None else -1
+        name = self.cases[index].config.label if index >= 0 else "the group"
+        raise MethodTimeout(f"timeout: {name} exceeded its {self.limit:g} s limit")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = signal.signal(signal.SIGALRM, self._on_alarm) if self.alarms else None
+        try:
+            yield
+        finally:
+            if self.alarms:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+
+    @contextlib.contextmanager
+    def __call__(self, index: int) -> Iterator[None]:
+        """Method ``index`` is running: its limit is armed, and a watching parent told."""
+        self.current = index
+        if PROGRESS is not None:
+            PROGRESS(index, time.monotonic(), self.limit)
+        if self.alarms:
+            signal.setitimer(signal.ITIMER_REAL, self.limit)
+        try:
+            yield
+        finally:
+            if self.alarms:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            if PROGRESS is not None:
+                PROGRESS(-1, 0.0, 0.0)
+        self.current = None  # (left set when the call raised: the culprit is known)
+
+
 def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[str, dict]:
     """The time records of a paired-timing group (cases that differ only in the method),
     timed in interleaved rounds on the same inputs; {case key: record}.
 
-    A case that cannot be prepared, or whose forward raises on the case's inputs, fails
-    alone and the rest are interleaved; if the interleaved measurement itself raises,
-    each case is timed alone instead, so one broken method costs only its own record.
-    Without the baseline in the group (it failed, or another shard holds it) the others
-    are interleaved without ratios. The group's time limit is the case limit times its
-    size. Under --isolate the whole group runs in one worker: a method that crashes the
-    worker costs the group's time records.
+    Each method pays for itself: its set-up, its first call and every call while timing
+    run on its own limit (``timeout``). A method that overruns it, or raises, is recorded
+    failed with its own reason, and the others are interleaved again without it, paired
+    among themselves; their records say who was left out (``interleaved.left_out``).
+    Without the baseline (it failed, or another shard holds it) the others are
+    interleaved without ratios. Past the group's time (the case limit times its size),
+    the rounds stop where they are for every method alike (``rounds_cut``) rather than
+    failing good methods. Under --isolate a method that hangs in native code or crashes
+    the worker is found the same way by the parent (``PROGRESS``).
     """
     from bench_cli.metrics import timing
     from bench_cli.metrics.options import TimeOptions
@@ -330,49 +387,79 @@ def run_time_group(cases: Sequence[Case], suite: Suite, timeout: float) -> dict[
     (config,) = [m for m in suite.metrics if m.name == "time"]
     options = TimeOptions.model_validate(config.resolved)
     outcomes: dict[str, tuple[str, Any, str | None, float]] = {}
-    ready: list[tuple[Case, Probe]] = []
+    left_out: dict[str, str] = {}
+    ready: list[tuple[int, Case, Probe]] = []
     if any(calls.compiled(case) for case in cases):
         torch._dynamo.reset()  # each group compiles afresh: what it times is its own compile
     started = time.perf_counter()
+    watch = _Watch(cases, timeout)
     try:
-        with time_limit(timeout * len(cases)) as deadline:
-            for case in cases:
+        with watch.installed():
+            for index, case in enumerate(cases):
                 skip = device_unavailable(case.device)
                 if skip:
                     outcomes[case.key] = ("skipped", None, skip, 0.0)
                     continue
                 try:
-                    probe, _ = _prepare(case, first_call=True)
-                    probe.deadline = deadline
-                    if probe.call is None:  # (a compiled one's first call ran it)
-                        with torch.no_grad():  # a method that raises fails alone, before rounds
-                            probe.forward()
-                    ready.append((case, probe))
-                except CaseTimeout:
-                    raise
-                except Exception as exc:
+                    with watch(index):
+                        probe, _ = _prepare(case, first_call=True)
+                        if probe.call is None:  # (a compiled one's first call ran it)
+                            with torch.no_grad():  # one that raises fails alone, before rounds
+                                probe.forward()
+                    ready.append((index, case, probe))
+                except Exception as exc:  # a MethodTimeout too: this method's own
                     outcomes[case.key] = (*_failure(case, exc), 0.0)
-            names = [case.timing_name for case, _ in ready]
-            pairs = _pairs([case for case, _ in ready], suite)
-            try:
-                probes = [p for _, p in ready]
-                values = timing.measure_time_group(probes, options, names, pairs)
+                    left_out[case.config.label] = _reason(exc)
+            deadline = time.monotonic() + timeout * len(cases)
+            while ready:
+                names = [case.timing_name for _, case, _ in ready]
+                pairs = _pairs([case for _, case, _ in ready], suite)
+                positions = [index for index, _, _ in ready]
+                try:
+                    values = timing.measure_time_group(
+                        [p for _, _, p in ready], options, names, pairs,
+                        watch=functools.partial(_at, watch, positions), deadline=deadline,
+                    )  # fmt: skip
+                except Exception as exc:  # a MethodTimeout too
+                    culprit = watch.current
+                    watch.current = None
+                    if culprit is None:  # not inside one method's call: each alone instead
+                        _each_alone(ready, options, outcomes, timeout)
+                        break
+                    (case,) = [c for index, c, _ in ready if index == culprit]
+                    outcomes[case.key] = (*_failure(case, exc), 0.0)
+                    left_out[case.config.label] = _reason(exc)
+                    ready = [item for item in ready if item[0] != culprit]
+                    continue  # the rest again, paired among themselves
                 share = (time.perf_counter() - started) / max(len(ready), 1)
-                for (case, _), value in zip(ready, values, strict=True):
+                for (_, case, _), value in zip(ready, values, strict=True):
+                    if left_out:
+                        value["interleaved"]["left_out"] = dict(left_out)
                     outcomes[case.key] = (*_value_outcome(value), share)
-            except CaseTimeout:
-                raise
-            except Exception:  # which method broke is unknown: each alone, as without pairing
-                for case, probe in ready:
-                    measure = functools.partial(timing.measure_time, probe, options)
-                    outcomes[case.key] = _attempt(case, measure)
-    except CaseTimeout as exc:
-        for case in cases:
-            outcomes.setdefault(case.key, ("failed", None, _reason(exc), 0.0))
+                break
     finally:
         if any(c.device.startswith("cuda") for c in cases) and torch.cuda.is_available():
             torch.cuda.empty_cache()
     return {case.key: _records(case, [config], {"time": outcomes[case.key]})[0] for case in cases}
+
+
+def _at(watch: _Watch, positions: list[int], i: int):
+    """Probe i of those still timed is case positions[i] of the group."""
+    return watch(positions[i])
+
+
+def _each_alone(ready, options, outcomes, timeout: float) -> None:
+    """Time each method alone: an interleaved measurement broke outside any one method."""
+    from bench_cli.metrics import timing
+
+    for _, case, probe in ready:
+        measure = functools.partial(timing.measure_time, probe, options)
+        try:
+            with time_limit(timeout) as deadline:
+                probe.deadline = deadline
+                outcomes[case.key] = _attempt(case, measure)
+        except CaseTimeout as exc:
+            outcomes[case.key] = ("failed", None, _reason(exc), 0.0)
 
 
 def _pairs(cases: Sequence[Case], suite: Suite) -> list[int | None]:

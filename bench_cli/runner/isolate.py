@@ -17,6 +17,7 @@ import faulthandler
 import math
 import multiprocessing
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -51,7 +52,12 @@ STDERR_LINES = 5
 
 
 class WorkerDied(Exception):
-    """The worker crashed or was killed; the message is the reason."""
+    """The worker crashed or was killed; the message is the reason. ``culprit``: the
+    index, in the paired group it was timing, of the method whose call was running."""
+
+    def __init__(self, reason: str, culprit: int | None = None):
+        super().__init__(reason)
+        self.culprit = culprit
 
 
 def _die_with(parent: int) -> None:
@@ -67,7 +73,7 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="matbench-parent-watch", daemon=True).start()
 
 
-def _worker_main(conn, stderr_path: str, parent: int) -> None:
+def _worker_main(conn, stderr_path: str, parent: int, progress=None) -> None:
     os.setpgid(0, 0)  # a group of its own: killed whole, children included
     _die_with(parent)
     fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -75,6 +81,14 @@ def _worker_main(conn, stderr_path: str, parent: int) -> None:
     faulthandler.enable()  # a fatal signal prints its Python traceback there first
     from bench_cli import plugins
     from bench_cli.runner import case as runner
+
+    if progress is not None:  # which method of a paired group runs, since when, its limit
+
+        def tell(index: int, since: float, limit: float) -> None:
+            progress[1], progress[2] = since, limit
+            progress[0] = index
+
+        runner.PROGRESS = tell
 
     try:
         plugins.load_plugins()  # here, so a plugin that breaks in workers says so at once
@@ -94,6 +108,43 @@ def _worker_main(conn, stderr_path: str, parent: int) -> None:
         conn.send(runner.run_case(case, suite, metric_names, timeout))
 
 
+def faulting_frames(dump: Sequence[str]) -> list[str]:
+    """The frames of the thread that faulted, innermost first, from faulthandler's dump:
+    the block headed "Current thread" (faulthandler lists the other threads too, and
+    first), else the first block."""
+    blocks: list[tuple[str, list[str]]] = []
+    for line in dump:
+        text = line.strip()
+        if text.startswith(("Thread 0x", "Current thread 0x", "Stack (most recent")):
+            blocks.append((text, []))
+        elif text.startswith("File") and blocks:
+            blocks[-1][1].append(text)
+        elif text.startswith("File"):
+            blocks.append(("", [text]))
+    current = [frames for header, frames in blocks if header.startswith("Current thread")]
+    return current[0] if current else (blocks[0][1] if blocks else [])
+
+
+def blame(frames: Sequence[str]) -> str:
+    """The frame to name for a crash: the innermost frame in a plugin's file where there
+    is one, else the innermost frame ("file:line in function")."""
+    from bench_cli import plugins
+
+    parsed = []
+    for frame in frames:
+        found = re.match(r'File "(.*)", line (\d+) in (.*)', frame)
+        if found:
+            parsed.append((found[1], found[2], found[3].strip()))
+    plugin_files = {str(path.resolve()) for path in plugins.imported_plugins().values()}
+    for path, line, function in parsed:
+        if str(Path(path).resolve()) in plugin_files:
+            return f"{path}:{line} in {function} (plugin)"
+    if parsed:
+        path, line, function = parsed[0]
+        return f"{path}:{line} in {function}"
+    return ""
+
+
 class Worker:
     def __init__(self):
         descriptor, path = tempfile.mkstemp(prefix="matbench-worker-", suffix=".log")
@@ -101,8 +152,12 @@ class Worker:
         self._stderr_path = path
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
+        # [index of the group's method now running or -1, its start (monotonic), its limit]
+        self.progress = context.Array("d", [-1.0, 0.0, 0.0], lock=False)
         self.process = context.Process(
-            target=_worker_main, args=(child, self._stderr_path, os.getpid()), daemon=True
+            target=_worker_main,
+            args=(child, self._stderr_path, os.getpid(), self.progress),
+            daemon=True,
         )
         self.process.start()
         child.close()
@@ -126,9 +181,39 @@ class Worker:
         return self._answer(timeout + grace_s())
 
     def run_group(self, cases, suite, timeout: float) -> dict[str, dict]:
-        """The time records of a paired-timing group (runner.run_time_group), in the worker."""
+        """The time records of a paired-timing group (runner.run_time_group), in the worker.
+        The worker says which method runs; one whose call outlives its limit and the grace
+        is killed with the worker, and ``WorkerDied.culprit`` names it, as it does for a
+        method that crashes the worker."""
+        self.progress[0] = -1.0
         self.conn.send(("group", list(cases), suite, timeout))
-        return self._answer(timeout * len(cases) + grace_s())
+        grace = grace_s()
+        allowed = 3 * timeout * len(cases) + grace
+        overall = time.monotonic() + allowed  # past it, our own code hung between calls
+        while not self.conn.poll(0.2):
+            index, since, limit = self.progress[:]
+            now = time.monotonic()
+            if index >= 0 and now - since > limit + grace:
+                self.kill()
+                name = cases[int(index)].config.label
+                raise WorkerDied(
+                    f"timeout: {name} did not return within its {limit:g} s limit and "
+                    f"{grace:g} s of grace; the worker was killed{self._stderr_tail()}",
+                    culprit=int(index),
+                )
+            if now > overall:
+                self.kill()
+                raise WorkerDied(f"timeout: worker killed after {allowed:g} s{self._stderr_tail()}")
+            if not self.process.is_alive():
+                break
+        try:
+            return self.conn.recv()
+        except (EOFError, ConnectionResetError):
+            self.process.join(5)
+            index = int(self.progress[0])
+            culprit = index if index >= 0 else None
+            where = f" in {cases[index].config.label}" if culprit is not None else ""
+            raise WorkerDied(self._death_reason(where), culprit=culprit) from None
 
     def _answer(self, deadline: float):
         if not self.conn.poll(deadline):
@@ -140,15 +225,15 @@ class Worker:
             self.process.join(5)
             raise WorkerDied(self._death_reason()) from None
 
-    def _death_reason(self) -> str:
+    def _death_reason(self, where: str = "") -> str:
         code = self.process.exitcode
         if code is not None and code < 0:
             try:
                 name = signal.Signals(-code).name
             except ValueError:
                 name = f"signal {-code}"
-            return f"crashed: {name}{self._stderr_tail()}"
-        return f"worker exited with code {code}{self._stderr_tail()}"
+            return f"crashed: {name}{where}{self._stderr_tail()}"
+        return f"worker exited with code {code}{where}{self._stderr_tail()}"
 
     def _stderr_tail(self) -> str:
         try:
@@ -156,12 +241,15 @@ class Worker:
         except OSError:
             return ""
         fatal = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
-        if fatal:  # faulthandler's dump: the error, then the innermost frames
+        if fatal:  # faulthandler's dump: the error, then the faulting thread's frames
             start = fatal[-1]
-            frames = [line for line in lines[start + 1 :] if line.strip().startswith("File")]
+            frames = faulting_frames(lines[start + 1 :])
             chosen = [lines[start], *frames[:2]]
-        else:
-            chosen = lines[-STDERR_LINES:]
+            culprit = blame(frames)
+            where = f"; at {culprit}" if culprit else ""
+            tail = " | ".join(line.strip() for line in chosen if line.strip())
+            return f"{where}; stderr: {tail}"
+        chosen = lines[-STDERR_LINES:]
         tail = " | ".join(line.strip() for line in chosen if line.strip())
         return f"; stderr: {tail}" if tail else ""
 
@@ -207,13 +295,32 @@ class Isolated:
         self.worker = None
 
     def run_group(self, cases, suite, limit: float) -> dict[str, dict]:
+        """A paired group in the worker. A method that hangs or crashes it costs only its
+        own record: the worker is restarted and the rest of the group timed again,
+        paired among themselves, saying who was left out."""
         from bench_cli.runner.case import failed_records
 
-        try:
-            return self._live().run_group(cases, suite, limit)
-        except WorkerDied as exc:
-            self._lost()
-            return {c.key: failed_records(c, suite, ["time"], str(exc))[0] for c in cases}
+        remaining, records, left_out = list(cases), {}, {}
+        while remaining:
+            try:
+                got = self._live().run_group(remaining, suite, limit)
+            except WorkerDied as exc:
+                self._lost()
+                if exc.culprit is None:  # no one method to blame: the group's records
+                    for c in remaining:
+                        records[c.key] = failed_records(c, suite, ["time"], str(exc))[0]
+                    break
+                bad = remaining.pop(exc.culprit)
+                records[bad.key] = failed_records(bad, suite, ["time"], str(exc))[0]
+                left_out[bad.config.label] = records[bad.key]["reason"]
+                continue
+            for record in got.values():
+                interleaved = (record.get("value") or {}).get("interleaved")
+                if left_out and isinstance(interleaved, dict):
+                    interleaved["left_out"] = {**left_out, **interleaved.get("left_out", {})}
+            records.update(got)
+            break
+        return {c.key: records[c.key] for c in cases}
 
     def run(self, case, suite, metrics: list[str], limit: float) -> list[dict]:
         from bench_cli.runner.case import failed_records

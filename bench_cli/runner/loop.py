@@ -5,12 +5,15 @@ already holds is never measured again."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from bench_cli.runner import case as case_mod
 from bench_cli.runner.case import RecordSink, Reporter, SilentReporter, Summary
 from bench_cli.spec import Case, Suite
+
+log = logging.getLogger("bench_cli")
 
 
 def pending(cases: Sequence[Case], suite: Suite, done: set[tuple[str, str]]):
@@ -57,6 +60,7 @@ def run(
     work = pending(cases, suite, done)
     summary = Summary(planned=len(cases), already_done=len(cases) - len(work))
     reporter.start(len(work))
+    groups = _groups(cases) if suite.paired_timing else {}
     try:
         all_units = units(work, suite)
         for index, unit in enumerate(all_units):
@@ -64,17 +68,33 @@ def run(
                 summary.cut = sum(len(u) for u in all_units[index:])
                 break
             limit = timeout or suite.timeout
-            timed: dict[str, dict] = {}
             grouped = [case for case, todo in unit if "time" in todo] if suite.paired_timing else []
-            if grouped:
-                reporter.case_started(grouped[0])
-                timed = backend.run_group(grouped, suite, limit)
-                writer.append(list(timed.values()))
+            # A paired group's other metrics first, each case's records kept as it ends: an
+            # interrupt during the group's timing loses only that timing.
+            finished: list[tuple[Case, list[dict]]] = []
+            timing_later = {case.key for case in grouped}
             for case, todo in unit:
                 reporter.case_started(case)
-                rest = [name for name in todo if case.key not in timed or name != "time"]
+                rest = [name for name in todo if case.key not in timing_later or name != "time"]
                 records: list[dict] = backend.run(case, suite, rest, limit) if rest else []
                 writer.append(records)
+                finished.append((case, records))
+            timed: dict[str, dict] = {}
+            if grouped:
+                partners = _partners(grouped, groups[grouped[0].group_key], suite)
+                if partners:
+                    log.warning(split_message(grouped, partners))
+                timed = backend.run_group([*grouped, *partners], suite, limit)
+                timed = {case.key: timed[case.key] for case in grouped}  # partners' dropped
+                writer.append(list(timed.values()))
+                left_out = next(
+                    (r["value"]["interleaved"].get("left_out") for r in timed.values()
+                     if r["status"] == "ok" and "left_out" in r["value"].get("interleaved", {})),
+                    None,
+                )  # fmt: skip
+                if left_out:
+                    log.warning(left_out_message(grouped, left_out))
+            for case, records in finished:
                 records = [timed[case.key], *records] if case.key in timed else records
                 summary.ran += 1
                 for record in records:
@@ -84,6 +104,43 @@ def run(
         backend.close()
         reporter.finish()
     return summary
+
+
+def _groups(cases: Sequence[Case]) -> dict[str, list[Case]]:
+    out: dict[str, list[Case]] = {}
+    for case in cases:
+        out.setdefault(case.group_key, []).append(case)
+    return out
+
+
+def _partners(grouped: Sequence[Case], group: Sequence[Case], suite: Suite) -> list[Case]:
+    """The baselines the cases still to time are paired with, where an earlier session
+    timed them already (a split group, resumed): timed again beside them for the pairing,
+    their new records dropped, their first records kept."""
+    pairs = case_mod._pairs(group, suite)
+    wanted = {
+        group[p].key for c, p in zip(group, pairs, strict=True) if p is not None and c in grouped
+    }
+    return [c for c in group if c.key in wanted and c not in grouped]
+
+
+def split_message(grouped: Sequence[Case], partners: Sequence[Case]) -> str:
+    """One line for a resumed paired group that an earlier session timed in part."""
+    return (
+        f"paired group of {grouped[0].label}: split by an earlier session; timing "
+        f"{', '.join(c.config.label for c in grouped)} now, beside "
+        f"{', '.join(c.config.label for c in partners)} timed again for the pairing only "
+        "(their earlier records are kept)"
+    )
+
+
+def left_out_message(grouped: Sequence[Case], left_out: dict[str, str]) -> str:
+    """One line for a paired group that timed without methods that failed on their own."""
+    names = "; ".join(f"{name} ({reason})" for name, reason in left_out.items())
+    return (
+        f"paired group of {grouped[0].label}: {names}; the other methods were timed "
+        "without it, paired among themselves"
+    )
 
 
 class Backend(Protocol):
