@@ -21,6 +21,7 @@ from bench_cli.records import CASE_AXES, INPUTS_PREFIX, OPTIONS_PREFIX, metric_v
 
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -119,7 +120,21 @@ def _capped(groups: dict[str, list], kind: str, notes: list[str] | None) -> list
     return items
 
 
+def _literal(fig) -> Any:
+    """Labels are data, never markup: every text of the figure drawn as written (a
+    method named ``$\\frac{1}{$`` is not mathtext), and so is every text made while the
+    context lasts (tick labels made while drawing)."""
+    for text in fig.findobj(matplotlib.text.Text):
+        text.set_parse_math(False)
+    return matplotlib.rc_context({"text.parse_math": False, "text.usetex": False})
+
+
 def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> Figure:
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        return _finish_literal(fig, ax, title, xlabel, ylabel)
+
+
+def _finish_literal(fig, ax, title: str, xlabel: str, ylabel: str) -> Figure:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
@@ -127,6 +142,7 @@ def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> Figure:
     for axis in (ax.xaxis, ax.yaxis):
         _two_ticks(axis)
     ax.set_title(title, fontsize=10)
+    _literal(fig)
     fig.tight_layout()
     # Wrapped to the width the axes got beside the legend (a title is centred over its
     # axes, so a longer one runs off the figure's edge): about 5.5 pt per 10-pt character.
@@ -375,7 +391,8 @@ def write(records, folder: Path, progress: Callable[[str], None] | None = None) 
             target = output_folder(folder)
             for suffix in (".png", ".svg"):
                 buffer = io.BytesIO()
-                fig.savefig(buffer, format=suffix[1:], dpi=120, bbox_inches="tight")
+                with _literal(fig):
+                    fig.savefig(buffer, format=suffix[1:], dpi=120, bbox_inches="tight")
                 written.append(replace_file(target / f"{name[:120]}{suffix}", buffer.getvalue()))
         finally:
             plt.close(fig)
@@ -390,7 +407,8 @@ def write(records, folder: Path, progress: Callable[[str], None] | None = None) 
 def png_bytes(fig: Figure) -> bytes:
     """A figure as PNG bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    with _literal(fig):
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
-from tabulate import tabulate
 
 from bench_cli import api, tables
 from bench_cli.cli.console import (
@@ -35,6 +34,7 @@ from bench_cli.cli.options import (
 )
 from bench_cli.compare import comparison_frame
 from bench_cli.provenance import describe_nodes
+from bench_cli.records import completeness
 
 
 @handles_errors
@@ -63,9 +63,7 @@ def hardware(
     if format == "csv":
         print(frame.to_csv(index=False))
     elif format is not None:
-        fmt = "github" if format == "md" else "latex_booktabs"
-        print(tabulate(frame.values.tolist(), headers=list(frame.columns), tablefmt=fmt,
-                       disable_numparse=True))  # fmt: skip
+        print(tables.text_table(list(frame.columns), frame.values.tolist(), format))
         print(f"\n{table.legend}")
     else:
         rich_table = RichTable(title=f"{len(table.machines)} machines", title_justify="left")
@@ -96,6 +94,9 @@ def show(
         for table in made:
             console.print(tables.to_rich(table))
         print(tables.status_summary(records), file=sys.stderr)
+        incomplete = completeness(folder.meta, records)
+        if incomplete:
+            print(incomplete, file=sys.stderr)
         noisy = tables.noise_summary(records)
         if noisy:
             print(noisy, file=sys.stderr)
@@ -136,15 +137,7 @@ def compare(
         if format == "csv":
             print(frame.to_csv(index=False))
         elif format is not None:
-            fmt = "github" if format == "md" else "latex_booktabs"
-            print(
-                tabulate(
-                    frame.values.tolist(),
-                    headers=list(frame.columns),
-                    tablefmt=fmt,
-                    disable_numparse=True,
-                )
-            )
+            print(tables.text_table(list(frame.columns), frame.values.tolist(), format))
         else:
             table = RichTable(title=escape(title), title_justify="left")
             for column in frame.columns:

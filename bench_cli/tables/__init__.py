@@ -33,4 +33,4 @@ from bench_cli.tables.format import (
     spread_value,
     status_summary,
 )
-from bench_cli.tables.render import FORMATS, render, to_rich, write
+from bench_cli.tables.render import FORMATS, render, text_table, to_rich, write

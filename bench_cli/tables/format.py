@@ -155,10 +155,31 @@ def plain(text: Any) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(text))
 
 
+# Markdown reads these in a label: a backslash escape, a table's column, math (GitHub and
+# MathJax read $...$), code, emphasis, raw HTML and entities.
+_MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "$": "\\$", "`": "\\`", "*": "\\*",
+               "<": "&lt;", ">": "&gt;", "&": "&amp;"}  # fmt: skip
+
+
 def md_cell(text: Any) -> str:
-    """A markdown table cell: control characters escaped and "|" escaped, so a label can
-    neither break the table nor reach the terminal raw."""
-    return plain(text).replace("|", "\\|")
+    """A markdown table cell: a label is data, never markup. Control characters are
+    escaped, and so is every character markdown would read (``|``, ``$``, ``\\``, ``*``,
+    a backquote, ``<``, ``>``, ``&``): a label can neither break the table nor render as
+    math, code, emphasis or HTML."""
+    return "".join(_MD_ESCAPES.get(c, c) for c in plain(text))
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "|": r"\textbar{}", "<": r"\textless{}", ">": r"\textgreater{}",
+}  # fmt: skip
+
+
+def latex_cell(text: Any) -> str:
+    """A LaTeX table cell: every character LaTeX would read as markup escaped (``|``
+    too, which text mode draws as a dash)."""
+    return "".join(_LATEX_ESCAPES.get(c, c) for c in plain(text))
 
 
 def status_summary(records: Sequence[Mapping[str, Any]]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table as RichTable
@@ -12,7 +13,7 @@ from tabulate import tabulate
 
 from bench_cli.fsafe import output_folder, replace_file
 from bench_cli.tables.build import Table
-from bench_cli.tables.format import md_cell, plain
+from bench_cli.tables.format import latex_cell, md_cell, plain
 
 FORMATS = ("md", "csv", "latex")
 
@@ -33,16 +34,38 @@ def render(table: Table, fmt: str) -> str:
         legend = f" ({table.legend})" if table.legend else ""
         return f"### {md_cell(table.title)}\n\n`{plain(table.metric)}`{legend}\n\n{body}\n"
     if fmt == "latex":
-        return (
-            tabulate(
-                [[plain(v) for v in row] for row in shown.values.tolist()],
-                headers=[plain(h) for h in headers],
-                tablefmt="latex_booktabs",
-                disable_numparse=True,
-            )
-            + "\n"
-        )
+        return latex_table(headers, shown.values.tolist())
     raise ValueError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)}")
+
+
+def latex_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
+    """A booktabs tabular, every cell escaped (:func:`latex_cell`): labels are data."""
+    line = " & ".join
+    body = [line(latex_cell(v) for v in row) + r" \\" for row in rows]
+    return "\n".join(
+        [
+            r"\begin{tabular}{" + "l" * len(headers) + "}",
+            r"\toprule",
+            line(latex_cell(h) for h in headers) + r" \\",
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            "",
+        ]
+    )
+
+
+def text_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    """A table for --format md or latex: cells escaped for the format."""
+    if fmt == "latex":
+        return latex_table(headers, rows)
+    return tabulate(
+        [[md_cell(v) for v in row] for row in rows],
+        headers=[md_cell(h) for h in headers],
+        tablefmt="github",
+        disable_numparse=True,
+    )
 
 
 def to_rich(table: Table) -> RichTable:
