@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-all test-loaded smoke lint bench-layers bench-approx bench-peer load-check clean-venv \
+.PHONY: test test-all test-loaded smoke lint bench-compare bench-layers bench-approx bench-peer load-check clean-venv \
 	slurm-up slurm-down gpu-check bench-flops bench-targets bench-collapse golden docs docs-pages docs-serve
 
 $(STAMP): pyproject.toml
@@ -48,6 +48,11 @@ test-loaded: $(STAMP)
 # eig_dk (batched eigh split over the cores, and unsplit) vs torch autograd vs a lower bound,
 # printed as ratios at 64x48, 1x64, 32x64, 32x128 and 32x256, float32 (about 70 s); then the
 # same with OpenMP's passive waiting, which frees the cores torch's own threads spin on.
+# compare on two generated runs of 50,000 records each (from the committed throughput runs):
+# its wall time and peak memory, against the target of 60 s and 2 GB.
+bench-compare: $(STAMP)
+	$(BIN)/python -m bench_cli.benchmarks.compare_scale --records 50000
+
 bench-layers: $(STAMP)
 	$(BIN)/python -m bench_cli.benchmarks.eig_dk_overhead
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m bench_cli.benchmarks.eig_dk_overhead

@@ -162,7 +162,52 @@ def run_suite(
     Raises IncompleteRun, after writing the tables, when executor tasks failed or were
     stopped: what they finished is saved, and running again measures the rest.
     """
+    check_arguments("run_suite", locals())
     return run(suite, **options_of(locals())).folder
+
+
+_PATH = (str, Path)
+_ARGUMENTS: dict[str, tuple[tuple[type, ...], str]] = {  # name: (accepted types, in words)
+    "suite": ((str, Path, spec.Suite), "a suite file, a bundled suite name or a Suite"),
+    "out": ((*_PATH, type(None)), "a folder path or None"),
+    "results": (_PATH, "a folder path"),
+    "timeout": ((int, float, type(None)), "seconds (a number) or None"),
+    "shard": ((str, type(None)), 'a share such as "1/4", or None'),
+    "executor": ((str, type(None)), '"local", "slurm" or None'),
+    "executor_options": ((dict, type(None)), "a dict or None"),
+    **{flag: ((bool,), "True or False") for flag in
+       ("resume", "isolate", "allow_mixed", "retry", "quick")},
+}  # fmt: skip
+_LISTS = {"devices": "device names, e.g. ['cpu']", "filter": "AXIS=GLOB strings, e.g. ['dim=16']"}
+
+
+def check_arguments(function: str, given: dict[str, Any]) -> None:
+    """A UserError naming the parameter for an argument of the wrong type: a string where
+    a list is meant is refused, not read letter by letter."""
+    for name, (types, words) in _ARGUMENTS.items():
+        if name not in given:
+            continue
+        value = given[name]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            raise UserError(
+                f"{function}: {name} must be {words}, got {type(value).__name__} {value!r:.60}"
+            )
+        if name == "timeout" and isinstance(value, int | float) and not value > 0:
+            raise UserError(f"{function}: timeout must be positive seconds, got {value!r}")
+    for name, words in _LISTS.items():
+        value = given.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            raise UserError(
+                f"{function}: {name} must be a list of {words}, got {type(value).__name__} "
+                f"{value!r:.60}"
+            )
+        wrong = [v for v in value if not isinstance(v, str)]
+        if wrong:
+            raise UserError(
+                f"{function}: {name} must be a list of {words}; {wrong[0]!r:.60} is not a string"
+            )
 
 
 def run(

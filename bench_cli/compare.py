@@ -59,7 +59,7 @@ from bench_cli.verdicts import (
     _noise_why,
     _open_why,
     _time_verdict,
-    bootstrap_median_ratio,
+    bootstrap_median_ratios,
 )
 
 ACCURACY_VIEWS = {
@@ -158,21 +158,46 @@ class Comparison:
 
 def _timing_row(
     label: str, method: str, metric: str, sa: np.ndarray, sb: np.ndarray, *,
-    min_effect: float, noisy: bool, note: str, why: str,
+    min_effect: float, noisy: bool, note: str, why: str, pending: list[_Pending],
 ) -> Row:  # fmt: skip
+    """A timing row, its interval and verdict settled later with every other row's
+    (:func:`_settle`: one bootstrap over all rows, not one per row)."""
     ratio = float(np.median(sb) / np.median(sa))
-    low, high = bootstrap_median_ratio(sa, sb)
-    floor = max(_dispersion(sa), _dispersion(sb))
-    verdict = _time_verdict(ratio, low, high, min_effect, floor, noisy)
-    if verdict == INCONCLUSIVE:
-        reason = (
-            (why or "a record was flagged noisy") if noisy else _open_why(ratio, low, high, floor)
-        )
-        note = f"{note}; {reason}" if note else reason
-    return Row(
-        label, method, metric, float(np.median(sa)), float(np.median(sb)), ratio, low, high,
-        verdict, note,
+    row = Row(
+        label, method, metric, float(np.median(sa)), float(np.median(sb)), ratio,
+        verdict=INCONCLUSIVE, note=note,
     )  # fmt: skip
+    pending.append(_Pending(row, sa, sb, min_effect, noisy, why))
+    return row
+
+
+@dataclass
+class _Pending:
+    """A timing row waiting for its bootstrap interval."""
+
+    row: Row
+    sa: np.ndarray
+    sb: np.ndarray
+    min_effect: float
+    noisy: bool
+    why: str
+
+
+def _settle(pending: Sequence[_Pending]) -> None:
+    """Every pending timing row's interval (one vectorised bootstrap) and verdict."""
+    intervals = bootstrap_median_ratios([(p.sa, p.sb) for p in pending])
+    for p, (low, high) in zip(pending, intervals, strict=True):
+        row, ratio = p.row, p.row.ratio or 0.0
+        floor = max(_dispersion(p.sa), _dispersion(p.sb))
+        row.low, row.high = low, high
+        row.verdict = _time_verdict(ratio, low, high, p.min_effect, floor, p.noisy)
+        if row.verdict == INCONCLUSIVE:
+            reason = (
+                (p.why or "a record was flagged noisy")
+                if p.noisy
+                else _open_why(ratio, low, high, floor)
+            )
+            row.note = f"{row.note}; {reason}" if row.note else reason
 
 
 def _label(record: Mapping[str, Any]) -> str:
@@ -335,8 +360,8 @@ def compare_runs(
     base_b = _baseline_medians(records_b, baseline, mode) if baseline else {}
     if baseline and not base_a:
         raise UserError(f"--baseline: no timings of method '{baseline}' in {a.path}")
-    timing = _Timing(mode, baseline, base_a, base_b, meta_a, meta_b, several, min_effect)
-    log_ratios: dict[str, list[float]] = {}
+    timing = _Timing(mode, baseline, base_a, base_b, meta_a, meta_b, several, min_effect, [])
+    first_rows: list[Row] = []  # each case's first timing row: the geometric means' input
     for key in shared:
         ra, rb = records_a[key], records_b[key]
         method, metric = ra["axes"]["method"], key[1]
@@ -350,10 +375,14 @@ def compare_runs(
         if metric == "time":
             rows = _time_rows(ra, rb, label, method, timing)
             result.rows += rows
-            if rows and rows[0].verdict != "?":  # noise must not read as a speed-up
-                log_ratios.setdefault(method, []).append(math.log(rows[0].ratio or 1.0))
+            first_rows += rows[:1]
         elif metric in ACCURACY_VIEWS:
             result.rows.append(_accuracy_row(ra, rb, label, method, metric, min_effect))
+    _settle(timing.pending)
+    log_ratios: dict[str, list[float]] = {}
+    for row in first_rows:
+        if row.verdict != INCONCLUSIVE:  # noise must not read as a speed-up
+            log_ratios.setdefault(row.method, []).append(math.log(row.ratio or 1.0))
     result.geomean = {m: math.exp(sum(v) / len(v)) for m, v in log_ratios.items()}
     result.geomean_rows = {m: len(v) for m, v in log_ratios.items()}
     # Changed statuses first: they matter more than any ratio.
@@ -373,6 +402,7 @@ class _Timing:
     meta_b: Mapping[str, Any]
     several: bool  # a run measured on several machines: each row names them
     min_effect: float
+    pending: list[_Pending]  # timing rows whose intervals are settled together
 
 
 def _time_rows(ra, rb, label: str, method: str, t: _Timing) -> list[Row]:
@@ -414,6 +444,7 @@ def _time_rows(ra, rb, label: str, method: str, t: _Timing) -> list[Row]:
             noisy=noisy,
             note=note,
             why=why,
+            pending=t.pending,
         )  # fmt: skip
     ]
     if not t.baseline and ratios and method != ratios[2]:
@@ -429,6 +460,7 @@ def _time_rows(ra, rb, label: str, method: str, t: _Timing) -> list[Row]:
                 noisy=bool(why),
                 note=(where if t.several else ""),
                 why=why,
+                pending=t.pending,
             )  # fmt: skip
         )
     return rows

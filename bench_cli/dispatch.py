@@ -198,6 +198,7 @@ def execute(suite: spec.Suite, options: Options, notify: Notify | None = None) -
     with folder.open_for_run(
         suite_name=suite.name, fingerprint=suite.fingerprint, suite_text=suite.text, env=env,
         provenance=code_under_test(), allow_mixed=options.allow_mixed,
+        planned={"cases": len(cases), "metrics": [m.name for m in suite.metrics]},
     ) as writer:  # fmt: skip
         _say_opening(folder, writer, say)
         try:

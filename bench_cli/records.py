@@ -192,3 +192,27 @@ THROUGHPUT = ("flops_per_s", "peak_fraction")
 
 # A timing mode of a paired-timing run: the median of its per-round ratios to the baseline.
 RATIO = "ratio_to_baseline"
+
+
+def completeness(meta: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> str | None:
+    """ "incomplete: N of M cases" for a run that has not measured every case it planned
+    (interrupted, still running, a budget spent), or None: a run folder's plan is
+    ``planned`` in run.json (a merge's) or in its latest invocation's entry. Runs made
+    before plans were recorded say nothing."""
+    plan = meta.get("planned")
+    if not isinstance(plan, dict):
+        invocations = [i for i in meta.get("invocations") or [] if isinstance(i, dict)]
+        plan = next((i["planned"] for i in reversed(invocations) if "planned" in i), None)
+    if not isinstance(plan, dict) or not isinstance(plan.get("cases"), int):
+        return None
+    metrics = set(plan.get("metrics") or [])
+    have: dict[str, set[str]] = {}
+    for case, metric in done_of(records):
+        have.setdefault(case, set()).add(metric)
+    finished = sum(metrics <= got for got in have.values())
+    if finished >= plan["cases"]:
+        return None
+    return (
+        f"incomplete: {finished} of {plan['cases']} cases have every metric (interrupted, "
+        "still running or cut short; running the same command again finishes it)"
+    )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from bench_cli import plots, spec, tables
 from bench_cli import reproduction as reproduce_mod
 from bench_cli.compare import Comparison, comparison_frame
+from bench_cli.records import completeness
 from bench_cli.store import RunFolder
 
 STYLE = """
@@ -132,6 +133,11 @@ def _run_section(folder: RunFolder) -> str:
         )
         + "</table>",
         f'<p class="note">{escape_html.escape(tables.status_summary(records))}</p>',
+        *(
+            [f'<p class="note"><b>{escape_html.escape(incomplete)}</b></p>']
+            if (incomplete := completeness(folder.meta, records))
+            else []
+        ),
     ]
     for table in tables.tables_for(records, suite.tables, list(suite.metric_names)):
         parts.append(f"<h3>{escape_html.escape(table.title)}</h3>")

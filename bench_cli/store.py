@@ -160,6 +160,7 @@ class RunFolder:
         env: dict[str, Any],
         provenance: dict[str, Any] | None = None,
         allow_mixed: bool = False,
+        planned: dict[str, Any] | None = None,
     ) -> Iterator[RunWriter]:
         """Create or resume the run; refuse a folder holding another suite or machine.
 
@@ -173,6 +174,8 @@ class RunFolder:
         invocation: dict[str, Any] = {"utc": utc_now(), "argv": sys.argv[1:], "pid": os.getpid()}
         if provenance is not None:
             invocation["provenance"] = provenance
+        if planned is not None:  # {"cases": n, "metrics": [...]}: what show calls complete
+            invocation["planned"] = planned
         created = self._create(
             suite_text,
             env,
@@ -200,6 +203,21 @@ class RunFolder:
                     writer.mixed = mixed
                     writer.invocation = len(meta["invocations"]) - 1
             yield writer
+
+    def being_written(self) -> bool:
+        """Whether a matbench process holds this run's lock now (a run, or a resume, is
+        writing it): its records are not final."""
+        try:
+            descriptor = os.open(entry(self.path, ".lock"), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False  # no lock file: nobody ever wrote through a lock here
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(descriptor)  # (closing drops a lock we took)
+        return False
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

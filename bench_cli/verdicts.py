@@ -5,7 +5,9 @@ its rounding level per metric and dtype. No torch; compare, pareto and advise us
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,24 +17,66 @@ from bench_cli.metrics import noise
 INCONCLUSIVE = "?"
 
 
+# The percentile bootstrap of a median, by ranks: a resample's median is a function of
+# which ranks of the sorted samples it drew (the middle one, or the two middle ones, of
+# the drawn ranks), whatever the values. So the drawn ranks are made once per sample
+# count and seed (rounds x n integers, sorted), and each row's resampled medians are two
+# look-ups into its sorted samples: the same distribution as resampling the values,
+# without sorting rounds x n values per row (compare on 50,000 records).
+
+
+@functools.lru_cache(maxsize=64)
+def _middle_ranks(n: int, rounds: int, seed: int, draw: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lower and upper middle ranks of ``rounds`` resamples of n ranks, drawn from
+    ``seed`` (``draw`` > 0: the draws that follow, for a second side)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(draw):
+        rng.integers(0, n, size=(rounds, n))
+    ranks = np.sort(rng.integers(0, n, size=(rounds, n)), axis=1)
+    return ranks[:, (n - 1) // 2], ranks[:, n // 2]
+
+
+def _resampled_medians(values: np.ndarray, rounds: int, seed: int, draw: int) -> np.ndarray:
+    """(rows, rounds) bootstrap medians of each row of ``values`` (rows, n)."""
+    ordered = np.sort(np.asarray(values, dtype=float), axis=-1)
+    low, high = _middle_ranks(ordered.shape[-1], rounds, seed, draw)
+    return (ordered[..., low] + ordered[..., high]) / 2
+
+
 def bootstrap_median_ratio(
     a: np.ndarray, b: np.ndarray, *, rounds: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of median(b)/median(a), resampling each side."""
-    rng = np.random.default_rng(seed)
-    ma = np.median(rng.choice(a, size=(rounds, len(a)), replace=True), axis=1)
-    mb = np.median(rng.choice(b, size=(rounds, len(b)), replace=True), axis=1)
+    return bootstrap_median_ratios([(a, b)], rounds=rounds, confidence=confidence, seed=seed)[0]
+
+
+def bootstrap_median_ratios(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, rounds: int = 2000,
+    confidence: float = 0.95, seed: int = 0,
+) -> list[tuple[float, float]]:  # fmt: skip
+    """:func:`bootstrap_median_ratio` of many (a, b) pairs at once, each as one call
+    gives it: pairs of equal sample counts are stacked and resampled together."""
+    out: list[tuple[float, float]] = [(math.nan, math.nan)] * len(pairs)
+    shapes: dict[tuple[int, int], list[int]] = {}
+    for i, (a, b) in enumerate(pairs):
+        shapes.setdefault((len(a), len(b)), []).append(i)
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(mb / ma, [tail, 100 - tail])
-    return float(low), float(high)
+    for rows in shapes.values():
+        for start in range(0, len(rows), 1000):  # 1000 rows: 2 x 16 MB of medians
+            chunk = rows[start : start + 1000]
+            ma = _resampled_medians(np.stack([pairs[i][0] for i in chunk]), rounds, seed, 0)
+            mb = _resampled_medians(np.stack([pairs[i][1] for i in chunk]), rounds, seed, 1)
+            low, high = np.percentile(mb / ma, [tail, 100 - tail], axis=1)
+            for i, lo, hi in zip(chunk, low, high, strict=True):
+                out[i] = (float(lo), float(hi))
+    return out
 
 
 def bootstrap_median(
     values: np.ndarray, *, rounds: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of median(values) (e.g. paired per-round ratios)."""
-    rng = np.random.default_rng(seed)
-    medians = np.median(rng.choice(values, size=(rounds, len(values)), replace=True), axis=1)
+    medians = _resampled_medians(np.asarray(values, dtype=float)[None, :], rounds, seed, 0)[0]
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(medians, [tail, 100 - tail])
     return float(low), float(high)

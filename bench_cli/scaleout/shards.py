@@ -44,6 +44,12 @@ def merge(folders: Sequence[RunFolder], out: Path) -> list[Path]:
     """Combine shard folders into run folders under ``out`` (one per machine key)."""
     if not folders:
         raise UserError("merge needs at least one run folder")
+    for folder in folders:
+        if folder.being_written():
+            raise UserError(
+                f"{folder.path}: a matbench process is still writing this run (its lock is "
+                "held); merge it once that run has ended"
+            )
     metas = [folder.meta for folder in folders]
     fingerprints = {(m["suite"], m["fingerprint"]) for m in metas}
     if len(fingerprints) > 1:
@@ -61,24 +67,41 @@ def merge(folders: Sequence[RunFolder], out: Path) -> list[Path]:
             raise UserError(
                 f"{target}: exists and is not empty (or not a folder); merge never overwrites"
             )
-        seen: dict[tuple[str, str], str] = {}
+        seen: dict[tuple[str, str], tuple[str, bool]] = {}  # key: (folder, all retry-marked)
         records = []
         for folder in group:
             for record in folder.records():
                 key = (record["case"], record["metric"])
-                if key in seen:
+                if key in seen and not (seen[key][1] or record.get("retry")):
                     raise UserError(
                         f"duplicate record {key[0]} {key[1]} in {folder.path} and "
-                        f"{seen[key]}: these shards overlap"
+                        f"{seen[key][0]}: these shards overlap"
                     )
-                seen[key] = str(folder.path)
+                # A record a scheduler stopped (marked retry) and its re-measurement both
+                # stay, the measurement last: it is the one every reader takes.
+                earlier = seen.get(key, ("", True))[1]
+                seen[key] = (str(folder.path), earlier and bool(record.get("retry")))
                 records.append(record)
+        records.sort(key=lambda r: not r.get("retry"))  # stable: retry-marked ones first
         first = group[0]
         meta = dict(first.meta)
         meta["merged_from"] = [str(folder.path) for folder in group]
+        plans = [_plan_of(folder.meta) for folder in group]
+        if all(plans):  # the merged run planned what its shards did together
+            meta["planned"] = {
+                "cases": sum(p["cases"] for p in plans if p),
+                "metrics": (plans[0] or {}).get("metrics", []),
+            }
         _write_whole(target, first.suite_text, first.env, meta, records)
         written.append(target)
     return written
+
+
+def _plan_of(meta: dict) -> dict | None:
+    if isinstance(meta.get("planned"), dict):
+        return meta["planned"]
+    invocations = [i for i in meta.get("invocations") or [] if isinstance(i, dict)]
+    return next((i["planned"] for i in reversed(invocations) if "planned" in i), None)
 
 
 def _write_whole(target: Path, suite_text: str, env: dict, meta: dict, records: list[dict]) -> None:
