@@ -26,12 +26,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The fast set, for the inner loop: everything not marked slow, slurm or browser.
+# Both spread the tests over one worker per core (pytest-xdist): most of the slow ones
+# wait on subprocesses, so on 2 cores the whole set takes about half as long.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not slurm and not browser"
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not slurm and not browser"
 
 # Everything (what CI runs): the slow tests, the Slurm cluster's and the browser's too.
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # Regenerate tests/golden/ (what the reading commands print for the committed runs) after
 # changing an answer on purpose; read the diff before committing it.

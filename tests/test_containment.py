@@ -13,7 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import matbench
+
+pytestmark = pytest.mark.slow  # subprocesses: make test leaves it out; make test-all runs it
 
 PLUGIN = '''
 import torch
