@@ -27,13 +27,16 @@ $(STAMP): pyproject.toml
 
 # The fast set, for the inner loop: everything not marked slow, slurm or browser.
 # Both spread the tests over one worker per core (pytest-xdist): most of the slow ones
-# wait on subprocesses, so on 2 cores the whole set takes about half as long.
+# wait on subprocesses, so on 2 cores the whole set takes about half as long. Each worker,
+# and what it starts, runs OpenMP on one thread: two workers' thread pools spinning on
+# each other's cores (and CI's busy process) made the suite slower than one worker.
+PYTEST_PARALLEL := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto -m "not slow and not slurm and not browser"
+	$(PYTEST_PARALLEL) -m "not slow and not slurm and not browser"
 
 # Everything (what CI runs): the slow tests, the Slurm cluster's and the browser's too.
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto
+	$(PYTEST_PARALLEL)
 
 # Regenerate tests/golden/ (what the reading commands print for the committed runs) after
 # changing an answer on purpose; read the diff before committing it.

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import matbench
+from tests.test_resume_after_kill import _default_sigint
 
 pytestmark = pytest.mark.slow  # make test leaves it out; make test-all runs it
 
@@ -149,7 +150,8 @@ LONG = TIME.replace("max_repeats: 10", "max_repeats: 400").replace(
 
 def test_an_interrupt_in_a_group_keeps_finished_methods_and_the_resume_completes(tmp_path):
     suite = _suite("last", ["slow_ok"], timeout=600).replace(TIME, LONG)
-    process = _run(tmp_path, suite, slow=0.3, popen=True)
+    # SIGINT's default disposition in the child (tests/test_resume_after_kill.py says why).
+    process = _run(tmp_path, suite, slow=0.3, popen=True, preexec_fn=_default_sigint)
     records = tmp_path / "run" / "records.jsonl"
     started = time.monotonic()
     # Every method's forward_error is written before the group's timing starts (slow_ok's
@@ -159,7 +161,10 @@ def test_an_interrupt_in_a_group_keeps_finished_methods_and_the_resume_completes
             break
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
-    process.communicate(timeout=120)
+    try:
+        process.communicate(timeout=120)
+    finally:
+        process.kill()  # never left running past the test
     kept = [json.loads(x) for x in records.read_text().splitlines()]
     assert {r["metric"] for r in kept} == {"forward_error"}
     assert {r["axes"]["method"] for r in kept} == {"first", "slow_ok", "last"}
