@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -39,3 +41,27 @@ def check_finite_entries(A: torch.Tensor, name: str = "A") -> None:
 def sym(A: torch.Tensor) -> torch.Tensor:
     """Symmetric part (A + Aᵀ)/2 of a batch of square matrices."""
     return 0.5 * (A + A.mT)
+
+
+def autocast_state(t: torch.Tensor) -> tuple[str, torch.dtype] | None:
+    """(device type, dtype) of the autocast region a forward runs in, or None: saved by a
+    hand-written autograd Function so that its backward runs in the same region
+    (:func:`as_in_forward`). Autograd runs backwards outside autocast, where the
+    forward's low-precision products and its float32 decompositions would meet in one
+    matmul and raise."""
+    device = t.device.type
+    try:
+        enabled = torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device)
+    except TypeError:  # torch before 2.4: per-device functions
+        cpu = device == "cpu"
+        enabled = torch.is_autocast_cpu_enabled() if cpu else torch.is_autocast_enabled()
+        dtype = torch.get_autocast_cpu_dtype() if cpu else torch.get_autocast_gpu_dtype()
+    return (device, dtype) if enabled else None
+
+
+def as_in_forward(state: tuple[str, torch.dtype] | None):
+    """Context: the autocast region the forward ran in (``autocast_state``), or nothing."""
+    if state is None:
+        return contextlib.nullcontext()
+    return torch.autocast(state[0], dtype=state[1])

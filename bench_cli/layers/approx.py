@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from bench_cli.layers._checks import sym
+from bench_cli.layers._checks import autocast_state, sym
 from bench_cli.layers.declare import LU_SOLVE, MATMUL, MATRIX_METHODS, Tuning, declare
 
 
@@ -111,7 +111,8 @@ class _NewtonSchulzAdjoint(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, ctx.iters, ctx.want, ctx.norm = inputs
+        A, ctx.iters, ctx.want, ctx.norm = inputs
+        ctx.autocast = autocast_state(A)
         _, root, c, history = output
         ctx.save_for_backward(root, c, *[t for step in history for t in step if t is not None])
         ctx.layout = [tuple(t is not None for t in step) for step in history]
@@ -123,6 +124,13 @@ class _NewtonSchulzAdjoint(torch.autograd.Function):
         history = [
             tuple(next(saved) if present else None for present in layout) for layout in ctx.layout
         ]
+        if ctx.autocast is not None:
+            # Under autocast the forward's products ran in its low dtype beside float32
+            # scalings; the adjoint's preallocated products (out=, which autocast never
+            # casts) run in that dtype too, as the forward's did.
+            low = ctx.autocast[1]
+            history = [tuple(t if t is None else t.to(low) for t in step) for step in history]
+            root, grad_out = root.to(low), grad_out.to(low)
         A_n = history[0][0]
         G = _flat(grad_out)
         sqrt = ctx.want == "sqrt"

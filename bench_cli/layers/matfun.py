@@ -35,7 +35,7 @@ import functools
 import torch
 
 from bench_cli.layers import cpu_batch
-from bench_cli.layers._checks import check_square_batch, sym
+from bench_cli.layers._checks import as_in_forward, autocast_state, check_square_batch, sym
 from bench_cli.layers.declare import (
     EIGH,
     EXACT_K,
@@ -252,16 +252,19 @@ class _DaleckiiKrein(torch.autograd.Function):
         inside = domain(eigvals, func, p, nonpositive, eps)
         out = rebuild(eigvecs, scalar_function(func, p)(inside))
         ctx.func, ctx.p, ctx.nonpositive, ctx.eps = func, p, nonpositive, eps
+        ctx.autocast = autocast_state(A)
         ctx.save_for_backward(eigvals, eigvecs, inside)
         return out
 
     @staticmethod
     def backward(ctx, grad_out, *_):
         eigvals, eigvecs, inside = ctx.saved_tensors
-        # Batched matmuls, which MKL already spreads over the cores: in this thread.
-        grad = _dk_backward(
-            eigvecs, eigvals, inside, grad_out, ctx.func, ctx.p, ctx.nonpositive, ctx.eps
-        )
+        # Batched matmuls, which MKL already spreads over the cores: in this thread; in the
+        # forward's autocast region, where it ran in one.
+        with as_in_forward(ctx.autocast):
+            grad = _dk_backward(
+                eigvecs, eigvals, inside, grad_out, ctx.func, ctx.p, ctx.nonpositive, ctx.eps
+            )
         return grad, None, None, None, None
 
 
