@@ -151,3 +151,14 @@ def test_validate_names_the_plugin_code_and_warns_of_a_folder_others_can_write(t
     os.chmod(folder, 0o777)
     done = matbench(folder, "validate", "sqrtplug.yaml")
     assert done.returncode == 0 and "can be written by every user" in done.stderr
+
+
+def test_a_cold_start_of_a_plugin_method_imports_the_plugin_in_its_fresh_process(tmp_path):
+    _write(tmp_path)
+    suite = SUITE.replace("metrics: [forward_error]", "metrics:\n  - first_call: {repeats: 1}")
+    (tmp_path / "sqrtplug.yaml").write_text(suite.replace("dim: [4, 8]", "dim: [4]"))
+    done = matbench(tmp_path, "run", "sqrtplug.yaml", "--out", "r")
+    assert done.returncode == 0, done.stderr
+    (record,) = _records(tmp_path / "r")
+    assert record["status"] == "ok", record["reason"]  # the child found mysqrt
+    assert record["value"]["fwd_s"]["samples"][0] > 0
